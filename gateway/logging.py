@@ -1,0 +1,72 @@
+"""Structured JSON logs: one line per event, one line per verdict, never content or parties."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from typing import Any
+
+import orjson
+
+from gateway.message import Message
+from gateway.privacy import PartyHasher
+from gateway.verdict import Verdict
+
+_RESERVED = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, Any] = {
+            "ts": round(record.created, 3),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        for key, value in record.__dict__.items():
+            if key not in _RESERVED and not key.startswith("_"):
+                out[key] = value
+        if record.exc_info and record.exc_info[0] is not None:
+            out["exc_type"] = record.exc_info[0].__name__
+        return orjson.dumps(out, default=str).decode()
+
+
+def setup_logging(level: str = "INFO", stream: Any = None) -> None:
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    for noisy in ("aiokafka", "uvicorn.access", "mail.log"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+verdict_log = logging.getLogger("mamori.verdict")
+
+
+def verdict_record(message: Message, verdict: Verdict, hasher: PartyHasher, ingress: str) -> dict[str, Any]:
+    """Metadata of one verdict: ids, channel, action, score, symbol names, versions, keyed
+    hashes of the parties. Shared by the verdict log line and the verdict event."""
+    return {
+        "message_id": message.id,
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(message.received_at)),
+        "ingress": ingress,
+        "channel": verdict.channel,
+        "action": verdict.action.value,
+        "score": round(verdict.score, 3),
+        "symbols": {n: round(s.score, 3) for n, s in verdict.symbols.items()},
+        "failed_checks": list(verdict.failed_checks),
+        "policy_version": verdict.policy_version,
+        "model_version": verdict.model_version,
+        "subscriber": hasher(verdict.subscriber),
+        "sender": hasher(message.sender),
+        "recipients": [hasher(r) for r in message.recipients[:50]],
+        "size": message.size,
+        "elapsed_ms": round(verdict.elapsed_ms, 3),
+    }
+
+
+def log_verdict(record: dict[str, Any]) -> None:
+    if verdict_log.isEnabledFor(logging.INFO):
+        verdict_log.info("verdict", extra={"verdict": record})

@@ -1,0 +1,256 @@
+"""The one message type for SMS and email, and the per-message scan context.
+
+Ingress adapters translate their wire protocol into a `Message`; nothing past the ingress
+knows about the wire. `ScanContext` carries what checks compute once and share (parsed MIME,
+text, URLs, results of earlier checks).
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from enum import StrEnum
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from gateway.policy import Policy
+    from gateway.verdict import CheckResult
+
+
+MIME_PARSE_LIMIT = 8 * 1024 * 1024
+
+
+class Channel(StrEnum):
+    SMS = "sms"
+    EMAIL = "email"
+
+
+@dataclass(frozen=True, slots=True)
+class Peer:
+    """The network peer that handed us the message (SMTP client, ESME, HTTP caller)."""
+
+    ip: str | None = None
+    port: int | None = None
+    helo: str | None = None
+    hostname: str | None = None
+
+
+def new_message_id() -> str:
+    return uuid.uuid4().hex
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One message, SMS or email.
+
+    - `sender`: envelope sender (MAIL FROM) or SMS originator (source_addr / sender ID).
+    - `recipients`: envelope recipients or SMS destination numbers.
+    - `subscriber`: whose protection policy applies (None: the default profile).
+    - `headers`: email header fields in order (name, value); empty for SMS.
+    - `body`: email body bytes as received (after the header block), or the SMS text as UTF-8.
+    - `protocol`: wire metadata the checks may use (SMPP TON/NPI, data coding, milter macros,
+      the authenticated account, the route).
+    """
+
+    channel: Channel
+    sender: str = ""
+    recipients: tuple[str, ...] = ()
+    subscriber: str | None = None
+    headers: tuple[tuple[str, str], ...] = ()
+    body: bytes = b""
+    peer: Peer = field(default_factory=Peer)
+    protocol: Mapping[str, str] = field(default_factory=dict)
+    id: str = field(default_factory=new_message_id)
+    received_at: float = field(default_factory=time.time)
+
+    @classmethod
+    def sms(
+        cls,
+        text: str,
+        *,
+        sender: str = "",
+        recipient: str = "",
+        subscriber: str | None = None,
+        protocol: Mapping[str, str] | None = None,
+        peer: Peer | None = None,
+        id: str | None = None,
+    ) -> Message:
+        return cls(
+            channel=Channel.SMS,
+            sender=sender,
+            recipients=(recipient,) if recipient else (),
+            subscriber=subscriber if subscriber is not None else (recipient or None),
+            body=text.encode("utf-8", "surrogatepass"),
+            protocol=dict(protocol or {}),
+            peer=peer or Peer(),
+            id=id or new_message_id(),
+        )
+
+    @classmethod
+    def email(
+        cls,
+        raw: bytes,
+        *,
+        sender: str = "",
+        recipients: Sequence[str] = (),
+        subscriber: str | None = None,
+        peer: Peer | None = None,
+        protocol: Mapping[str, str] | None = None,
+        id: str | None = None,
+    ) -> Message:
+        """Build an email message from raw RFC 5322 bytes (header block, blank line, body)."""
+        headers, body = split_header_block(raw)
+        if not sender:
+            sender = _header_value(headers, "Return-Path").strip("<> ")
+        return cls(
+            channel=Channel.EMAIL,
+            sender=sender,
+            recipients=tuple(recipients),
+            subscriber=subscriber if subscriber is not None else (recipients[0] if recipients else None),
+            headers=headers,
+            body=body,
+            peer=peer or Peer(),
+            protocol=dict(protocol or {}),
+            id=id or new_message_id(),
+        )
+
+    @property
+    def text(self) -> str:
+        """SMS text (for email use `ScanContext.text`, which decodes MIME)."""
+        return self.body.decode("utf-8", "replace")
+
+    def raw(self) -> bytes:
+        """The email as RFC 5322 bytes (headers as received, then the body)."""
+        head = b"".join(
+            f"{name}: {value}\r\n".encode("utf-8", "surrogateescape") for name, value in self.headers
+        )
+        return head + b"\r\n" + self.body
+
+    def header(self, name: str) -> str:
+        return _header_value(self.headers, name)
+
+    @property
+    def size(self) -> int:
+        return len(self.body) + sum(len(n) + len(v) + 4 for n, v in self.headers)
+
+
+def _header_value(headers: Sequence[tuple[str, str]], name: str) -> str:
+    lname = name.lower()
+    for n, v in headers:
+        if n.lower() == lname:
+            return v
+    return ""
+
+
+def split_header_block(raw: bytes) -> tuple[tuple[tuple[str, str], ...], bytes]:
+    """Split raw RFC 5322 bytes into unfolded-as-received header fields and the body.
+
+    Tolerant of LF-only line ends, a missing body, a leading mbox "From " line and garbage:
+    lines that are not header fields end the header block (as MTAs treat them).
+    """
+    if raw.startswith(b"From ") and b"\n" in raw:
+        raw = raw.split(b"\n", 1)[1]
+    headers: list[tuple[str, str]] = []
+    pos = 0
+    n = len(raw)
+    cur_name: str | None = None
+    cur_val: list[str] = []
+    while pos < n:
+        eol = raw.find(b"\n", pos)
+        if eol < 0:
+            eol = n
+        line = raw[pos:eol]
+        nxt = eol + 1
+        if line.endswith(b"\r"):
+            line = line[:-1]
+        if not line:  # blank line: end of headers
+            pos = nxt
+            break
+        if line[:1] in (b" ", b"\t") and cur_name is not None:
+            cur_val.append(line.decode("utf-8", "surrogateescape"))
+            pos = nxt
+            continue
+        colon = line.find(b":")
+        if colon <= 0 or b" " in line[:colon].strip() or colon > 200:
+            # not a header field: the body starts here
+            break
+        if cur_name is not None:
+            headers.append((cur_name, "\r\n".join(cur_val)))
+        cur_name = line[:colon].decode("ascii", "replace").strip()
+        cur_val = [line[colon + 1 :].lstrip(b" \t").decode("utf-8", "surrogateescape")]
+        pos = nxt
+    else:
+        pos = n
+    if cur_name is not None:
+        headers.append((cur_name, "\r\n".join(cur_val)))
+    return tuple(headers), raw[pos:]
+
+
+class ScanContext:
+    """Per-message state shared by the checks of one scan: parsed forms of the message,
+    the subscriber's policy, results of earlier checks, and data checks publish for their
+    dependents. Checks must not mutate the `Message`."""
+
+    def __init__(self, message: Message, policy: Policy, *, deadline: float | None = None) -> None:
+        self.message = message
+        self.policy = policy
+        self.deadline = deadline
+        self.results: dict[str, CheckResult] = {}
+        self.data: dict[str, Any] = {}
+        self.versions: dict[str, str] = {}
+        self.extra_headers: list[tuple[str, str]] = []
+
+    @property
+    def channel(self) -> Channel:
+        return self.message.channel
+
+    def time_left(self) -> float:
+        if self.deadline is None:
+            return float("inf")
+        return self.deadline - time.monotonic()
+
+    @cached_property
+    def mime(self) -> EmailMessage:
+        """The email parsed with the standard library (tolerant: defects are recorded)."""
+        raw = self.message.raw()
+        if len(raw) > MIME_PARSE_LIMIT:  # content analysis reads the head of huge mail only
+            raw = raw[:MIME_PARSE_LIMIT]
+            self.data["mime_truncated"] = True
+        parsed = email.message_from_bytes(raw, policy=email.policy.default)
+        assert isinstance(parsed, EmailMessage)
+        return parsed
+
+    @cached_property
+    def text_parts(self) -> tuple[str, str]:
+        """(plain text, html) of an email, or (SMS text, "")."""
+        if self.message.channel is Channel.SMS:
+            return self.message.text, ""
+        from gateway.mime import extract_text
+
+        return extract_text(self.mime)
+
+    @property
+    def text(self) -> str:
+        """The human-readable text: SMS text, or the email's subject plus its text parts."""
+        if self.message.channel is Channel.SMS:
+            return self.message.text
+        plain, html = self.text_parts
+        if not plain and html:
+            from gateway.mime import html_to_text
+
+            plain = html_to_text(html)
+        return plain
+
+    @cached_property
+    def urls(self) -> tuple[str, ...]:
+        """URLs found in the message text and HTML (deduplicated, in order of appearance)."""
+        from gateway.urls.extract import extract_urls
+
+        plain, html = self.text_parts
+        return tuple(u.url for u in extract_urls(plain, html=html))

@@ -1,0 +1,350 @@
+"""The scanning pipeline.
+
+Checks declare their symbols, stage and dependencies. Within a message, stages run in order
+(connect, pre, normal, post); inside a stage, checks run concurrently as far as their
+`depends_on` allows, each under its own timeout, all under one deadline. A check that raises,
+times out, is cut by the deadline, or emits an undeclared symbol yields `CHECK_FAILED` (with
+the check and the reason as options) and the scan goes on.
+
+Synchronous checks (a plain `def run`) are cheap by contract and run inline, without a task:
+that keeps the SMS path at carrier speed. Anything CPU-heavy is async and batches or uses an
+executor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from enum import IntEnum
+from typing import Any, ClassVar
+
+from gateway.errors import ConfigError
+from gateway.message import Channel, Message, ScanContext
+from gateway.metrics import CHECK_FAILURES, SCAN_SECONDS, SCANNED
+from gateway.policy import DEFAULT_POLICY, Policy, list_matches
+from gateway.scoring import Scores, load_scores
+from gateway.verdict import (
+    CHECK_FAILED,
+    Action,
+    CheckResult,
+    ScoredSymbol,
+    Symbol,
+    SymbolSpec,
+    Verdict,
+)
+
+log = logging.getLogger("mamori.pipeline")
+
+
+class Stage(IntEnum):
+    CONNECT = 0
+    PRE = 1
+    NORMAL = 2
+    POST = 3
+
+
+class Check:
+    """Base class of every check (built-in or plugin).
+
+    Subclasses set the class attributes and implement `run(ctx)` as `def` (cheap, inline) or
+    `async def`. `run` returns the symbols that hit; it must not mutate the message. Optional
+    lifecycle: `async start()` before serving, `async close()` at shutdown.
+    """
+
+    name: ClassVar[str]
+    symbols: ClassVar[tuple[SymbolSpec, ...]] = ()
+    stage: ClassVar[Stage] = Stage.NORMAL
+    depends_on: ClassVar[tuple[str, ...]] = ()
+    channels: ClassVar[frozenset[Channel]] = frozenset(Channel)
+    timeout: float | None = None  # None: the pipeline default
+
+    def run(self, ctx: ScanContext) -> Sequence[Symbol] | Awaitable[Sequence[Symbol]]:
+        raise NotImplementedError
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+
+PluginFactory = Callable[[Any], Iterable[Check]]
+
+
+class Pipeline:
+    def __init__(
+        self,
+        checks: Sequence[Check],
+        scores: Scores | None = None,
+        *,
+        deadline: float = 5.0,
+        check_timeout: float = 2.0,
+        check_timeouts: Mapping[str, float] | None = None,
+    ) -> None:
+        self.checks = _order(checks)
+        self.by_name = {c.name: c for c in self.checks}
+        self.specs: dict[str, SymbolSpec] = {}
+        self._declared: dict[str, frozenset[str]] = {}
+        for c in self.checks:
+            for spec in c.symbols:
+                if spec.name in self.specs and self.specs[spec.name] != spec:
+                    raise ConfigError(f"symbol {spec.name} declared twice with different specs")
+                self.specs[spec.name] = spec
+            self._declared[c.name] = frozenset(s.name for s in c.symbols)
+        self.scores = scores or load_scores(self.specs.values())
+        self.deadline = deadline
+        self.timeouts = {
+            c.name: (check_timeouts or {}).get(c.name, c.timeout or check_timeout) for c in self.checks
+        }
+        self._is_async = {c.name: inspect.iscoroutinefunction(c.run) for c in self.checks}
+        self._stages: dict[Channel, tuple[tuple[Check, ...], ...]] = {
+            ch: tuple(
+                t
+                for t in (
+                    tuple(c for c in self.checks if ch in c.channels and c.stage == st)
+                    for st in Stage
+                )
+                if t
+            )
+            for ch in Channel
+        }
+
+    async def start(self) -> None:
+        for c in self.checks:
+            await c.start()
+
+    async def close(self) -> None:
+        for c in self.checks:
+            try:
+                await c.close()
+            except Exception:
+                log.exception("check %s failed to close", c.name)
+
+    # -- running -----------------------------------------------------------------------
+
+    async def scan(self, message: Message, policy: Policy | None = None) -> Verdict:
+        """Run every applicable check on the message and decide for `policy`."""
+        t0 = time.monotonic()
+        policy = policy or DEFAULT_POLICY
+        ctx = ScanContext(message, policy, deadline=t0 + self.deadline)
+        await self.run_checks(ctx)
+        verdict = self.decide(ctx, policy, elapsed=time.monotonic() - t0)
+        SCANNED.labels(message.channel.value, verdict.action.value).inc()
+        SCAN_SECONDS.labels(message.channel.value).observe(time.monotonic() - t0)
+        return verdict
+
+    async def run_checks(self, ctx: ScanContext) -> None:
+        for stage_checks in self._stages[ctx.message.channel]:
+            pending: dict[str, asyncio.Task[CheckResult]] = {}
+            for check in stage_checks:
+                deps = [pending[d] for d in check.depends_on if d in pending]
+                if not deps and not self._is_async[check.name]:
+                    self._record(ctx, self._run_sync(check, ctx))
+                    continue
+                pending[check.name] = asyncio.ensure_future(self._run_async(check, ctx, deps))
+            if pending:
+                await self._settle(ctx, pending)
+
+    async def _settle(self, ctx: ScanContext, pending: dict[str, asyncio.Task[CheckResult]]) -> None:
+        done, not_done = await asyncio.wait(pending.values(), timeout=max(ctx.time_left(), 0.0))
+        for task in not_done:
+            task.cancel()
+        if not_done:
+            await asyncio.gather(*not_done, return_exceptions=True)
+        for name, task in pending.items():
+            if task in done and not task.cancelled() and task.exception() is None:
+                self._record(ctx, task.result())
+            else:
+                self._record(ctx, CheckResult(name, error="deadline"))
+
+    def _run_sync(self, check: Check, ctx: ScanContext) -> CheckResult:
+        t = time.perf_counter()
+        try:
+            if ctx.time_left() <= 0:
+                return CheckResult(check.name, error="deadline")
+            out = check.run(ctx)
+            assert not inspect.isawaitable(out)
+            return self._validate(check, out, time.perf_counter() - t)
+        except Exception as exc:
+            return self._failure(check, exc, time.perf_counter() - t)
+
+    async def _run_async(
+        self, check: Check, ctx: ScanContext, deps: list[asyncio.Task[CheckResult]]
+    ) -> CheckResult:
+        if deps:
+            await asyncio.wait(deps)
+        t = time.perf_counter()
+        timeout = min(self.timeouts[check.name], max(ctx.time_left(), 0.0))
+        try:
+            out = check.run(ctx)
+            if inspect.isawaitable(out):
+                async with asyncio.timeout(timeout):
+                    out = await out
+            return self._validate(check, out, time.perf_counter() - t)
+        except TimeoutError:
+            return CheckResult(check.name, error=f"timeout after {timeout:.3f}s",
+                               elapsed=time.perf_counter() - t)
+        except Exception as exc:
+            return self._failure(check, exc, time.perf_counter() - t)
+
+    def _validate(self, check: Check, out: Any, elapsed: float) -> CheckResult:
+        symbols = tuple(out or ())
+        declared = self._declared[check.name]
+        for s in symbols:
+            if not isinstance(s, Symbol) or s.name not in declared:
+                name = getattr(s, "name", repr(s))
+                return CheckResult(check.name, error=f"undeclared symbol {name}", elapsed=elapsed)
+        return CheckResult(check.name, symbols, elapsed=elapsed)
+
+    @staticmethod
+    def _failure(check: Check, exc: BaseException, elapsed: float) -> CheckResult:
+        log.warning("check %s failed: %s", check.name, type(exc).__name__,
+                    exc_info=log.isEnabledFor(logging.DEBUG))
+        return CheckResult(check.name, error=type(exc).__name__, elapsed=elapsed)
+
+    @staticmethod
+    def _record(ctx: ScanContext, result: CheckResult) -> None:
+        ctx.results[result.check] = result
+        if result.error is not None:
+            CHECK_FAILURES.labels(result.check).inc()
+
+    # -- deciding ------------------------------------------------------------------------
+
+    def decide(self, ctx: ScanContext, policy: Policy, *, elapsed: float = 0.0) -> Verdict:
+        """Turn the check results into a verdict for one policy (reusable per recipient)."""
+        scores = self.scores
+        symbols: dict[str, ScoredSymbol] = {}
+        failed: list[str] = []
+        total = 0.0
+        for result in ctx.results.values():
+            if result.error is not None:
+                failed.append(result.check)
+                prev = symbols.get(CHECK_FAILED)
+                opts = (*(prev.options if prev else ()), f"{result.check}: {result.error}")
+                w = scores.weight(CHECK_FAILED)
+                symbols[CHECK_FAILED] = ScoredSymbol(
+                    CHECK_FAILED, w * len(opts), opts, self.specs.get(CHECK_FAILED, _CF).description
+                )
+                continue
+            for s in result.symbols:
+                weight = policy.weights.get(s.name, scores.weight(s.name))
+                score = weight * s.factor
+                spec = self.specs[s.name]
+                if s.name in symbols:  # the same symbol twice: keep the stronger, merge options
+                    old = symbols[s.name]
+                    score = max(score, old.score)
+                    opts = old.options + tuple(o for o in s.options if o not in old.options)
+                    symbols[s.name] = ScoredSymbol(s.name, score, opts, spec.description)
+                else:
+                    symbols[s.name] = ScoredSymbol(s.name, score, s.options, spec.description)
+        total = sum(s.score for s in symbols.values())
+        multiplier = policy.threshold_multiplier(scores.strength)
+        action = scores.action_for(total, multiplier)
+        reason = ""
+        for name in symbols:
+            forced = scores.force_actions.get(name)
+            if forced is not None and forced.severity > action.severity:
+                action, reason = forced, name
+        if not policy.protection and action is not Action.ACCEPT:
+            action, reason = Action.ACCEPT, "protection off"
+        # thresholds as applied to this policy, for explanations
+        thresholds = {a.value: round(t * multiplier, 3) for a, t in scores.thresholds.items()}
+        return Verdict(
+            message_id=ctx.message.id,
+            channel=ctx.message.channel.value,
+            action=action,
+            score=total,
+            symbols=symbols,
+            thresholds=thresholds,
+            subscriber=policy.subscriber,
+            policy_version=policy.version,
+            model_version=ctx.versions.get("model"),
+            versions=dict(ctx.versions),
+            failed_checks=tuple(failed),
+            headers=tuple(ctx.extra_headers),
+            elapsed_ms=elapsed * 1000.0,
+            reason=reason,
+        )
+
+
+_CF = SymbolSpec(CHECK_FAILED, "pipeline", "a check failed or timed out", 0.0)
+
+
+def _order(checks: Sequence[Check]) -> list[Check]:
+    """Order checks by stage, then topologically by depends_on; refuse cycles and unknowns."""
+    names = {c.name for c in checks}
+    if len(names) != len(checks):
+        raise ConfigError("two checks share a name")
+    for c in checks:
+        for d in c.depends_on:
+            if d not in names:
+                raise ConfigError(f"check {c.name} depends on unknown check {d}")
+    by_name = {c.name: c for c in checks}
+    out: list[Check] = []
+    state: dict[str, int] = {}
+
+    def visit(c: Check) -> None:
+        st = state.get(c.name)
+        if st == 2:
+            return
+        if st == 1:
+            raise ConfigError(f"dependency cycle through check {c.name}")
+        state[c.name] = 1
+        for d in c.depends_on:
+            dep = by_name[d]
+            if dep.stage > c.stage:
+                raise ConfigError(f"check {c.name} depends on {d}, which runs in a later stage")
+            visit(dep)
+        state[c.name] = 2
+        out.append(c)
+
+    for c in sorted(checks, key=lambda c: (c.stage, c.name)):
+        visit(c)
+    # stable by stage: dependencies are never in a later stage, so this keeps topo order
+    out.sort(key=lambda c: c.stage)
+    return out
+
+
+# -- the built-in policy check -----------------------------------------------------------
+
+
+class PolicyListsCheck(Check):
+    """The subscriber's own allow and block lists (numbers, sender IDs, domains, addresses)."""
+
+    name = "policy_lists"
+    stage = Stage.PRE
+    symbols = (
+        SymbolSpec("POLICY_ALLOWLIST", "policy", "the sender is on the subscriber's allow list"),
+        SymbolSpec("POLICY_BLOCKLIST", "policy", "the sender is on the subscriber's block list"),
+    )
+
+    def run(self, ctx: ScanContext) -> list[Symbol]:
+        p = ctx.policy
+        if not p.allow and not p.block:
+            return []
+        m = ctx.message
+        parties = [m.sender]
+        if m.channel is Channel.EMAIL:
+            parties.append(_addr(m.header("From")))
+        out: list[Symbol] = []
+        for party in parties:
+            hit = list_matches(p.block, party)
+            if hit:
+                out.append(Symbol("POLICY_BLOCKLIST", 1.0, (hit,)))
+                break
+        else:
+            for party in parties:
+                hit = list_matches(p.allow, party)
+                if hit:
+                    out.append(Symbol("POLICY_ALLOWLIST", 1.0, (hit,)))
+                    break
+        return out
+
+
+def _addr(value: str) -> str:
+    if "<" in value and ">" in value:
+        return value[value.rfind("<") + 1 : value.rfind(">")]
+    return value.strip()

@@ -1,0 +1,122 @@
+"""Per-subscriber protection policy.
+
+Every subscriber has the default profile without any setup: free, on, blocking fraud.
+The policy is a frozen value; stores return it, the pipeline reads it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, replace
+from enum import StrEnum
+from typing import Any
+
+import orjson
+
+
+class Strength(StrEnum):
+    LOW = "low"
+    STANDARD = "standard"
+    HIGH = "high"
+
+
+class OnBlock(StrEnum):
+    QUARANTINE = "quarantine"  # keep a recoverable copy for the configured period
+    DROP = "drop"
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    subscriber: str | None = None
+    protection: bool = True
+    strength: Strength = Strength.STANDARD
+    block_international: bool = False
+    block_url_unknown_senders: bool = False
+    block_spoofed: bool = True
+    honour_dmarc: bool = True
+    youth: bool = False
+    on_block: OnBlock = OnBlock.QUARANTINE
+    allow: frozenset[str] = frozenset()
+    block: frozenset[str] = frozenset()
+    contacts: frozenset[str] = frozenset()
+    weights: Mapping[str, float] = field(default_factory=dict)
+    updated_at: float = 0.0
+
+    @property
+    def is_default(self) -> bool:
+        return replace(self, subscriber=None, updated_at=0.0) == DEFAULT_POLICY
+
+    @property
+    def version(self) -> str:
+        """A short, stable digest of the settings (not of the subscriber id)."""
+        if self.is_default:
+            return "default"
+        data = self.to_json()
+        data.pop("subscriber", None)
+        data.pop("updated_at", None)
+        return hashlib.sha256(orjson.dumps(data, option=orjson.OPT_SORT_KEYS)).hexdigest()[:12]
+
+    def threshold_multiplier(self, strength_table: Mapping[str, float]) -> float:
+        m = strength_table.get(self.strength.value, 1.0)
+        if self.youth:
+            m *= strength_table.get("youth", 1.0)
+        return m
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        for key in ("allow", "block", "contacts"):
+            d[key] = sorted(d[key])
+        d["strength"] = self.strength.value
+        d["on_block"] = self.on_block.value
+        d["weights"] = dict(self.weights)
+        return d
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Policy:
+        kw: dict[str, Any] = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        for key in ("allow", "block", "contacts"):
+            if key in kw:
+                kw[key] = frozenset(kw[key] or ())
+        if "strength" in kw:
+            kw["strength"] = Strength(kw["strength"])
+        if "on_block" in kw:
+            kw["on_block"] = OnBlock(kw["on_block"])
+        if "weights" in kw:
+            kw["weights"] = dict(kw["weights"] or {})
+        return cls(**kw)
+
+    def for_subscriber(self, subscriber: str | None) -> Policy:
+        return replace(self, subscriber=subscriber)
+
+
+DEFAULT_POLICY = Policy()
+
+
+def normalise_party(value: str) -> str:
+    """Normalise a phone number, sender ID, address or domain for list matching."""
+    v = value.strip().lower()
+    if v.startswith("<") and v.endswith(">"):
+        v = v[1:-1]
+    if v and (v[0] == "+" or v[0].isdigit()) and "@" not in v:
+        v = "+" + "".join(ch for ch in v if ch.isdigit()) if v[0] == "+" else "".join(
+            ch for ch in v if ch.isdigit()
+        )
+    return v
+
+
+def list_matches(entries: frozenset[str], party: str) -> str | None:
+    """The entry of an allow/block list that matches `party` (exact, domain of an address,
+    or a parent domain), or None."""
+    if not entries or not party:
+        return None
+    p = normalise_party(party)
+    if p in entries:
+        return p
+    domain = p.rsplit("@", 1)[1] if "@" in p else p
+    parts = domain.split(".")
+    for i in range(len(parts) - 1):
+        cand = ".".join(parts[i:])
+        if cand in entries:
+            return cand
+    return None

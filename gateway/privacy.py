@@ -1,0 +1,49 @@
+"""Keyed hashing of parties (phone numbers, addresses) wherever they leave the process.
+
+HMAC-SHA256 with a secret key (MAMORI_HASH_KEY, or a random key generated once and kept in
+MAMORI_DATA_DIR/hash.key with mode 0600). The same party hashes the same way across replicas
+that share the key, so a data platform can join on it without learning the number.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import secrets
+from pathlib import Path
+
+from gateway.policy import normalise_party
+
+_PREFIX = "h1:"
+
+
+class PartyHasher:
+    def __init__(self, key: bytes) -> None:
+        if len(key) < 16:
+            raise ValueError("hash key must be at least 16 bytes")
+        self._key = key
+
+    def __call__(self, party: str | None) -> str | None:
+        if not party:
+            return None
+        digest = hmac.new(self._key, normalise_party(party).encode("utf-8"), hashlib.sha256)
+        return _PREFIX + digest.hexdigest()[:32]
+
+    @classmethod
+    def from_settings(cls, hash_key: str, data_dir: Path) -> PartyHasher:
+        if hash_key:
+            return cls(hash_key.encode("utf-8").ljust(16, b"\0"))
+        path = data_dir / "hash.key"
+        try:
+            return cls(bytes.fromhex(path.read_text().strip()))
+        except (OSError, ValueError):
+            pass
+        data_dir.mkdir(parents=True, exist_ok=True)
+        key = secrets.token_bytes(32)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.write(fd, key.hex().encode())
+        finally:
+            os.close(fd)
+        return cls(key)

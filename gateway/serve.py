@@ -1,0 +1,63 @@
+"""`mamori serve`: start the gateway runtime and every ingress whose listen address is set."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import logging
+import signal
+from typing import Protocol
+
+from gateway.cli import module_exists
+from gateway.config import Settings
+from gateway.runtime import Gateway
+
+log = logging.getLogger("mamori.serve")
+
+
+class Service(Protocol):
+    name: str
+
+    async def stop(self) -> None: ...
+
+
+# Each module exposes `async def start(gw: Gateway) -> Service | None` (None: switched off).
+INGRESS_MODULES = (
+    "gateway.api.server",
+    "gateway.ingress.smtp",
+    "gateway.ingress.milter",
+    "gateway.ingress.smpp",
+)
+
+
+async def run(settings: Settings, *, ready: asyncio.Event | None = None,
+              stop: asyncio.Event | None = None) -> None:
+    gw = Gateway.create(settings)
+    await gw.start()
+    services: list[Service] = []
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(sig, stop.set)
+    try:
+        for modname in INGRESS_MODULES:
+            if not module_exists(modname):
+                continue  # this build does not have that ingress
+            mod = importlib.import_module(modname)
+            svc = await mod.start(gw)
+            if svc is not None:
+                services.append(svc)
+        log.info("mamori serving", extra={"services": [s.name for s in services]})
+        if ready is not None:
+            ready.set()
+        await stop.wait()
+    finally:
+        log.info("mamori stopping")
+        for svc in reversed(services):
+            try:
+                await svc.stop()
+            except Exception:
+                log.exception("service %s failed to stop", svc.name)
+        await gw.close()

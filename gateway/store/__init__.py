@@ -1,0 +1,1 @@
+"""Storage: policy, audit and quarantine (SQLite embedded default, PostgreSQL at scale)."""

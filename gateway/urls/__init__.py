@@ -1,0 +1,1 @@
+"""Fraud URL intelligence: extraction, canonicalisation, list index, lookalike detection."""
