@@ -38,13 +38,16 @@ class Gateway:
     def create(cls, settings: Settings, *, env: PluginEnv | None = None,
                events: EventSink | None = None, policies: PolicyStore | None = None) -> Gateway:
         env = env or PluginEnv(settings)
-        pipeline = build_pipeline(settings, env)
         data = settings.data_dir
         if policies is None:
             policies = CachedPolicyStore(SqlitePolicyStore(data / "mamori.sqlite3"))
         if events is None:
             events = FileEventSink(data / "events")
         hasher = PartyHasher.from_settings(settings.hash_key, data)
+        # shared with check factories (e.g. the DMARC check emits report data as events)
+        env.resources.setdefault("events", events)
+        env.resources.setdefault("hasher", hasher)
+        pipeline = build_pipeline(settings, env)
         return cls(settings, pipeline, policies, events, hasher, env)
 
     async def start(self) -> None:
