@@ -47,8 +47,21 @@ class MilterSettings(BaseModel):
     default_action: Literal["tempfail", "accept"] = Field(
         "tempfail", description="what mamori answers when it fails itself"
     )
-    max_body_size: int = Field(50 * 1024 * 1024, description="bytes of body kept for scanning")
+    max_body_size: int = Field(
+        10 * 1024 * 1024, description="bytes of body kept for scanning; the rest passes unscanned"
+    )
     timeout: float = Field(8.0, description="seconds a scan may take, inside Postfix's milter timeouts")
+    max_connections: int = Field(2000, description="concurrent MTA connections; more get tempfail")
+    max_inflight: int = Field(64, description="scans running at once; more wait (back-pressure)")
+    queue_timeout: float = Field(2.0, description="seconds a message waits for a scan slot, then tempfail")
+    idle_timeout: float = Field(900.0, description="seconds without a packet before the connection closes")
+    socket_mode: str = Field("0660", description="octal permissions of a unix: socket")
+    reject_reply: str = Field(
+        "550 5.7.1 Message rejected as spam or fraud by mamori", description="SMTP reply to rejected mail"
+    )
+    tempfail_reply: str = Field(
+        "451 4.7.1 Message deferred by mamori, try again later", description="SMTP reply to soft-rejected mail"
+    )
 
 
 class SmppSettings(BaseModel):

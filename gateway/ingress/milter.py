@@ -1,0 +1,511 @@
+"""Milter ingress: mamori as a Sendmail/Postfix mail filter (milter protocol version 6).
+
+The MTA connects over TCP (`MAMORI_MILTER__LISTEN=127.0.0.1:8891`) or a UNIX socket
+(`unix:/run/mamori/milter.sock`), hands over connection, HELO, envelope, headers and body, and
+at end of message gets the actions: header changes, recipient removals, quarantine, then one
+final reply (accept, tempfail, or reject with our reply code).
+
+Per-recipient policy (docs/milter.md explains the choice): every recipient's policy is looked
+up; the checks run once per distinct set of check-relevant policy settings and the verdict is
+decided per distinct policy. The transaction takes the mildest recipient action; recipients
+whose own verdict is stricter are removed (SMFIR_DELRCPT) and their copy goes through the
+verdict hooks (the quarantine store), so nobody gets mail their policy blocks and nobody else
+loses mail because of someone else's policy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import os
+import stat
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from gateway.config import MilterSettings, parse_hostport
+from gateway.errors import ConfigError
+from gateway.ingress import milter_codec as mc
+from gateway.message import Channel, Message, Peer, ScanContext
+from gateway.metrics import INFLIGHT, INGRESS_ERRORS, SCAN_SECONDS, SCANNED
+from gateway.policy import Policy
+from gateway.runtime import Gateway
+from gateway.verdict import Action, Verdict
+
+log = logging.getLogger("mamori.milter")
+
+INGRESS = "milter"
+
+# what we may do at end of message
+WANTED_ACTIONS = mc.SMFIF_ADDHDRS | mc.SMFIF_CHGHDRS | mc.SMFIF_DELRCPT | mc.SMFIF_QUARANTINE
+# steps we do not need a reply slot for: header fields come in many small packets
+WANTED_PROTOCOL = mc.SMFIP_NR_HDR | mc.SMFIP_SKIP
+
+# fixed replies (the peer never sees exception text)
+SMTP_451_FAILURE = "451 4.3.0 Temporary failure in mail filter, try again later"
+SMTP_451_BUSY = "451 4.3.2 Mail filter busy, try again later"
+
+HEADER_ACTION = "X-Mamori-Action"
+HEADER_SCORE = "X-Mamori-Score"
+HEADER_SYMBOLS = "X-Mamori-Symbols"
+OUR_HEADER_PREFIX = "x-mamori-"
+MAX_HEADER_BYTES = 1024 * 1024  # header block kept for scanning
+MAX_SYMBOLS_HEADER = 900  # characters of X-Mamori-Symbols (one header line stays < 998)
+
+# policy fields that checks read (the rest only changes the decision): recipients whose
+# policies agree on these share one run of the checks
+CHECK_FIELDS = (
+    "allow", "block", "contacts", "block_international", "block_url_unknown_senders",
+    "block_spoofed", "honour_dmarc",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The verdict for one group of recipients sharing a policy."""
+
+    recipients: tuple[str, ...]
+    policy: Policy
+    verdict: Verdict
+
+
+@dataclass
+class Outcome:
+    """What to send at end of message: modifications, then one final reply."""
+
+    final: bytes  # SMFIR_ACCEPT, SMFIR_TEMPFAIL or SMFIR_REPLYCODE
+    reply: str = ""
+    headers: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+    delete_recipients: list[str] = dataclasses.field(default_factory=list)
+    quarantine: str | None = None
+
+
+class MilterService:
+    name = "milter"
+
+    def __init__(self, gw: Gateway, settings: MilterSettings | None = None) -> None:
+        self.gw = gw
+        self.settings = settings or gw.settings.milter
+        self.server: asyncio.Server | None = None
+        self.sessions: set[asyncio.Task[None]] = set()
+        self.scan_slots = asyncio.Semaphore(max(1, self.settings.max_inflight))
+        self.waiting = 0
+        self._unix_path: Path | None = None
+
+    @property
+    def address(self) -> str:
+        """The bound address (host:port, with the real port when 0 was asked, or unix:path)."""
+        if self._unix_path is not None:
+            return f"unix:{self._unix_path}"
+        assert self.server is not None
+        host, port = self.server.sockets[0].getsockname()[:2]
+        return f"{host}:{port}"
+
+    async def start(self) -> None:
+        listen = self.settings.listen.strip()
+        limit = mc.MAX_PACKET + 16
+        if listen.startswith("unix:"):
+            path = Path(listen[5:])
+            if path.exists() or path.is_symlink():
+                if not stat.S_ISSOCK(path.lstat().st_mode):
+                    raise ConfigError(f"milter socket path {path} exists and is not a socket")
+                path.unlink()  # stale socket of an earlier run
+            try:
+                mode = int(self.settings.socket_mode, 8)
+            except ValueError:
+                raise ConfigError(f"invalid milter socket_mode {self.settings.socket_mode!r}") from None
+            self.server = await asyncio.start_unix_server(self._handle, path=str(path), limit=limit)
+            os.chmod(path, mode)
+            self._unix_path = path
+        else:
+            host, port = _hostport(listen.removeprefix("inet:"))
+            self.server = await asyncio.start_server(self._handle, host, port, limit=limit,
+                                                     backlog=1024)
+        log.info("milter listening", extra={"address": self.address})
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            self.server.close()
+        for task in list(self.sessions):
+            task.cancel()
+        if self.sessions:
+            await asyncio.gather(*self.sessions, return_exceptions=True)
+        if self.server is not None:
+            await self.server.wait_closed()
+        if self._unix_path is not None:
+            with contextlib.suppress(FileNotFoundError):
+                self._unix_path.unlink()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self.sessions.add(task)
+        try:
+            await Session(self, reader, writer).run()
+        except asyncio.CancelledError:
+            pass
+        finally:
+            self.sessions.discard(task)
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+
+    # -- back-pressure -----------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def scan_slot(self):  # type: ignore[no-untyped-def]
+        """A slot among `max_inflight` scans, waited for at most `queue_timeout` seconds;
+        raises TimeoutError when none frees up (the caller tempfails)."""
+        self.waiting += 1
+        try:
+            async with asyncio.timeout(self.settings.queue_timeout):
+                await self.scan_slots.acquire()
+        finally:
+            self.waiting -= 1
+        INFLIGHT.labels(INGRESS).inc()
+        try:
+            yield
+        finally:
+            INFLIGHT.labels(INGRESS).dec()
+            self.scan_slots.release()
+
+    # -- scanning and deciding -----------------------------------------------------------
+
+    async def decide(self, message: Message) -> list[Decision]:
+        """Verdicts per distinct recipient policy; checks run once per check-relevant policy."""
+        gw = self.gw
+        rcpts = list(dict.fromkeys(message.recipients)) or [""]
+        policies = await asyncio.gather(*(gw.policy_for(r or None) for r in rcpts))
+        groups: dict[str, list[str]] = {}
+        by_version: dict[str, Policy] = {}
+        for rcpt, policy in zip(rcpts, policies, strict=True):
+            groups.setdefault(policy.version, []).append(rcpt)
+            by_version.setdefault(policy.version, policy)
+        if len(groups) == 1:  # the common case: one policy for the whole transaction
+            (version, members), = groups.items()
+            verdict = await gw.process(message, INGRESS, by_version[version])
+            return [Decision(tuple(r for r in members if r), by_version[version], verdict)]
+
+        t0 = time.monotonic()
+        contexts: dict[tuple[object, ...], ScanContext] = {}
+        first: ScanContext | None = None
+        for version in groups:
+            policy = by_version[version]
+            key = tuple(getattr(policy, f) for f in CHECK_FIELDS)
+            if key in contexts:
+                continue
+            ctx = ScanContext(message, policy, deadline=t0 + gw.pipeline.deadline)
+            if first is not None:  # share the parsed forms of the message
+                for attr in ("mime", "text_parts", "urls"):
+                    if attr in first.__dict__:
+                        ctx.__dict__[attr] = first.__dict__[attr]
+            await gw.pipeline.run_checks(ctx)
+            first = first or ctx
+            contexts[key] = ctx
+        decisions: list[Decision] = []
+        for n, (version, members) in enumerate(groups.items()):
+            policy = by_version[version]
+            ctx = contexts[tuple(getattr(policy, f) for f in CHECK_FIELDS)]
+            verdict = gw.pipeline.decide(ctx, policy, elapsed=time.monotonic() - t0)
+            # each group is its own copy of the message (own id, own recipients)
+            copy = dataclasses.replace(message, id=f"{message.id}-{n}", recipients=tuple(members),
+                                       subscriber=policy.subscriber or members[0] or None)
+            verdict = dataclasses.replace(verdict, message_id=copy.id)
+            SCANNED.labels(Channel.EMAIL.value, verdict.action.value).inc()
+            SCAN_SECONDS.labels(Channel.EMAIL.value).observe(time.monotonic() - t0)
+            gw.record(copy, verdict, INGRESS)
+            for hook in gw.hooks:
+                try:
+                    await hook(copy, verdict, INGRESS)
+                except Exception:
+                    log.exception("verdict hook failed")
+            decisions.append(Decision(tuple(r for r in members if r), policy, verdict))
+        return decisions
+
+    def outcome(self, decisions: Sequence[Decision], actions: int, ref: str) -> Outcome:
+        """Turn per-recipient decisions into milter actions (see the module docstring)."""
+        s = self.settings
+        mildest = min(decisions, key=lambda d: d.verdict.action.severity)
+        action = mildest.verdict.action
+        if action is Action.QUARANTINE and not actions & mc.SMFIF_QUARANTINE:
+            action = Action.REJECT  # the MTA cannot hold mail: refuse rather than deliver
+        stricter = [d for d in decisions if d.verdict.action.severity > action.severity]
+        if action in (Action.REJECT, Action.SOFT_REJECT):
+            code = s.reject_reply if action is Action.REJECT else s.tempfail_reply
+            return Outcome(mc.SMFIR_REPLYCODE, reply=f"{code} (ref {ref})")
+        if stricter and not actions & mc.SMFIF_DELRCPT:
+            # cannot take single recipients out: let the client retry later rather than
+            # deliver to someone whose policy blocks the message
+            return Outcome(mc.SMFIR_REPLYCODE, reply=f"{s.tempfail_reply} (ref {ref})")
+        # the verdict shown in the headers: the strictest among those who get the message
+        shown = max((d for d in decisions if d.verdict.action.severity <= action.severity),
+                    key=lambda d: d.verdict.action.severity)
+        out = Outcome(mc.SMFIR_ACCEPT, headers=mamori_headers(shown.verdict))
+        out.delete_recipients = [r for d in stricter for r in d.recipients]
+        if action is Action.QUARANTINE:
+            out.quarantine = f"mamori quarantine ref {ref}"
+        return out
+
+
+def _hostport(value: str) -> tuple[str, int]:
+    """host:port; port 0 (any free port, for tests) is allowed here."""
+    host, _, port = value.rpartition(":")
+    if port == "0":
+        return host.strip("[]") or "127.0.0.1", 0
+    return parse_hostport(value)
+
+
+def mamori_headers(verdict: Verdict) -> list[tuple[str, str]]:
+    symbols = sorted(verdict.symbols.values(), key=lambda s: (-abs(s.score), s.name))
+    listed: list[str] = []
+    size = 0
+    for sym in symbols:
+        item = f"{sym.name}({sym.score:.2f})"
+        if size + len(item) + 2 > MAX_SYMBOLS_HEADER:
+            listed.append("...")
+            break
+        listed.append(item)
+        size += len(item) + 2
+    return [
+        *verdict.headers,
+        (HEADER_ACTION, verdict.action.value),
+        (HEADER_SCORE, f"{verdict.score:.2f}"),
+        (HEADER_SYMBOLS, ", ".join(listed) or "none"),
+    ]
+
+
+class Session:
+    """One MTA connection: negotiation, then any number of SMTP sessions and transactions."""
+
+    def __init__(self, service: MilterService, reader: asyncio.StreamReader,
+                 writer: asyncio.StreamWriter) -> None:
+        self.service = service
+        self.settings = service.settings
+        self.reader = reader
+        self.writer = writer
+        self.actions = 0
+        self.protocol = 0
+        self.refused = False  # over the connection limit: tempfail the SMTP session
+        self._reset_connection()
+
+    # -- state ---------------------------------------------------------------------------
+
+    def _reset_connection(self, *, keep_macros: bool = False) -> None:
+        if not keep_macros:  # macros for CONNECT arrive just before it
+            self.conn_macros: dict[str, str] = {}
+        self.peer = Peer()
+        self._reset_message()
+
+    def _reset_message(self, *, keep_macros: bool = False) -> None:
+        if not keep_macros:  # macros for MAIL arrive just before it
+            self.msg_macros: dict[str, str] = {}
+        self.sender = ""
+        self.recipients: list[str] = []
+        self.headers: list[tuple[str, str]] = []
+        self.header_bytes = 0
+        self.own_headers: dict[str, int] = {}  # X-Mamori-* fields the client sent, by lower name
+        self.body = bytearray()
+        self.truncated = False
+
+    # -- I/O -----------------------------------------------------------------------------
+
+    async def _send(self, *packets: bytes) -> None:
+        self.writer.write(b"".join(packets))
+        await self.writer.drain()
+
+    async def _reply(self, cmd: bytes, packet: bytes = mc.CONTINUE) -> None:
+        flag = mc.NO_REPLY_FLAG.get(cmd)
+        if flag and self.protocol & flag:
+            return
+        await self._send(packet)
+
+    def _error(self, kind: str) -> None:
+        INGRESS_ERRORS.labels(INGRESS, kind).inc()
+
+    async def run(self) -> None:
+        idle = self.settings.idle_timeout
+        try:
+            while True:
+                async with asyncio.timeout(idle):
+                    pkt = await mc.read_packet(self.reader)
+                if pkt is None:
+                    return
+                if not await self._dispatch(*pkt):
+                    return
+        except mc.MilterProtocolError as exc:
+            self._error("protocol")
+            log.info("milter protocol error, closing", extra={"reason": str(exc)})
+        except TimeoutError:
+            self._error("idle")
+            log.info("milter connection idle, closing")
+        except (ConnectionError, OSError):
+            self._error("disconnect")
+
+    async def _dispatch(self, cmd: bytes, data: bytes) -> bool:
+        """Handle one command; False ends the connection."""
+        if cmd == mc.SMFIC_OPTNEG:
+            await self._optneg(data)
+        elif self.actions == 0 and self.protocol == 0 and cmd != mc.SMFIC_QUIT:
+            raise mc.MilterProtocolError("command before option negotiation")
+        elif cmd == mc.SMFIC_MACRO:
+            stage, macros = mc.parse_macros(data)
+            target = self.conn_macros if stage in (mc.SMFIC_CONNECT, mc.SMFIC_HELO) else self.msg_macros
+            target.update(macros)
+        elif cmd == mc.SMFIC_CONNECT:
+            self._reset_connection(keep_macros=True)
+            c = mc.parse_connect(data)
+            self.peer = Peer(ip=c.address if c.family in (mc.FAMILY_INET, mc.FAMILY_INET6) else None,
+                             port=c.port, hostname=c.hostname or None)
+            self.refused = len(self.service.sessions) > self.settings.max_connections
+            if self.refused:
+                self._error("overloaded")
+                await self._send(mc.reply_code(SMTP_451_BUSY))
+                return True
+            await self._reply(cmd)
+        elif cmd == mc.SMFIC_HELO:
+            helo = mc.split_strings(data)
+            self.peer = dataclasses.replace(self.peer, helo=helo[0] if helo else "")
+            await self._reply(cmd)
+        elif cmd == mc.SMFIC_MAIL:
+            self._reset_message(keep_macros=True)
+            args = mc.split_strings(data)
+            if not args:
+                raise mc.MilterProtocolError("MAIL without a sender")
+            self.sender = mc.strip_angle(args[0])
+            await self._reply(cmd)
+        elif cmd == mc.SMFIC_RCPT:
+            args = mc.split_strings(data)
+            if not args:
+                raise mc.MilterProtocolError("RCPT without a recipient")
+            self.recipients.append(mc.strip_angle(args[0]))
+            await self._reply(cmd)
+        elif cmd == mc.SMFIC_HEADER:
+            self._header(*mc.parse_header(data))
+            await self._reply(cmd)
+        elif cmd in (mc.SMFIC_DATA, mc.SMFIC_EOH, mc.SMFIC_UNKNOWN):
+            await self._reply(cmd)
+        elif cmd == mc.SMFIC_BODY:
+            await self._reply(cmd, self._body(data))
+        elif cmd == mc.SMFIC_BODYEOB:
+            self._body(data)
+            await self._end_of_message()
+            self._reset_message()
+        elif cmd == mc.SMFIC_ABORT:
+            self._reset_message()
+        elif cmd == mc.SMFIC_QUIT_NC:  # the MTA reuses this connection for a new SMTP session
+            self._reset_connection()
+        elif cmd == mc.SMFIC_QUIT:
+            return False
+        else:
+            self._error("unknown_command")
+            raise mc.MilterProtocolError(f"unknown command {cmd!r}")
+        return True
+
+    async def _optneg(self, data: bytes) -> None:
+        offer = mc.parse_optneg(data)
+        if offer.version < 2:
+            raise mc.MilterProtocolError(f"milter protocol version {offer.version} is too old")
+        self.actions = offer.actions & WANTED_ACTIONS
+        self.protocol = offer.protocol & WANTED_PROTOCOL
+        if not self.actions & mc.SMFIF_ADDHDRS:
+            log.warning("the MTA does not let the milter add headers")
+        reply = mc.OptNeg(min(offer.version, mc.MILTER_VERSION), self.actions, self.protocol)
+        await self._send(reply.encode())
+
+    def _header(self, name: str, value: str) -> None:
+        lname = name.lower()
+        if lname.startswith(OUR_HEADER_PREFIX):
+            # the client's own X-Mamori-* fields are removed at end of message (no spoofing);
+            # the MTA numbers occurrences of a name case-insensitively
+            self.own_headers[lname] = self.own_headers.get(lname, 0) + 1
+        size = len(name) + len(value) + 4
+        if self.header_bytes + size > MAX_HEADER_BYTES:
+            self.truncated = True
+            return
+        self.header_bytes += size
+        self.headers.append((name, value))
+
+    def _body(self, chunk: bytes) -> bytes:
+        room = self.settings.max_body_size - len(self.body)
+        if len(chunk) > room:
+            self.body += chunk[: max(room, 0)]
+            self.truncated = True
+            return mc.SKIP if self.protocol & mc.SMFIP_SKIP else mc.CONTINUE
+        self.body += chunk
+        return mc.CONTINUE
+
+    def message(self) -> Message:
+        macros = {**self.conn_macros, **self.msg_macros}
+        protocol = {k: macros[k] for k in ("i", "j", "auth_authen", "auth_type", "daemon_name")
+                    if macros.get(k)}
+        if self.truncated:
+            protocol["truncated"] = "1"
+        return Message(
+            channel=Channel.EMAIL,
+            sender=self.sender,
+            recipients=tuple(self.recipients),
+            subscriber=self.recipients[0] if self.recipients else None,
+            headers=tuple(self.headers),
+            body=bytes(self.body),
+            peer=self.peer,
+            protocol=protocol,
+        )
+
+    async def _end_of_message(self) -> None:
+        if self.refused:
+            await self._send(mc.reply_code(SMTP_451_BUSY))
+            return
+        service = self.service
+        message = self.message()
+        ref = message.id[:12]
+        try:
+            async with service.scan_slot():
+                async with asyncio.timeout(self.settings.timeout):
+                    decisions = await service.decide(message)
+        except TimeoutError:
+            # waited too long for a slot (back-pressure) or the scan overran its time
+            self._error("overloaded")
+            log.warning("milter scan slot or time limit reached", extra={"ref": ref})
+            await self._send(mc.reply_code(SMTP_451_BUSY))
+            return
+        except Exception as exc:
+            self._error("failure")
+            log.error("milter scan failed", extra={"ref": ref, "error": type(exc).__name__})
+            await self._send(*self._default_action())
+            return
+        await self._apply(service.outcome(decisions, self.actions, ref))
+
+    def _default_action(self) -> list[bytes]:
+        if self.settings.default_action == "accept":
+            out = [mc.add_header(HEADER_ACTION, "unscanned")] if self.actions & mc.SMFIF_ADDHDRS else []
+            return [*out, mc.ACCEPT]
+        return [mc.reply_code(SMTP_451_FAILURE)]
+
+    async def _apply(self, out: Outcome) -> None:
+        packets: list[bytes] = []
+        if out.final != mc.SMFIR_REPLYCODE:
+            if self.actions & mc.SMFIF_CHGHDRS:
+                for name, count in self.own_headers.items():
+                    # delete from the last occurrence so earlier indexes stay valid
+                    packets.extend(mc.change_header(i, name, "") for i in range(count, 0, -1))
+            if self.actions & mc.SMFIF_ADDHDRS:
+                packets.extend(mc.add_header(n, v) for n, v in out.headers)
+            packets.extend(mc.delete_recipient(r) for r in out.delete_recipients)
+            if out.quarantine is not None:
+                packets.append(mc.quarantine(out.quarantine))  # before the final reply
+            packets.append(mc.ACCEPT)
+        else:
+            packets.append(mc.reply_code(out.reply))
+        await self._send(*packets)
+
+
+async def start(gw: Gateway) -> MilterService | None:
+    """`mamori serve` hook: the milter service, or None when MAMORI_MILTER__LISTEN is empty."""
+    if not gw.settings.milter.listen.strip():
+        return None
+    service = MilterService(gw)
+    await service.start()
+    return service

@@ -1,0 +1,282 @@
+"""The milter service speaking to an MTA-side client over loopback: actions, per-recipient
+policy, limits, failures."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+from milter_support import HAM_BODY, HAM_HEADERS, FailingPolicyStore, with_verdict
+
+from gateway.config import Settings
+from gateway.ingress import milter as milter_mod
+from gateway.ingress import milter_codec as mc
+from gateway.policy import Policy
+from gateway.runtime import Gateway
+from gateway.verdict import Action
+
+SENDER = "alice@sender.test"
+BOB = "bob@example.test"
+CAROL = "carol@example.test"
+
+
+async def open_client(address: str) -> mc.MilterClient:
+    client = await mc.MilterClient.open(address)
+    assert await client.connect("mx.sender.test", "192.0.2.7", 40000, macros={"j": "mx.example.test"}) == mc.SMFIR_CONTINUE
+    return client
+
+
+async def send(address: str, headers=HAM_HEADERS, body: bytes = HAM_BODY, rcpts=(BOB,), **kw) -> mc.MilterResult:
+    client = await open_client(address)
+    try:
+        return await client.message(SENDER, list(rcpts), headers, body, helo="mx.sender.test", **kw)
+    finally:
+        await client.close()
+
+
+def header(res: mc.MilterResult, name: str) -> str | None:
+    return next((v for n, v in res.added_headers if n == name), None)
+
+
+async def test_negotiation_asks_for_what_it_needs(milter_rig) -> None:
+    async with milter_rig() as rig:
+        client = await mc.MilterClient.open(rig.address)
+        neg = client.negotiated
+        assert neg is not None and neg.version == 6
+        for flag in (mc.SMFIF_ADDHDRS, mc.SMFIF_CHGHDRS, mc.SMFIF_DELRCPT, mc.SMFIF_QUARANTINE):
+            assert neg.actions & flag
+        assert not neg.actions & mc.SMFIF_CHGBODY
+        assert neg.protocol & mc.SMFIP_NR_HDR and neg.protocol & mc.SMFIP_SKIP
+        await client.close()
+
+
+async def test_ham_is_accepted_with_headers_and_message_is_built(milter_rig) -> None:
+    async with milter_rig() as rig:
+        res = await send(rig.address, rcpts=(BOB, CAROL),
+                         macros={mc.SMFIC_MAIL: {"i": "4F2AB1", "auth_authen": "alice"}})
+        assert res.final == mc.SMFIR_ACCEPT and res.early is None
+        assert header(res, "X-Mamori-Action") == "accept"
+        assert header(res, "X-Mamori-Score") == "0.00"
+        assert header(res, "X-Mamori-Symbols") == "none"
+        assert res.deleted_recipients == [] and res.quarantine is None
+        (msg, verdict, ingress), = rig.captured.verdicts
+        assert ingress == "milter" and verdict.action is Action.ACCEPT
+        assert msg.sender == SENDER and msg.recipients == (BOB, CAROL)
+        assert msg.headers == tuple(HAM_HEADERS) and msg.body == HAM_BODY
+        assert (msg.peer.ip, msg.peer.port, msg.peer.helo, msg.peer.hostname) == (
+            "192.0.2.7", 40000, "mx.sender.test", "mx.sender.test")
+        assert msg.protocol["i"] == "4F2AB1" and msg.protocol["auth_authen"] == "alice"
+        assert msg.protocol["j"] == "mx.example.test"
+
+
+async def test_tag_adds_symbols(milter_rig) -> None:
+    async with milter_rig() as rig:
+        res = await send(rig.address, headers=with_verdict("tag"))
+        assert res.final == mc.SMFIR_ACCEPT
+        assert header(res, "X-Mamori-Action") == "tag"
+        assert header(res, "X-Mamori-Score") == "6.00"
+        assert "TEST_TAG(6.00)" in (header(res, "X-Mamori-Symbols") or "")
+
+
+async def test_quarantine_is_sent_before_the_final_reply(milter_rig) -> None:
+    async with milter_rig() as rig:
+        client = await open_client(rig.address)
+        client.writer.write(b"".join([
+            mc.encode_strings(mc.SMFIC_MAIL, [f"<{SENDER}>"]),
+            mc.encode_strings(mc.SMFIC_RCPT, [f"<{BOB}>"]),
+        ]))
+        for _ in range(2):
+            assert (await mc.read_packet(client.reader))[0] == mc.SMFIR_CONTINUE
+        for name, value in with_verdict("quarantine"):  # no reply expected (NR_HDR)
+            client.writer.write(mc.encode_strings(mc.SMFIC_HEADER, [name, value]))
+        client.writer.write(mc.encode(mc.SMFIC_EOH) + mc.encode(mc.SMFIC_BODYEOB, HAM_BODY))
+        assert (await mc.read_packet(client.reader))[0] == mc.SMFIR_CONTINUE  # EOH
+        order = []
+        while True:
+            cmd, _data = await mc.read_packet(client.reader)
+            order.append(cmd)
+            if cmd == mc.SMFIR_ACCEPT:
+                break
+        assert order[-2:] == [mc.SMFIR_QUARANTINE, mc.SMFIR_ACCEPT]
+        assert order.count(mc.SMFIR_ADDHEADER) == 3
+        await client.close()
+        (msg, verdict, _), = rig.captured.verdicts
+        assert verdict.action is Action.QUARANTINE and msg.body == HAM_BODY
+
+
+async def test_reject_has_our_reply_text(milter_rig) -> None:
+    async with milter_rig() as rig:
+        res = await send(rig.address, headers=with_verdict("reject"))
+        assert res.final == mc.SMFIR_REPLYCODE
+        assert res.reply.startswith("550 5.7.1 Message rejected as spam or fraud by mamori (ref ")
+        assert res.added_headers == []
+
+
+async def test_block_list_rejects_through_the_real_policy(milter_rig) -> None:
+    async with milter_rig(reject_reply="554 5.7.1 Not delivered: blocked") as rig:
+        await rig.gw.policies.put(Policy(subscriber=BOB, block=frozenset({"sender.test"})))
+        res = await send(rig.address)
+        assert res.final == mc.SMFIR_REPLYCODE and res.reply.startswith("554 5.7.1 Not delivered: blocked")
+        (_, verdict, _), = rig.captured.verdicts
+        assert "POLICY_BLOCKLIST" in verdict.symbols
+
+
+async def test_recipients_with_different_policies(milter_rig) -> None:
+    """Bob blocks the sender, Carol does not: Carol gets the mail, Bob is removed and his
+    copy goes to the hooks (quarantine) with his own verdict."""
+    async with milter_rig() as rig:
+        await rig.gw.policies.put(Policy(subscriber=BOB, block=frozenset({SENDER})))
+        res = await send(rig.address, rcpts=(BOB, CAROL))
+        assert res.final == mc.SMFIR_ACCEPT
+        assert res.deleted_recipients == [BOB]
+        assert header(res, "X-Mamori-Action") == "accept"
+        by_rcpt = {m.recipients: (m, v) for m, v, _ in rig.captured.verdicts}
+        assert set(by_rcpt) == {(BOB,), (CAROL,)}
+        bob_msg, bob_v = by_rcpt[(BOB,)]
+        assert bob_v.action is Action.REJECT and bob_v.subscriber == BOB and bob_msg.subscriber == BOB
+        assert by_rcpt[(CAROL,)][1].action is Action.ACCEPT
+        assert bob_msg.id != by_rcpt[(CAROL,)][0].id and bob_v.message_id == bob_msg.id
+        assert rig.gw.events.events  # per-recipient verdict events were emitted
+
+
+async def test_mildest_blocking_action_wins_and_stricter_are_removed(milter_rig) -> None:
+    """Quarantine for Carol (default policy), reject for Bob (block list): the transaction is
+    held in quarantine without Bob."""
+    async with milter_rig() as rig:
+        await rig.gw.policies.put(Policy(subscriber=BOB, block=frozenset({SENDER})))
+        res = await send(rig.address, headers=with_verdict("quarantine"), rcpts=(BOB, CAROL))
+        assert res.final == mc.SMFIR_ACCEPT and res.quarantine is not None
+        assert res.deleted_recipients == [BOB]
+        assert header(res, "X-Mamori-Action") == "quarantine"
+
+
+async def test_policies_differing_only_in_strength_share_one_run(milter_rig) -> None:
+    """Carol's high strength tags what Bob's standard lets through, from one run of checks."""
+    async with milter_rig() as rig:
+        await rig.gw.policies.put(Policy(subscriber=CAROL, weights={"TEST_TAG": 10.0}))
+        res = await send(rig.address, headers=with_verdict("tag"), rcpts=(BOB, CAROL))
+        assert res.final == mc.SMFIR_ACCEPT
+        # Carol's verdict is quarantine (weight 10): she is removed, Bob gets it tagged
+        assert res.deleted_recipients == [CAROL]
+        assert header(res, "X-Mamori-Action") == "tag"
+        actions = {m.recipients: v.action for m, v, _ in rig.captured.verdicts}
+        assert actions == {(BOB,): Action.TAG, (CAROL,): Action.QUARANTINE}
+
+
+async def test_spoofed_mamori_headers_are_removed(milter_rig) -> None:
+    async with milter_rig() as rig:
+        spoof = [*HAM_HEADERS, ("X-Mamori-Action", "accept"), ("x-mamori-action", "accept")]
+        res = await send(rig.address, headers=spoof)
+        assert res.changed_headers == [(2, "x-mamori-action", ""), (1, "x-mamori-action", "")]
+        assert header(res, "X-Mamori-Action") == "accept"
+        (msg, _, _), = rig.captured.verdicts
+        assert msg.headers == tuple(spoof)  # the scan sees what the client sent
+
+
+async def test_default_action_tempfail_when_mamori_fails(milter_rig) -> None:
+    async with milter_rig() as rig:
+        res = await send(rig.address, rcpts=(FailingPolicyStore.BROKEN,))
+        assert res.final == mc.SMFIR_REPLYCODE and res.reply.startswith("451 4.3.0")
+        # the service keeps serving
+        assert (await send(rig.address)).final == mc.SMFIR_ACCEPT
+
+
+async def test_default_action_accept_when_mamori_fails(milter_rig) -> None:
+    async with milter_rig(default_action="accept") as rig:
+        res = await send(rig.address, rcpts=(FailingPolicyStore.BROKEN,))
+        assert res.final == mc.SMFIR_ACCEPT
+        assert header(res, "X-Mamori-Action") == "unscanned"
+
+
+async def test_scan_time_limit_tempfails(milter_rig) -> None:
+    async with milter_rig(timeout=0.2) as rig:
+        res = await send(rig.address, headers=with_verdict("slow"))
+        assert res.final == mc.SMFIR_REPLYCODE and res.reply.startswith("451 4.3.2")
+
+
+async def test_back_pressure_tempfails_beyond_inflight_limit(milter_rig) -> None:
+    async with milter_rig(max_inflight=1, queue_timeout=0.1) as rig:
+        first = asyncio.create_task(send(rig.address, headers=with_verdict("gate")))
+        while rig.check.entered == 0:
+            await asyncio.sleep(0.01)
+        second = await send(rig.address)
+        assert second.final == mc.SMFIR_REPLYCODE and second.reply.startswith("451 4.3.2")
+        rig.check.gate.set()
+        assert (await first).final == mc.SMFIR_ACCEPT
+        assert (await send(rig.address)).final == mc.SMFIR_ACCEPT
+
+
+async def test_body_limit_skips_the_rest(milter_rig) -> None:
+    async with milter_rig(max_body_size=1000) as rig:
+        body = b"x" * 999 + b"\r\n" + b"y" * 200_000
+        res = await send(rig.address, body=body)
+        assert res.final == mc.SMFIR_ACCEPT
+        (msg, _, _), = rig.captured.verdicts
+        assert len(msg.body) == 1000 and msg.protocol["truncated"] == "1"
+
+
+async def test_several_messages_abort_and_quit_nc_on_one_connection(milter_rig) -> None:
+    async with milter_rig() as rig:
+        client = await open_client(rig.address)
+        assert (await client.message(SENDER, [BOB], with_verdict("tag"), HAM_BODY)).final == mc.SMFIR_ACCEPT
+        # an aborted transaction leaves nothing behind
+        await client.command(mc.encode_strings(mc.SMFIC_MAIL, ["<x@y.test>"]))
+        await client.command(mc.encode_strings(mc.SMFIC_RCPT, [f"<{CAROL}>"]))
+        await client.abort()
+        res = await client.message(SENDER, [BOB], HAM_HEADERS, HAM_BODY)
+        assert header(res, "X-Mamori-Action") == "accept"
+        client.writer.write(mc.encode(mc.SMFIC_QUIT_NC))
+        assert await client.connect("other.test", "198.51.100.1", 1) == mc.SMFIR_CONTINUE
+        res = await client.message(SENDER, [CAROL], HAM_HEADERS, HAM_BODY)
+        assert res.final == mc.SMFIR_ACCEPT
+        await client.close()
+        msgs = [m for m, _, _ in rig.captured.verdicts]
+        assert [m.recipients for m in msgs] == [(BOB,), (BOB,), (CAROL,)]
+        assert msgs[2].peer.ip == "198.51.100.1" and msgs[2].peer.helo is None
+
+
+async def test_connection_limit_tempfails_the_session(milter_rig) -> None:
+    async with milter_rig(max_connections=2) as rig:
+        clients = [await open_client(rig.address) for _ in range(2)]
+        extra = await mc.MilterClient.open(rig.address)
+        assert await extra.connect("h", "192.0.2.1", 1) == mc.SMFIR_REPLYCODE
+        await extra.close()
+        for c in clients:
+            await c.close()
+
+
+async def test_unix_socket(settings: Settings, tmp_path: Path) -> None:
+    from milter_support import make_gateway
+
+    sock = tmp_path / "milter.sock"
+    sock.write_text("")  # not a socket: refuse to delete it
+    s = settings.model_copy(update={"milter": settings.milter.model_copy(
+        update={"listen": f"unix:{sock}", "socket_mode": "0666"})})
+    gw, _, captured = make_gateway(s)
+    import pytest
+
+    from gateway.errors import ConfigError
+    with pytest.raises(ConfigError):
+        await milter_mod.start(gw)
+    sock.unlink()
+    service = await milter_mod.start(gw)
+    assert service is not None
+    try:
+        assert oct(os.stat(sock).st_mode & 0o777) == "0o666"
+        res = await send(f"unix:{sock}")
+        assert res.final == mc.SMFIR_ACCEPT and captured.verdicts
+    finally:
+        await service.stop()
+    assert not sock.exists()
+    # a stale socket from an earlier run is replaced
+    service = await milter_mod.start(gw)
+    assert service is not None
+    await service.stop()
+    await gw.close()
+
+
+async def test_start_is_off_without_listen_address(settings: Settings) -> None:
+    gw = Gateway.create(settings)
+    assert await milter_mod.start(gw) is None
+    await gw.close()
