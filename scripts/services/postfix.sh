@@ -68,6 +68,7 @@ virtual_mailbox_base = $DIR/vmail
 virtual_uid_maps = static:65534
 virtual_gid_maps = static:65534
 message_size_limit = 52428800
+virtual_mailbox_limit = 0
 # mamori as the milter (plugins/postfix-milter/main.cf carries the same lines for operators)
 smtpd_milters = unix:$DIR/run/milter.sock
 non_smtpd_milters = \$smtpd_milters
@@ -87,10 +88,10 @@ CF
 
 start() {
   install
-  if [ -f "$ETC/main.cf" ] && run_postfix status >/dev/null 2>&1; then
-    :
+  configure
+  if run_postfix status >/dev/null 2>&1; then
+    run_postfix reload >/dev/null
   else
-    configure
     run_postfix start >/dev/null
   fi
   for _ in $(seq 1 50); do

@@ -1,0 +1,212 @@
+"""mamori as the milter of a real Postfix (scripts/services/postfix.sh): ham is delivered with
+mamori's headers, fraud is rejected with mamori's reply text, quarantined mail waits in the hold
+queue, and two recipients of different policies are each treated by their own policy."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import json
+import smtplib
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from email.utils import formatdate
+from pathlib import Path
+
+import pytest
+
+from gateway.config import Settings
+from gateway.ingress.milter import MilterService
+from gateway.policy import Policy
+from gateway.verdict import Action
+
+_TESTS = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(_TESTS / "ingress"))
+from milter_support import Captured, FailingPolicyStore, make_gateway  # noqa: E402
+
+# tests/conftest.py by path: several conftest modules share the name "conftest"
+_spec = importlib.util.spec_from_file_location("mamori_tests_conftest", _TESTS / "conftest.py")
+assert _spec is not None and _spec.loader is not None
+_root_conftest = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_root_conftest)
+service_env = _root_conftest.service_env
+
+pytestmark = pytest.mark.e2e
+
+SENDER = "alice@sender.test"
+FRAUDSTER = "billing@fraud.test"
+BOB = "bob@example.test"
+CAROL = "carol@example.test"
+WAIT = 60.0  # upper bound for Postfix to finish a message (polling, not a timing assertion)
+
+
+@dataclass
+class PostfixRig:
+    host: str
+    port: int
+    dir: Path
+    captured: Captured
+    gw: object
+
+    @property
+    def etc(self) -> str:
+        return str(self.dir / "etc")
+
+
+@pytest.fixture(scope="session")
+def postfix_env() -> tuple[str, Path, str]:
+    # read before the `settings` fixture clears MAMORI_* from the environment
+    return (service_env("MAMORI_TEST_POSTFIX"), Path(service_env("MAMORI_TEST_POSTFIX_DIR")),
+            service_env("MAMORI_TEST_POSTFIX_MILTER"))
+
+
+@pytest.fixture
+async def postfix(postfix_env: tuple[str, Path, str], settings: Settings) -> AsyncIterator[PostfixRig]:
+    addr, pdir, milter_addr = postfix_env
+    ms = settings.milter.model_copy(update={"listen": milter_addr, "socket_mode": "0666"})
+    s = settings.model_copy(update={"milter": ms})
+    gw, _, captured = make_gateway(s)
+    await gw.start()
+    service = MilterService(gw)
+    await service.start()
+    host, _, port = addr.rpartition(":")
+    try:
+        yield PostfixRig(host, int(port), pdir, captured, gw)
+    finally:
+        await service.stop()
+        await gw.close()
+
+
+def _raw(sender: str, rcpts: list[str], token: str, extra: str = "", subject: str = "hello") -> bytes:
+    return (
+        f"From: <{sender}>\r\nTo: {', '.join(rcpts)}\r\nSubject: {subject}\r\n"
+        f"Date: {formatdate()}\r\nMessage-ID: <{token}@sender.test>\r\n{extra}\r\n"
+        f"Hello,\r\nsee you on Friday. {token}\r\n"
+    ).encode()
+
+
+def _smtp(rig: PostfixRig, sender: str, rcpts: list[str], raw: bytes) -> tuple[int, str]:
+    """One SMTP transaction; the reply to DATA (code, text)."""
+    with smtplib.SMTP(rig.host, rig.port, timeout=WAIT) as smtp:
+        smtp.ehlo("client.sender.test")
+        code, _ = smtp.mail(sender)
+        assert code == 250
+        for r in rcpts:
+            code, _ = smtp.rcpt(r)
+            assert code == 250
+        code, text = smtp.data(raw)
+        return code, text.decode()
+
+
+async def send(rig: PostfixRig, sender: str, rcpts: list[str], raw: bytes) -> tuple[int, str]:
+    # Postfix calls back into our milter on this event loop: the SMTP client runs in a thread
+    return await asyncio.to_thread(_smtp, rig, sender, rcpts, raw)
+
+
+def _queue_id(text: str) -> str:
+    assert "queued as" in text, text
+    return text.rsplit("queued as", 1)[1].strip()
+
+
+async def wait_removed(rig: PostfixRig, qid: str) -> None:
+    """Until Postfix logs that the message left its queue (delivered to every recipient)."""
+    log = rig.dir / "maillog"
+    for _ in range(int(WAIT * 10)):
+        if log.exists() and f"{qid}: removed" in log.read_text(errors="replace"):
+            return
+        await asyncio.sleep(0.1)
+    pytest.fail(f"Postfix did not finish {qid}")
+
+
+def delivered(rig: PostfixRig, token: str) -> list[str]:
+    inbox = rig.dir / "vmail" / "inbox"
+    out = []
+    for sub in ("new", "cur"):
+        for f in sorted((inbox / sub).glob("*")) if (inbox / sub).is_dir() else []:
+            text = f.read_text(errors="replace")
+            if token in text:
+                out.append(text)
+    return out
+
+
+def header_of(text: str, name: str) -> list[str]:
+    head = text.split("\n\n", 1)[0]
+    return [line.split(":", 1)[1].strip() for line in head.splitlines()
+            if line.lower().startswith(name.lower() + ":")]
+
+
+def postqueue(rig: PostfixRig) -> list[dict[str, object]]:
+    out = subprocess.run(["postqueue", "-c", rig.etc, "-j"], capture_output=True, text=True, check=True)
+    return [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
+
+
+async def test_ham_is_delivered_with_mamori_headers(postfix: PostfixRig) -> None:
+    token = uuid.uuid4().hex
+    code, text = await send(postfix, SENDER, [BOB], _raw(SENDER, [BOB], token,
+                                                         extra="X-Mamori-Action: accept\r\n"))
+    assert code == 250
+    await wait_removed(postfix, _queue_id(text))
+    (mail,) = delivered(postfix, token)
+    assert header_of(mail, "Delivered-To") == [BOB]
+    assert header_of(mail, "X-Mamori-Action") == ["accept"]  # the spoofed one is gone
+    assert header_of(mail, "X-Mamori-Score") == ["0.00"]
+    assert header_of(mail, "X-Mamori-Symbols") == ["none"]
+    (msg, verdict, _), = postfix.captured.verdicts
+    assert verdict.action is Action.ACCEPT and msg.recipients == (BOB,)
+    assert msg.protocol.get("i") == _queue_id(text)  # Postfix's queue id macro came through
+    assert msg.peer.ip == "127.0.0.1" and msg.peer.helo == "client.sender.test"
+
+
+async def test_fraud_is_rejected_with_mamori_reply(postfix: PostfixRig) -> None:
+    await postfix.gw.policies.put(Policy(subscriber=BOB, block=frozenset({"fraud.test"})))
+    token = uuid.uuid4().hex
+    code, text = await send(postfix, FRAUDSTER, [BOB], _raw(FRAUDSTER, [BOB], token))
+    assert code == 550
+    assert "5.7.1 Message rejected as spam or fraud by mamori (ref " in text
+    (_, verdict, _), = postfix.captured.verdicts
+    assert verdict.action is Action.REJECT and "POLICY_BLOCKLIST" in verdict.symbols
+
+
+async def test_quarantined_mail_waits_in_the_hold_queue(postfix: PostfixRig) -> None:
+    token = uuid.uuid4().hex
+    raw = _raw(SENDER, [CAROL], token, extra="X-Test-Verdict: quarantine\r\n")
+    code, text = await send(postfix, SENDER, [CAROL], raw)
+    assert code == 250
+    qid = _queue_id(text)
+    try:
+        held = [e for e in postqueue(postfix) if e.get("queue_id") == qid]
+        assert held and held[0]["queue_name"] == "hold"
+        assert [r["address"] for r in held[0]["recipients"]] == [CAROL]  # type: ignore[index]
+        shown = subprocess.run(["postcat", "-c", postfix.etc, "-hq", qid], capture_output=True,
+                               text=True, check=True).stdout
+        assert "X-Mamori-Action: quarantine" in shown
+        assert "TEST_QUARANTINE(10.00)" in shown
+        assert delivered(postfix, token) == []
+    finally:
+        subprocess.run(["postsuper", "-c", postfix.etc, "-d", qid, "hold"], capture_output=True)
+
+
+async def test_two_recipients_each_by_their_own_policy(postfix: PostfixRig) -> None:
+    """Bob blocks the sender, Carol does not: Carol gets the mail, Bob does not and his copy
+    goes to the verdict hooks (the quarantine store) with his reject verdict."""
+    await postfix.gw.policies.put(Policy(subscriber=BOB, block=frozenset({SENDER})))
+    token = uuid.uuid4().hex
+    code, text = await send(postfix, SENDER, [BOB, CAROL], _raw(SENDER, [BOB, CAROL], token))
+    assert code == 250
+    await wait_removed(postfix, _queue_id(text))
+    mails = delivered(postfix, token)
+    assert [header_of(m, "Delivered-To") for m in mails] == [[CAROL]]
+    assert header_of(mails[0], "X-Mamori-Action") == ["accept"]
+    verdicts = {m.recipients: v for m, v, _ in postfix.captured.verdicts}
+    assert verdicts[(BOB,)].action is Action.REJECT
+    assert verdicts[(CAROL,)].action is Action.ACCEPT
+
+
+async def test_mamori_failure_tempfails_the_client(postfix: PostfixRig) -> None:
+    token = uuid.uuid4().hex
+    rcpt = FailingPolicyStore.BROKEN
+    code, text = await send(postfix, SENDER, [rcpt], _raw(SENDER, [rcpt], token))
+    assert code == 451 and "4.3.0" in text
