@@ -148,10 +148,12 @@ class MilterService:
         except asyncio.CancelledError:
             pass
         finally:
-            self.sessions.discard(task)
-            writer.close()
-            with contextlib.suppress(Exception):
-                await writer.wait_closed()
+            try:
+                writer.close()
+                with contextlib.suppress(Exception):
+                    await writer.wait_closed()
+            finally:
+                self.sessions.discard(task)
 
     # -- back-pressure -----------------------------------------------------------------
 
