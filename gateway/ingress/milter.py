@@ -22,7 +22,7 @@ import logging
 import os
 import stat
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -158,7 +158,7 @@ class MilterService:
     # -- back-pressure -----------------------------------------------------------------
 
     @contextlib.asynccontextmanager
-    async def scan_slot(self):  # type: ignore[no-untyped-def]
+    async def scan_slot(self) -> AsyncIterator[None]:
         """A slot among `max_inflight` scans, waited for at most `queue_timeout` seconds;
         raises TimeoutError when none frees up (the caller tempfails)."""
         self.waiting += 1

@@ -210,3 +210,19 @@ async def test_mamori_failure_tempfails_the_client(postfix: PostfixRig) -> None:
     rcpt = FailingPolicyStore.BROKEN
     code, text = await send(postfix, SENDER, [rcpt], _raw(SENDER, [rcpt], token))
     assert code == 451 and "4.3.0" in text
+
+
+async def test_local_submission_goes_through_the_milter(postfix: PostfixRig) -> None:
+    """non_smtpd_milters: mail from `sendmail` (pickup) is scanned too."""
+    token = uuid.uuid4().hex
+    raw = _raw(SENDER, [CAROL], token, extra="X-Test-Verdict: tag\r\n").replace(b"\r\n", b"\n")
+    await asyncio.to_thread(
+        subprocess.run, ["sendmail", "-C", postfix.etc, "-f", SENDER, CAROL], input=raw, check=True)
+    for _ in range(int(WAIT * 10)):
+        mails = delivered(postfix, token)
+        if mails:
+            break
+        await asyncio.sleep(0.1)
+    (mail,) = mails
+    assert header_of(mail, "X-Mamori-Action") == ["tag"]
+    assert "TEST_TAG(6.00)" in header_of(mail, "X-Mamori-Symbols")[0]

@@ -280,3 +280,29 @@ async def test_start_is_off_without_listen_address(settings: Settings) -> None:
     gw = Gateway.create(settings)
     assert await milter_mod.start(gw) is None
     await gw.close()
+
+
+async def test_mamori_serve_starts_the_milter(settings: Settings, tmp_path: Path) -> None:
+    """`mamori serve` with MAMORI_MILTER__LISTEN set serves the milter with the installed
+    pipeline, and stops it cleanly."""
+    from gateway import serve
+
+    sock = tmp_path / "serve.sock"
+    s = settings.model_copy(update={
+        "milter": settings.milter.model_copy(update={"listen": f"unix:{sock}"}),
+        "api": settings.api.model_copy(update={"listen": ""}),
+        "smtp": settings.smtp.model_copy(update={"listen": ""}),
+    })
+    ready, stop = asyncio.Event(), asyncio.Event()
+    task = asyncio.create_task(serve.run(s, ready=ready, stop=stop))
+    async with asyncio.timeout(30):
+        await ready.wait()
+    try:
+        res = await send(f"unix:{sock}", headers=[("Subject", "no from, no date")])
+        assert res.final == mc.SMFIR_ACCEPT
+        symbols = header(res, "X-Mamori-Symbols") or ""
+        assert "MISSING_FROM" in symbols  # the shipped checks ran
+    finally:
+        stop.set()
+        await task
+    assert not sock.exists()
