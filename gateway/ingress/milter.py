@@ -124,6 +124,10 @@ class MilterService:
             host, port = _hostport(listen.removeprefix("inet:"))
             self.server = await asyncio.start_server(self._handle, host, port, limit=limit,
                                                      backlog=1024)
+        if self.gw.pipeline.deadline >= self.settings.timeout:
+            log.warning("the pipeline deadline is not below the milter timeout: slow checks "
+                        "will tempfail mail instead of being cut by the deadline",
+                        extra={"deadline": self.gw.pipeline.deadline, "timeout": self.settings.timeout})
         log.info("milter listening", extra={"address": self.address})
 
     async def stop(self) -> None:
@@ -288,6 +292,7 @@ class Session:
         self.settings = service.settings
         self.reader = reader
         self.writer = writer
+        self.negotiated = False
         self.actions = 0
         self.protocol = 0
         self.refused = False  # over the connection limit: tempfail the SMTP session
@@ -350,7 +355,7 @@ class Session:
         """Handle one command; False ends the connection."""
         if cmd == mc.SMFIC_OPTNEG:
             await self._optneg(data)
-        elif self.actions == 0 and self.protocol == 0 and cmd != mc.SMFIC_QUIT:
+        elif not self.negotiated and cmd != mc.SMFIC_QUIT:
             raise mc.MilterProtocolError("command before option negotiation")
         elif cmd == mc.SMFIC_MACRO:
             stage, macros = mc.parse_macros(data)
@@ -415,6 +420,7 @@ class Session:
         if not self.actions & mc.SMFIF_ADDHDRS:
             log.warning("the MTA does not let the milter add headers")
         reply = mc.OptNeg(min(offer.version, mc.MILTER_VERSION), self.actions, self.protocol)
+        self.negotiated = True
         await self._send(reply.encode())
 
     def _header(self, name: str, value: str) -> None:

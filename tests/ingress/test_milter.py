@@ -306,3 +306,26 @@ async def test_mamori_serve_starts_the_milter(settings: Settings, tmp_path: Path
         stop.set()
         await task
     assert not sock.exists()
+
+
+async def test_mta_that_allows_no_changes(milter_rig) -> None:
+    """An MTA offering no actions: no headers; quarantine becomes reject (never deliver what
+    should be held); mixed recipients are tempfailed (never deliver to a blocking policy)."""
+    async with milter_rig() as rig:
+        await rig.gw.policies.put(Policy(subscriber=BOB, block=frozenset({SENDER})))
+
+        async def run(headers, rcpts) -> mc.MilterResult:
+            client = await mc.MilterClient.open(rig.address, actions=0, protocol=0)
+            assert client.negotiated is not None and client.negotiated.actions == 0
+            await client.connect("mx.test", "192.0.2.1", 1)
+            try:
+                return await client.message(SENDER, rcpts, headers, HAM_BODY)
+            finally:
+                await client.close()
+
+        ham = await run(HAM_HEADERS, [CAROL])
+        assert ham.final == mc.SMFIR_ACCEPT and ham.added_headers == []
+        held = await run(with_verdict("quarantine"), [CAROL])
+        assert held.final == mc.SMFIR_REPLYCODE and held.reply.startswith("550 ")
+        mixed = await run(HAM_HEADERS, [BOB, CAROL])
+        assert mixed.final == mc.SMFIR_REPLYCODE and mixed.reply.startswith("451 4.7.1")
