@@ -55,12 +55,27 @@ OUR_HEADER_PREFIX = "x-mamori-"
 MAX_HEADER_BYTES = 1024 * 1024  # header block kept for scanning
 MAX_SYMBOLS_HEADER = 900  # characters of X-Mamori-Symbols (one header line stays < 998)
 
-# policy fields that checks read (the rest only changes the decision): recipients whose
-# policies agree on these share one run of the checks
-CHECK_FIELDS = (
-    "allow", "block", "contacts", "block_international", "block_url_unknown_senders",
-    "block_spoofed", "honour_dmarc",
+# policy fields only `Pipeline.decide` reads: recipients whose policies differ in nothing
+# else share one run of the checks (any other field, including ones added later, may be read
+# by a check and so gets its own run)
+DECIDE_ONLY_FIELDS = frozenset(
+    {"subscriber", "updated_at", "protection", "strength", "youth", "weights", "on_block"}
 )
+
+
+def _checks_key(policy: Policy) -> tuple[object, ...]:
+    def hashable(value: object) -> object:
+        try:
+            hash(value)
+        except TypeError:
+            return repr(value)
+        return value
+
+    return tuple(
+        (f.name, hashable(getattr(policy, f.name)))
+        for f in dataclasses.fields(policy)
+        if f.name not in DECIDE_ONLY_FIELDS
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,7 +215,7 @@ class MilterService:
         first: ScanContext | None = None
         for version in groups:
             policy = by_version[version]
-            key = tuple(getattr(policy, f) for f in CHECK_FIELDS)
+            key = _checks_key(policy)
             if key in contexts:
                 continue
             ctx = ScanContext(message, policy, deadline=t0 + gw.pipeline.deadline)
@@ -214,7 +229,7 @@ class MilterService:
         decisions: list[Decision] = []
         for n, (version, members) in enumerate(groups.items()):
             policy = by_version[version]
-            ctx = contexts[tuple(getattr(policy, f) for f in CHECK_FIELDS)]
+            ctx = contexts[_checks_key(policy)]
             verdict = gw.pipeline.decide(ctx, policy, elapsed=time.monotonic() - t0)
             # each group is its own copy of the message (own id, own recipients)
             copy = dataclasses.replace(message, id=f"{message.id}-{n}", recipients=tuple(members),

@@ -39,8 +39,10 @@ class HeaderVerdictCheck(Check):
     def __init__(self) -> None:
         self.gate = asyncio.Event()
         self.entered = 0
+        self.runs = 0
 
     async def run(self, ctx: ScanContext) -> list[Symbol]:
+        self.runs += 1
         value = ctx.message.header(TEST_HEADER).strip().lower()
         if value == "slow":
             await asyncio.sleep(5)

@@ -151,8 +151,8 @@ async def test_mildest_blocking_action_wins_and_stricter_are_removed(milter_rig)
         assert header(res, "X-Mamori-Action") == "quarantine"
 
 
-async def test_policies_differing_only_in_strength_share_one_run(milter_rig) -> None:
-    """Carol's high strength tags what Bob's standard lets through, from one run of checks."""
+async def test_policies_differing_only_in_weights_share_one_run(milter_rig) -> None:
+    """Carol weighs TEST_TAG higher than Bob: one run of the checks, two decisions."""
     async with milter_rig() as rig:
         await rig.gw.policies.put(Policy(subscriber=CAROL, weights={"TEST_TAG": 10.0}))
         res = await send(rig.address, headers=with_verdict("tag"), rcpts=(BOB, CAROL))
@@ -162,6 +162,15 @@ async def test_policies_differing_only_in_strength_share_one_run(milter_rig) -> 
         assert header(res, "X-Mamori-Action") == "tag"
         actions = {m.recipients: v.action for m, v, _ in rig.captured.verdicts}
         assert actions == {(BOB,): Action.TAG, (CAROL,): Action.QUARANTINE}
+        assert rig.check.runs == 1  # one run of the checks for both policies
+
+
+async def test_policies_differing_in_lists_get_their_own_run(milter_rig) -> None:
+    async with milter_rig() as rig:
+        await rig.gw.policies.put(Policy(subscriber=BOB, allow=frozenset({"friend.test"})))
+        res = await send(rig.address, rcpts=(BOB, CAROL))
+        assert res.final == mc.SMFIR_ACCEPT and res.deleted_recipients == []
+        assert rig.check.runs == 2
 
 
 async def test_spoofed_mamori_headers_are_removed(milter_rig) -> None:
