@@ -105,9 +105,10 @@ class MilterService:
         self.gw = gw
         self.settings = settings or gw.settings.milter
         self.server: asyncio.Server | None = None
-        self.sessions: set[asyncio.Task[None]] = set()
+        self.sessions: dict[asyncio.Task[None], Session] = {}
         self.scan_slots = asyncio.Semaphore(max(1, self.settings.max_inflight))
         self.waiting = 0
+        self.stopping = False
         self._unix_path: Path | None = None
 
     @property
@@ -146,8 +147,18 @@ class MilterService:
         log.info("milter listening", extra={"address": self.address})
 
     async def stop(self) -> None:
+        """Stop accepting; let messages being scanned get their answer (within the scan time
+        limit), then close every connection. An MTA whose message gets no answer applies its
+        milter_default_action, so nothing is lost either way."""
+        self.stopping = True
         if self.server is not None:
             self.server.close()
+        busy = [t for t, s in self.sessions.items() if s.scanning]
+        for task, session in list(self.sessions.items()):
+            if not session.scanning:
+                task.cancel()
+        if busy:
+            await asyncio.wait(busy, timeout=self.settings.queue_timeout + self.settings.timeout)
         for task in list(self.sessions):
             task.cancel()
         if self.sessions:
@@ -161,18 +172,21 @@ class MilterService:
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
-        self.sessions.add(task)
+        session = Session(self, reader, writer)
+        self.sessions[task] = session
+        # a connection handler ends normally even when cancelled at shutdown: asyncio's
+        # stream callback would otherwise report the cancellation as an error
         try:
-            await Session(self, reader, writer).run()
+            await session.run()
         except asyncio.CancelledError:
             pass
         finally:
             try:
                 writer.close()
-                with contextlib.suppress(Exception):
+                with contextlib.suppress(Exception, asyncio.CancelledError):
                     await writer.wait_closed()
             finally:
-                self.sessions.discard(task)
+                self.sessions.pop(task, None)
 
     # -- back-pressure -----------------------------------------------------------------
 
@@ -311,6 +325,7 @@ class Session:
         self.actions = 0
         self.protocol = 0
         self.refused = False  # over the connection limit: tempfail the SMTP session
+        self.scanning = False  # between end of message and our answer
         self._reset_connection()
 
     # -- state ---------------------------------------------------------------------------
@@ -413,8 +428,14 @@ class Session:
             await self._reply(cmd, self._body(data))
         elif cmd == mc.SMFIC_BODYEOB:
             self._body(data)
-            await self._end_of_message()
+            self.scanning = True
+            try:
+                await self._end_of_message()
+            finally:
+                self.scanning = False
             self._reset_message()
+            if self.service.stopping:
+                return False
         elif cmd == mc.SMFIC_ABORT:
             self._reset_message()
         elif cmd == mc.SMFIC_QUIT_NC:  # the MTA reuses this connection for a new SMTP session

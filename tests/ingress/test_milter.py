@@ -338,3 +338,20 @@ async def test_mta_that_allows_no_changes(milter_rig) -> None:
         assert held.final == mc.SMFIR_REPLYCODE and held.reply.startswith("550 ")
         mixed = await run(HAM_HEADERS, [BOB, CAROL])
         assert mixed.final == mc.SMFIR_REPLYCODE and mixed.reply.startswith("451 4.7.1")
+
+
+async def test_stop_lets_messages_being_scanned_get_their_answer(milter_rig) -> None:
+    async with milter_rig() as rig:
+        idle = await open_client(rig.address)
+        scanning = asyncio.create_task(send(rig.address, headers=with_verdict("gate")))
+        while rig.check.entered == 0:
+            await asyncio.sleep(0.01)
+        stopping = asyncio.create_task(rig.service.stop())
+        await asyncio.sleep(0.05)
+        assert not stopping.done()
+        rig.check.gate.set()
+        assert (await scanning).final == mc.SMFIR_ACCEPT
+        await stopping
+        assert not rig.service.sessions
+        assert await idle.reader.read() == b""  # the idle connection was closed
+        await idle.close()
