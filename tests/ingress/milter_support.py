@@ -18,7 +18,7 @@ from gateway.runtime import Gateway
 from gateway.store.policy import MemoryPolicyStore
 from gateway.verdict import Symbol, SymbolSpec, Verdict
 
-# X-Test-Verdict: tag | quarantine | reject | slow | gate
+# X-Test-Verdict: tag | quarantine | reject | slow | gate | authres
 TEST_HEADER = "X-Test-Verdict"
 
 
@@ -49,6 +49,8 @@ class HeaderVerdictCheck(Check):
         if value == "gate":
             self.entered += 1
             await self.gate.wait()
+        if value == "authres":  # what the auth checks do: a header for the ingress to add
+            ctx.extra_headers.append(("Authentication-Results", "mx.example.test; spf=pass"))
         sym = {"tag": "TEST_TAG", "quarantine": "TEST_QUARANTINE", "reject": "TEST_REJECT"}.get(value)
         return [Symbol(sym)] if sym else []
 

@@ -79,6 +79,14 @@ async def test_tag_adds_symbols(milter_rig) -> None:
         assert "TEST_TAG(6.00)" in (header(res, "X-Mamori-Symbols") or "")
 
 
+async def test_verdict_headers_are_added_first(milter_rig) -> None:
+    async with milter_rig() as rig:
+        res = await send(rig.address, headers=with_verdict("authres"))
+        assert [n for n, _ in res.added_headers] == [
+            "Authentication-Results", "X-Mamori-Action", "X-Mamori-Score", "X-Mamori-Symbols"]
+        assert header(res, "Authentication-Results") == "mx.example.test; spf=pass"
+
+
 async def test_quarantine_is_sent_before_the_final_reply(milter_rig) -> None:
     async with milter_rig() as rig:
         client = await open_client(rig.address)
