@@ -52,6 +52,9 @@ class MilterSettings(BaseModel):
     )
     timeout: float = Field(8.0, description="seconds a scan may take, inside Postfix's milter timeouts")
     max_connections: int = Field(2000, description="concurrent MTA connections; more get tempfail")
+    max_buffered: int = Field(
+        512 * 1024 * 1024, description="bytes of mail held across all connections; beyond, mail is tempfailed"
+    )
     max_inflight: int = Field(64, description="scans running at once; more wait (back-pressure)")
     queue_timeout: float = Field(2.0, description="seconds a message waits for a scan slot, then tempfail")
     idle_timeout: float = Field(900.0, description="seconds without a packet before the connection closes")

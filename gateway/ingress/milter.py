@@ -107,6 +107,7 @@ class MilterService:
         self.server: asyncio.Server | None = None
         self.sessions: dict[asyncio.Task[None], Session] = {}
         self.scan_slots = asyncio.Semaphore(max(1, self.settings.max_inflight))
+        self.buffered = 0  # bytes of headers and bodies held across all connections
         self.waiting = 0
         self.stopping = False
         self._unix_path: Path | None = None
@@ -339,6 +340,7 @@ class Session:
     def _reset_message(self, *, keep_macros: bool = False) -> None:
         if not keep_macros:  # macros for MAIL arrive just before it
             self.msg_macros: dict[str, str] = {}
+        self._release_buffer()
         self.sender = ""
         self.recipients: list[str] = []
         self.headers: list[tuple[str, str]] = []
@@ -346,12 +348,30 @@ class Session:
         self.own_headers: dict[str, int] = {}  # X-Mamori-* fields the client sent, by lower name
         self.body = bytearray()
         self.truncated = False
+        self.starved = False  # lost data to max_buffered: tempfail rather than scan a stub
+
+    def _release_buffer(self) -> None:
+        held = getattr(self, "header_bytes", 0) + len(getattr(self, "body", b""))
+        self.service.buffered -= held
+
+    def _take_buffer(self, wanted: int, limit: int) -> int:
+        """How many of `wanted` bytes may be kept: within this message's `limit` and the
+        service's `max_buffered` across all connections."""
+        room = max(min(wanted, limit), 0)
+        free = max(self.settings.max_buffered - self.service.buffered, 0)
+        if free < room:  # the whole service is short of memory, not this message too big
+            self.starved = True
+            room = free
+        self.service.buffered += room
+        return room
 
     # -- I/O -----------------------------------------------------------------------------
 
     async def _send(self, *packets: bytes) -> None:
         self.writer.write(b"".join(packets))
-        await self.writer.drain()
+        # an MTA that stops reading cannot hold the connection forever
+        async with asyncio.timeout(self.settings.idle_timeout):
+            await self.writer.drain()
 
     async def _reply(self, cmd: bytes, packet: bytes = mc.CONTINUE) -> None:
         flag = mc.NO_REPLY_FLAG.get(cmd)
@@ -380,6 +400,9 @@ class Session:
             log.info("milter connection idle, closing")
         except (ConnectionError, OSError):
             self._error("disconnect")
+        finally:
+            self._release_buffer()
+            self.header_bytes, self.body = 0, bytearray()
 
     async def _dispatch(self, cmd: bytes, data: bytes) -> bool:
         """Handle one command; False ends the connection."""
@@ -466,19 +489,21 @@ class Session:
             # the MTA numbers occurrences of a name case-insensitively
             self.own_headers[lname] = self.own_headers.get(lname, 0) + 1
         size = len(name) + len(value) + 4
-        if self.header_bytes + size > MAX_HEADER_BYTES:
-            self.truncated = True
-            return
-        self.header_bytes += size
-        self.headers.append((name, value))
+        if not self.truncated:
+            granted = self._take_buffer(size, MAX_HEADER_BYTES - self.header_bytes)
+            if granted == size:
+                self.header_bytes += size
+                self.headers.append((name, value))
+                return
+            self.service.buffered -= granted  # a field is kept whole or not at all
+        self.truncated = True
 
     def _body(self, chunk: bytes) -> bytes:
-        room = self.settings.max_body_size - len(self.body)
-        if len(chunk) > room:
-            self.body += chunk[: max(room, 0)]
+        room = self._take_buffer(len(chunk), self.settings.max_body_size - len(self.body))
+        self.body += chunk[:room]
+        if room < len(chunk):
             self.truncated = True
             return mc.SKIP if self.protocol & mc.SMFIP_SKIP else mc.CONTINUE
-        self.body += chunk
         return mc.CONTINUE
 
     def message(self) -> Message:
@@ -499,7 +524,9 @@ class Session:
         )
 
     async def _end_of_message(self) -> None:
-        if self.refused:
+        if self.refused or self.starved:
+            if self.starved:
+                self._error("overloaded")
             await self._send(mc.reply_code(SMTP_451_BUSY))
             return
         service = self.service

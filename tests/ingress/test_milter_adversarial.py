@@ -200,3 +200,34 @@ async def test_thousands_of_concurrent_connections(milter_rig) -> None:
         assert len(rig.captured.verdicts) == served.count(mc.SMFIR_ACCEPT) + 1
         assert open_fds() == fds_before
         assert len(asyncio.all_tasks()) == tasks_before
+
+
+async def test_memory_across_connections_is_bounded(milter_rig) -> None:
+    """With max_buffered reached by messages in progress, another message is tempfailed
+    (back-pressure) rather than scanned without its content; every byte is given back when
+    messages end or connections drop."""
+    async with milter_rig(max_buffered=300_000, max_body_size=200_000) as rig:
+        holders = []
+        for _ in range(2):  # two transactions stuck mid-body, holding 150 KB each
+            client = await mc.MilterClient.open(rig.address)
+            await client.connect("mx.test", "192.0.2.1", 1)
+            for pkt in (mc.encode_strings(mc.SMFIC_MAIL, [f"<{SENDER}>"]),
+                        mc.encode_strings(mc.SMFIC_RCPT, [f"<{BOB}>"]), mc.encode(mc.SMFIC_EOH)):
+                await client.command(pkt)
+            for _ in range(3):
+                await client.command(mc.encode(mc.SMFIC_BODY, b"z" * 50_000))
+            holders.append(client)
+        assert rig.service.buffered == 300_000
+        client = await mc.MilterClient.open(rig.address)
+        await client.connect("mx.test", "192.0.2.1", 1)
+        res = await client.message(SENDER, [BOB], HAM_HEADERS, HAM_BODY)
+        await client.close()
+        assert res.final == mc.SMFIR_REPLYCODE and res.reply.startswith("451 4.3.2")
+        assert rig.captured.verdicts == [] and rig.service.buffered == 300_000
+        for c in holders:
+            c.writer.close()
+            await c.writer.wait_closed()
+        await drained(rig)
+        assert rig.service.buffered == 0
+        await still_serves(rig)
+        assert rig.service.buffered == 0
