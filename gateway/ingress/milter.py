@@ -214,7 +214,8 @@ class MilterService:
         """Verdicts per distinct recipient policy; checks run once per check-relevant policy."""
         gw = self.gw
         rcpts = list(dict.fromkeys(message.recipients)) or [""]
-        policies = await asyncio.gather(*(gw.policy_for(r or None) for r in rcpts))
+        # subscribers are looked up by the lower-cased address; removals use the RCPT as sent
+        policies = await asyncio.gather(*(gw.policy_for(r.lower() or None) for r in rcpts))
         groups: dict[str, list[str]] = {}
         by_version: dict[str, Policy] = {}
         for rcpt, policy in zip(rcpts, policies, strict=True):

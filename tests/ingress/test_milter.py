@@ -148,6 +148,13 @@ async def test_recipients_with_different_policies(milter_rig) -> None:
         assert rig.gw.events.events  # per-recipient verdict events were emitted
 
 
+async def test_recipient_policy_lookup_ignores_case(milter_rig) -> None:
+    async with milter_rig() as rig:
+        await rig.gw.policies.put(Policy(subscriber=BOB, block=frozenset({SENDER})))
+        res = await send(rig.address, rcpts=("Bob@Example.TEST", CAROL))
+        assert res.deleted_recipients == ["Bob@Example.TEST"]
+
+
 async def test_mildest_blocking_action_wins_and_stricter_are_removed(milter_rig) -> None:
     """Quarantine for Carol (default policy), reject for Bob (block list): the transaction is
     held in quarantine without Bob."""
