@@ -12,6 +12,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from email.utils import formatdate
 from pathlib import Path
@@ -21,11 +22,17 @@ import pytest
 from gateway.config import Settings
 from gateway.ingress.milter import MilterService
 from gateway.policy import Policy
+from gateway.runtime import Gateway
 from gateway.verdict import Action
 
 _TESTS = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(_TESTS / "ingress"))
-from milter_support import Captured, FailingPolicyStore, make_gateway  # noqa: E402
+from milter_support import (  # noqa: E402
+    Captured,
+    FailingPolicyStore,
+    HeaderVerdictCheck,
+    make_gateway,
+)
 
 # tests/conftest.py by path: several conftest modules share the name "conftest"
 _spec = importlib.util.spec_from_file_location("mamori_tests_conftest", _TESTS / "conftest.py")
@@ -49,7 +56,8 @@ class PostfixRig:
     port: int
     dir: Path
     captured: Captured
-    gw: object
+    gw: Gateway
+    check: HeaderVerdictCheck
 
     @property
     def etc(self) -> str:
@@ -63,21 +71,30 @@ def postfix_env() -> tuple[str, Path, str]:
             service_env("MAMORI_TEST_POSTFIX_MILTER"))
 
 
-@pytest.fixture
-async def postfix(postfix_env: tuple[str, Path, str], settings: Settings) -> AsyncIterator[PostfixRig]:
+@asynccontextmanager
+async def running(postfix_env: tuple[str, Path, str], settings: Settings,
+                  **milter: object) -> AsyncIterator[PostfixRig]:
+    """mamori's milter on the socket the Postfix instance uses, with these milter settings."""
     addr, pdir, milter_addr = postfix_env
-    ms = settings.milter.model_copy(update={"listen": milter_addr, "socket_mode": "0666"})
+    ms = settings.milter.model_copy(update={"listen": milter_addr, "socket_mode": "0666", **milter})
     s = settings.model_copy(update={"milter": ms})
-    gw, _, captured = make_gateway(s)
+    gw, check, captured = make_gateway(s)
     await gw.start()
     service = MilterService(gw)
     await service.start()
     host, _, port = addr.rpartition(":")
     try:
-        yield PostfixRig(host, int(port), pdir, captured, gw)
+        yield PostfixRig(host, int(port), pdir, captured, gw, check)
     finally:
+        check.gate.set()
         await service.stop()
         await gw.close()
+
+
+@pytest.fixture
+async def postfix(postfix_env: tuple[str, Path, str], settings: Settings) -> AsyncIterator[PostfixRig]:
+    async with running(postfix_env, settings) as rig:
+        yield rig
 
 
 def _raw(sender: str, rcpts: list[str], token: str, extra: str = "", subject: str = "hello") -> bytes:
@@ -227,3 +244,23 @@ async def test_local_submission_goes_through_the_milter(postfix: PostfixRig) -> 
     (mail,) = mails
     assert header_of(mail, "X-Mamori-Action") == ["tag"]
     assert "TEST_TAG(6.00)" in header_of(mail, "X-Mamori-Symbols")[0]
+
+
+async def test_overloaded_mamori_tempfails_through_postfix(
+    postfix_env: tuple[str, Path, str], settings: Settings
+) -> None:
+    """Back-pressure: with one scan slot busy, the next message is deferred with 451 4.3.2
+    and the busy one is still delivered."""
+    async with running(postfix_env, settings, max_inflight=1, queue_timeout=0.2) as rig:
+        held = uuid.uuid4().hex
+        first = asyncio.create_task(send(rig, SENDER, [BOB], _raw(SENDER, [BOB], held,
+                                                                  extra="X-Test-Verdict: gate\r\n")))
+        while rig.check.entered == 0:
+            await asyncio.sleep(0.01)
+        code, text = await send(rig, SENDER, [CAROL], _raw(SENDER, [CAROL], uuid.uuid4().hex))
+        assert code == 451 and "4.3.2" in text
+        rig.check.gate.set()
+        code, text = await first
+        assert code == 250
+        await wait_removed(rig, _queue_id(text))
+        assert len(delivered(rig, held)) == 1
