@@ -1,14 +1,22 @@
 """Helpers shared by the milter unit, adversarial and end-to-end tests: a gateway with the real
-pipeline plus a test-only check whose verdict a header chooses, and a capturing verdict hook."""
+pipeline plus a test-only check whose verdict a header chooses, a capturing verdict hook, and
+the `milter_rig` fixture (test modules import it: `from milter_support import milter_rig as
+milter_rig`, which keeps tests/ingress free of a conftest.py other ingresses would share)."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
 
 from gateway.checks.structure import EmailStructureCheck
 from gateway.config import Settings
 from gateway.events import MemorySink
+from gateway.ingress.milter import MilterService
 from gateway.message import Channel, Message, ScanContext
 from gateway.pipeline import Check, Pipeline, PolicyListsCheck, Stage
 from gateway.plugins import PluginEnv
@@ -97,3 +105,40 @@ HAM_BODY = b"Hi Bob,\r\n\r\nlunch on Friday at noon?\r\n\r\nAlice\r\n"
 
 def with_verdict(value: str) -> list[tuple[str, str]]:
     return [*HAM_HEADERS, (TEST_HEADER, value)]
+
+
+@dataclass
+class MilterRig:
+    service: MilterService
+    gw: Gateway
+    check: HeaderVerdictCheck
+    captured: Captured
+
+    @property
+    def address(self) -> str:
+        return self.service.address
+
+
+RigFactory = Callable[..., Any]
+
+
+@pytest.fixture
+def milter_rig(settings: Settings) -> RigFactory:
+    """`async with milter_rig(timeout=..., ...) as rig:` a started milter with those settings."""
+
+    @asynccontextmanager
+    async def factory(**milter: Any) -> AsyncIterator[MilterRig]:
+        ms = settings.milter.model_copy(update={"listen": "127.0.0.1:0", **milter})
+        s = settings.model_copy(update={"milter": ms})
+        gw, check, captured = make_gateway(s)
+        await gw.start()
+        service = MilterService(gw)
+        await service.start()
+        try:
+            yield MilterRig(service, gw, check, captured)
+        finally:
+            check.gate.set()
+            await service.stop()
+            await gw.close()
+
+    return factory

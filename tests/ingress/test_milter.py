@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 from milter_support import HAM_BODY, HAM_HEADERS, FailingPolicyStore, with_verdict
+from milter_support import milter_rig as milter_rig
 
 from gateway.config import Settings
 from gateway.ingress import milter as milter_mod

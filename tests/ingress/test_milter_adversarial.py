@@ -11,6 +11,7 @@ import struct
 
 import pytest
 from milter_support import HAM_BODY, HAM_HEADERS
+from milter_support import milter_rig as milter_rig
 
 from gateway.ingress import milter_codec as mc
 from gateway.ingress.milter import WANTED_ACTIONS, WANTED_PROTOCOL
