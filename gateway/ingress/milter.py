@@ -122,6 +122,15 @@ class MilterService:
         return f"{host}:{port}"
 
     async def start(self) -> None:
+        for name, first in (("reject_reply", "5"), ("tempfail_reply", "4")):
+            text = getattr(self.settings, name)
+            try:
+                mc.reply_code(text)
+            except ValueError:
+                raise ConfigError(f"MAMORI_MILTER__{name.upper()} must be an SMTP reply "
+                                  f"'{first}NN X.Y.Z text'") from None
+            if not text.startswith(first):
+                raise ConfigError(f"MAMORI_MILTER__{name.upper()} must start with {first}")
         listen = self.settings.listen.strip()
         limit = mc.MAX_PACKET + 16
         if listen.startswith("unix:"):
@@ -401,6 +410,10 @@ class Session:
             log.info("milter connection idle, closing")
         except (ConnectionError, OSError):
             self._error("disconnect")
+        except Exception:
+            # a bug of ours: close this connection (the MTA applies its default action)
+            self._error("internal")
+            log.exception("milter session failed")
         finally:
             self._release_buffer()
             self.header_bytes, self.body = 0, bytearray()

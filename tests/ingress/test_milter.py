@@ -7,10 +7,12 @@ import asyncio
 import os
 from pathlib import Path
 
-from milter_support import HAM_BODY, HAM_HEADERS, FailingPolicyStore, with_verdict
+import pytest
+from milter_support import HAM_BODY, HAM_HEADERS, FailingPolicyStore, make_gateway, with_verdict
 from milter_support import milter_rig as milter_rig
 
 from gateway.config import Settings
+from gateway.errors import ConfigError
 from gateway.ingress import milter as milter_mod
 from gateway.ingress import milter_codec as mc
 from gateway.policy import Policy
@@ -272,16 +274,11 @@ async def test_connection_limit_tempfails_the_session(milter_rig) -> None:
 
 
 async def test_unix_socket(settings: Settings, tmp_path: Path) -> None:
-    from milter_support import make_gateway
-
     sock = tmp_path / "milter.sock"
     sock.write_text("")  # not a socket: refuse to delete it
     s = settings.model_copy(update={"milter": settings.milter.model_copy(
         update={"listen": f"unix:{sock}", "socket_mode": "0666"})})
     gw, _, captured = make_gateway(s)
-    import pytest
-
-    from gateway.errors import ConfigError
     with pytest.raises(ConfigError):
         await milter_mod.start(gw)
     sock.unlink()
@@ -371,3 +368,13 @@ async def test_stop_lets_messages_being_scanned_get_their_answer(milter_rig) -> 
         assert not rig.service.sessions
         assert await idle.reader.read() == b""  # the idle connection was closed
         await idle.close()
+
+
+async def test_reply_texts_are_validated_at_start(settings: Settings) -> None:
+    for bad in ({"reject_reply": "250 ok"}, {"reject_reply": "451 4.7.1 not a reject"},
+                {"tempfail_reply": "550 5.7.1 not a tempfail"}, {"tempfail_reply": "soon"}):
+        ms = settings.milter.model_copy(update={"listen": "127.0.0.1:0", **bad})
+        gw, _, _ = make_gateway(settings.model_copy(update={"milter": ms}))
+        with pytest.raises(ConfigError):
+            await milter_mod.MilterService(gw).start()
+
