@@ -264,3 +264,18 @@ async def test_overloaded_mamori_tempfails_through_postfix(
         assert code == 250
         await wait_removed(rig, _queue_id(text))
         assert len(delivered(rig, held)) == 1
+
+
+async def test_connection_limit_tempfails_the_smtp_session(
+    postfix_env: tuple[str, Path, str], settings: Settings
+) -> None:
+    async with running(postfix_env, settings, max_connections=0) as rig:
+
+        def session() -> tuple[int, bytes]:
+            with smtplib.SMTP(rig.host, rig.port, timeout=WAIT) as smtp:
+                smtp.ehlo("client.sender.test")
+                return smtp.mail(SENDER)
+
+        code, text = await asyncio.to_thread(session)
+        assert code == 451 and b"4.3.2" in text
+        assert rig.captured.verdicts == []
