@@ -1,0 +1,1 @@
+"""Ingress adapters: thin translators between a wire protocol and Message/Verdict."""
