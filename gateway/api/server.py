@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import importlib
 import logging
+from collections.abc import Iterator
 from typing import Any
 
 import uvicorn
@@ -62,6 +63,14 @@ def create_app(gw: Gateway) -> FastAPI:
     return app
 
 
+class _Server(uvicorn.Server):
+    """uvicorn inside mamori's loop: `mamori serve` owns the signals, not uvicorn."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
 class ApiService:
     name = "api"
 
@@ -84,8 +93,7 @@ async def start(gw: Gateway) -> ApiService | None:
     app = create_app(gw)
     config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False,
                             lifespan="off", server_header=False)
-    server = uvicorn.Server(config)
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    server = _Server(config)
     task = asyncio.create_task(server.serve(), name="api")
     while not server.started:
         if task.done():
