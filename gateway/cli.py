@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import importlib.util
+import io
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -64,12 +65,12 @@ class _LazyGroup(click.Group):
             if exc.name and modname.startswith(exc.name):
                 return None  # this build does not have that subsystem
             raise
-        cmd = getattr(mod, attr)
-        assert isinstance(cmd, click.Command)
-        return cmd
+        cmd = getattr(mod, attr, None)
+        return cmd if isinstance(cmd, click.Command) else None
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        lazy = [n for n, t in LAZY_COMMANDS.items() if module_exists(t.partition(":")[0])]
+        lazy = [n for n, t in LAZY_COMMANDS.items()
+                if module_exists(t.partition(":")[0]) and self._load(n) is not None]
         return sorted({*super().list_commands(ctx), *lazy})
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
@@ -164,8 +165,7 @@ def scan(channel: str, jsonl: bool, model_dir: Path | None, inputs: tuple[str, .
             else:
                 if inputs not in ((), ("-",)):
                     raise click.UsageError("SMS text is read from standard input: use '-'")
-                stdin = sys.stdin if sys.stdin.encoding.lower().startswith("utf") else open(
-                    sys.stdin.fileno(), encoding="utf-8", errors="replace", closefd=False)
+                stdin = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="replace")
                 for item in _sms_inputs(stdin, jsonl):
                     if "error" in item:
                         emit(item)

@@ -24,7 +24,7 @@ def parse_hostport(value: str, default_host: str = "127.0.0.1") -> tuple[str, in
         host, _, port = value[1:].partition("]:")
     else:
         host, _, port = value.rpartition(":")
-    if not port.isdigit() or not 0 < int(port) < 65536:
+    if not port.isdigit() or not 0 <= int(port) < 65536:
         raise ConfigError(f"invalid listen address {value!r}: expected host:port")
     return host or default_host, int(port)
 

@@ -58,7 +58,9 @@ def extract_text(msg: EmailMessage) -> tuple[str, str]:
                 if depth < MAX_DEPTH:
                     payload = part.get_payload()
                     if isinstance(payload, list):
-                        stack.extend((p, depth + 1) for p in reversed(payload))
+                        stack.extend(
+                            (p, depth + 1) for p in reversed(payload) if isinstance(p, Message)
+                        )
                 continue
             ctype = part.get_content_type()
         except Exception:

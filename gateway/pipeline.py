@@ -177,7 +177,9 @@ class Pipeline:
         if deps:
             await asyncio.wait(deps)
         t = time.perf_counter()
-        timeout = min(self.timeouts[check.name], max(ctx.time_left(), 0.0))
+        left = max(ctx.time_left(), 0.0)
+        timeout = min(self.timeouts[check.name], left)
+        cause = "deadline" if left < self.timeouts[check.name] else f"timeout after {timeout:.3f}s"
         try:
             out = check.run(ctx)
             if inspect.isawaitable(out):
@@ -185,8 +187,7 @@ class Pipeline:
                     out = await out
             return self._validate(check, out, time.perf_counter() - t)
         except TimeoutError:
-            return CheckResult(check.name, error=f"timeout after {timeout:.3f}s",
-                               elapsed=time.perf_counter() - t)
+            return CheckResult(check.name, error=cause, elapsed=time.perf_counter() - t)
         except Exception as exc:
             return self._failure(check, exc, time.perf_counter() - t)
 

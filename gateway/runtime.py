@@ -5,22 +5,30 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Protocol
 
 from gateway.config import Settings
+from gateway.errors import StoreError
 from gateway.events import EventSink, FileEventSink
 from gateway.logging import log_verdict, verdict_record
 from gateway.message import Message
 from gateway.pipeline import Pipeline
 from gateway.plugins import PluginEnv, build_pipeline
-from gateway.policy import Policy
+from gateway.policy import OnBlock, Policy
 from gateway.privacy import PartyHasher
 from gateway.store.policy import CachedPolicyStore, PolicyStore, SqlitePolicyStore
-from gateway.verdict import Verdict
+from gateway.verdict import Action, Verdict
 
 log = logging.getLogger("mamori.runtime")
 
 VerdictHook = Callable[[Message, Verdict, str], Awaitable[None]]
+
+
+class QuarantineStore(Protocol):
+    async def put(self, message: Message, verdict: Verdict) -> None:
+        """Keep a recoverable copy of a blocked message for its subscriber."""
+        ...
 
 
 @dataclass
@@ -33,6 +41,7 @@ class Gateway:
     env: PluginEnv
     # called after each verdict (quarantine store, shadow models, ...); failures are logged
     hooks: list[VerdictHook] = field(default_factory=list)
+    quarantine: QuarantineStore | None = None
 
     @classmethod
     def create(cls, settings: Settings, *, env: PluginEnv | None = None,
@@ -67,12 +76,36 @@ class Gateway:
         if policy is None:
             policy = await self.policy_for(message.subscriber)
         verdict = await self.pipeline.scan(message, policy)
+        verdict = await self.hold(message, verdict, policy)
         self.record(message, verdict, ingress)
         for hook in self.hooks:
             try:
                 await hook(message, verdict, ingress)
             except Exception:
                 log.exception("verdict hook failed")
+        return verdict
+
+    async def hold(self, message: Message, verdict: Verdict, policy: Policy) -> Verdict:
+        """Keep a recoverable copy of a blocked message (the subscriber's `on_block`).
+
+        A QUARANTINE verdict is returned only once the copy is stored: without a quarantine
+        store it becomes TAG (delivered, marked), and a store failure raises StoreError so the
+        ingress answers with a temporary failure. A REJECT keeps a copy on a best-effort basis
+        (the sender is told, so nothing is lost if storing fails).
+        """
+        action = verdict.action
+        if action not in (Action.QUARANTINE, Action.REJECT) or policy.on_block is OnBlock.DROP:
+            return verdict
+        if self.quarantine is None:
+            if action is Action.QUARANTINE:
+                return replace(verdict, action=Action.TAG, reason="no quarantine store")
+            return verdict
+        try:
+            await self.quarantine.put(message, verdict)
+        except Exception as exc:
+            if action is Action.QUARANTINE:
+                raise StoreError("quarantine store failed") from exc
+            log.warning("could not keep a copy of a rejected message", exc_info=True)
         return verdict
 
     def record(self, message: Message, verdict: Verdict, ingress: str) -> None:

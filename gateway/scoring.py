@@ -75,19 +75,27 @@ def load_scores(
     """Build the scoring table for the declared symbols, with overrides applied in order:
     checks' default weights < shipped scores.toml < scores_file < weights/thresholds."""
     doc = _read_toml(None)
-    if scores_file:
-        _merge(doc, _read_toml(Path(scores_file)))
-    if weights:
-        _merge(doc, {"symbols": dict(weights)})
-    if thresholds:
-        _merge(doc, {"thresholds": dict(thresholds)})
-
     declared = {s.name: s for s in specs}
     declared.setdefault(CHECK_FAILED, SymbolSpec(CHECK_FAILED, "pipeline", "a check failed or timed out", 0.0))
+    # The shipped file covers every built-in check, some of which may be disabled: its entries
+    # for symbols no running check declares are dropped (a contract test keeps it consistent).
+    # An operator's overrides naming an undeclared symbol are a typo: refuse to start.
+    for section in ("symbols", "force_actions"):
+        doc[section] = {k: v for k, v in doc.get(section, {}).items() if k in declared}
+    overrides: dict[str, Any] = {}
+    if scores_file:
+        overrides = _read_toml(Path(scores_file))
+    if weights:
+        _merge(overrides, {"symbols": dict(weights)})
+    if thresholds:
+        _merge(overrides, {"thresholds": dict(thresholds)})
+    for section in ("symbols", "force_actions"):
+        unknown = sorted(set(overrides.get(section, {})) - set(declared))
+        if unknown:
+            raise ConfigError(f"scores name undeclared symbols: {', '.join(unknown)}")
+    _merge(doc, overrides)
+
     file_weights: dict[str, Any] = doc.get("symbols", {})
-    unknown = sorted(set(file_weights) - set(declared))
-    if unknown:
-        raise ConfigError(f"scores name undeclared symbols: {', '.join(unknown)}")
     table: dict[str, float] = {}
     for name, spec in declared.items():
         raw = file_weights.get(name, spec.weight)
@@ -106,8 +114,6 @@ def load_scores(
         th[action] = float(value)
     forced: dict[str, Action] = {}
     for name, action in doc.get("force_actions", {}).items():
-        if name not in declared:
-            raise ConfigError(f"force_actions names undeclared symbol {name}")
         forced[name] = _parse_action(str(action), f"force_actions.{name}")
     strength = {k: float(v) for k, v in doc.get("strength", {}).items()}
     return Scores(weights=table, thresholds=th, strength=strength, force_actions=forced)

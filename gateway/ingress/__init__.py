@@ -1,1 +1,1 @@
-"""Ingress adapters: wire protocols <-> Message/Verdict."""
+"""Ingress adapters: thin translators between a wire protocol and Message/Verdict."""

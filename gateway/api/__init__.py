@@ -1,0 +1,1 @@
+"""HTTP API: subscriber settings, SMS hook, operator endpoints, health and metrics."""

@@ -1,0 +1,104 @@
+"""The HTTP server: one FastAPI app for the REST API, the SMS hook, health and metrics.
+
+Routers live beside their subsystem and are listed in `ROUTERS` ("module:attribute"); a module
+that this build does not have is skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from gateway import __version__
+from gateway.cli import module_exists
+from gateway.config import parse_hostport
+from gateway.runtime import Gateway
+
+log = logging.getLogger("mamori.api")
+
+ROUTERS = (
+    "gateway.api.subscribers:router",
+    "gateway.api.sms:router",
+    "gateway.api.operator:router",
+    "gateway.api.pages:router",
+)
+
+
+def create_app(gw: Gateway) -> FastAPI:
+    app = FastAPI(
+        title="mamori",
+        version=__version__,
+        description="Spam and fraud filtering gateway: subscriber settings, SMS hook, operators.",
+    )
+    app.state.gateway = gw
+    app.state.ready = True
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", include_in_schema=False)
+    async def readyz(response: Response) -> dict[str, Any]:
+        ready = bool(app.state.ready)
+        if not ready:
+            response.status_code = 503
+        return {"ready": ready, "checks": [c.name for c in gw.pipeline.checks]}
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    for target in ROUTERS:
+        modname, _, attr = target.partition(":")
+        if module_exists(modname):
+            app.include_router(getattr(importlib.import_module(modname), attr))
+    return app
+
+
+class _Server(uvicorn.Server):
+    """uvicorn inside mamori's loop: `mamori serve` owns the signals, not uvicorn."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+class ApiService:
+    name = "api"
+
+    def __init__(self, server: uvicorn.Server, task: asyncio.Task[None], app: FastAPI) -> None:
+        self.server = server
+        self.task = task
+        self.app = app
+
+    async def stop(self) -> None:
+        self.app.state.ready = False
+        self.server.should_exit = True
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait_for(self.task, timeout=10)
+
+
+async def start(gw: Gateway) -> ApiService | None:
+    if not gw.settings.api.listen:
+        return None
+    host, port = parse_hostport(gw.settings.api.listen)
+    app = create_app(gw)
+    config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False,
+                            lifespan="off", server_header=False)
+    server = _Server(config)
+    task = asyncio.create_task(server.serve(), name="api")
+    while not server.started:
+        if task.done():
+            task.result()  # raises the bind error
+            raise RuntimeError("API server stopped during start-up")
+        await asyncio.sleep(0.01)
+    log.info("api listening", extra={"listen": f"{host}:{port}"})
+    return ApiService(server, task, app)

@@ -1,0 +1,196 @@
+"""SMTP content filter (before-queue proxy) on aiosmtpd.
+
+The MTA (or any client) hands mail to mamori on `MAMORI_SMTP__LISTEN`; mamori scans it during
+the DATA phase and only then answers:
+- accept / tag: relay to `MAMORI_SMTP__NEXT_HOP` with the `X-Mamori-*` headers added, and pass the
+  next hop's answer back (250 only once the next hop has taken responsibility: nothing is lost);
+- reject: 550 5.7.1; soft_reject: 451 4.7.1; quarantine: 250 once the copy is stored.
+Failures of mamori itself answer 451 4.3.0 so the client retries.
+
+Per-recipient policy: a transaction carries one DATA answer for all recipients, so a recipient
+whose policy differs from the first one's is deferred at RCPT with 452 4.5.3; the client sends it
+again in a transaction of its own (RFC 5321 section 4.5.3.1.10 permits this), and each message
+is then judged by its recipient's own policy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+import aiosmtplib
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from gateway.config import parse_hostport
+from gateway.errors import GatewayError
+from gateway.ingress.headers import mamori_headers, render
+from gateway.message import Message, Peer
+from gateway.metrics import INFLIGHT, INGRESS_ERRORS
+from gateway.runtime import Gateway
+from gateway.verdict import Action
+
+log = logging.getLogger("mamori.smtp")
+
+SMTP_250_OK = "250 2.0.0 OK: queued"
+SMTP_250_HELD = "250 2.0.0 OK: held"
+SMTP_421_BUSY = "421 4.3.2 Service busy, try again later"
+SMTP_451_TEMPFAIL = "451 4.3.0 Temporary failure, try again later"
+SMTP_451_SOFT_REJECT = "451 4.7.1 Message deferred, try again later"
+SMTP_451_NEXT_HOP = "451 4.4.1 Next hop unavailable, try again later"
+SMTP_452_POLICY = "452 4.5.3 Recipient policy differs, send it in a separate transaction"
+SMTP_550_REJECT = "550 5.7.1 Message rejected as spam or fraud"
+SMTP_554_NEXT_HOP = "554 5.0.0 Next hop refused the message"
+
+_POLICY_KEY = "mamori_policy_version"
+
+
+class FilterHandler:
+    def __init__(self, gw: Gateway) -> None:
+        self.gw = gw
+        self.settings = gw.settings.smtp
+        self.next_host, self.next_port = parse_hostport(self.settings.next_hop)
+
+    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,
+                          address: str, rcpt_options: list[str]) -> str:
+        try:
+            policy = await self.gw.policy_for(address.lower())
+        except GatewayError:
+            return SMTP_451_TEMPFAIL
+        first = getattr(envelope, _POLICY_KEY, None)
+        if first is not None and first != policy.version:
+            return SMTP_452_POLICY
+        setattr(envelope, _POLICY_KEY, policy.version)
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        return "250 2.1.5 OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        INFLIGHT.labels("smtp").inc()
+        try:
+            return await self._data(session, envelope)
+        except Exception:
+            INGRESS_ERRORS.labels("smtp", "internal").inc()
+            log.exception("SMTP filter failed; answering tempfail")
+            return SMTP_451_TEMPFAIL
+        finally:
+            INFLIGHT.labels("smtp").dec()
+
+    async def _data(self, session: Session, envelope: Envelope) -> str:
+        raw = envelope.original_content or b""
+        if isinstance(raw, str):
+            raw = raw.encode("utf-8", "surrogateescape")
+        peer = session.peer if isinstance(session.peer, tuple) else (None, None)
+        msg = Message.email(
+            raw,
+            sender=envelope.mail_from or "",
+            recipients=[r.lower() for r in envelope.rcpt_tos],
+            peer=Peer(ip=peer[0], port=peer[1], helo=session.host_name or None),
+        )
+        policy = await self.gw.policy_for(msg.subscriber)
+        verdict = await self.gw.process(msg, "smtp", policy)
+        action = verdict.action
+        if action is Action.REJECT:
+            return SMTP_550_REJECT
+        if action is Action.SOFT_REJECT:
+            return SMTP_451_SOFT_REJECT
+        if action is Action.QUARANTINE:  # stored (or dropped by the subscriber's choice)
+            return SMTP_250_HELD
+        # accept or tag
+        data = render(mamori_headers(verdict)) + raw
+        return await self._relay(envelope, data)
+
+    async def _relay(self, envelope: Envelope, data: bytes) -> str:
+        try:
+            errors, _reply = await aiosmtplib.send(
+                data,
+                sender=envelope.mail_from or "",
+                recipients=envelope.rcpt_tos,
+                hostname=self.next_host,
+                port=self.next_port,
+                timeout=self.settings.relay_timeout,
+                start_tls=False,
+                use_tls=False,
+                local_hostname=self.settings.hostname,
+            )
+        except aiosmtplib.SMTPResponseException as exc:
+            if 400 <= exc.code < 500:
+                return SMTP_451_NEXT_HOP
+            log.info("next hop refused message", extra={"code": exc.code})
+            return SMTP_554_NEXT_HOP
+        except (aiosmtplib.SMTPException, OSError, TimeoutError):
+            INGRESS_ERRORS.labels("smtp", "next_hop").inc()
+            return SMTP_451_NEXT_HOP
+        if errors:  # some recipients refused by the next hop after we said 250 to them: defer all
+            return SMTP_451_NEXT_HOP
+        return SMTP_250_OK
+
+
+class _LimitedSMTP(SMTP):
+    """aiosmtpd's SMTP with a cap on concurrent sessions (421 beyond it)."""
+
+    active = 0
+
+    def __init__(self, handler: Any, limit: int, **kw: Any) -> None:
+        super().__init__(handler, **kw)
+        self._limit = limit
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if type(self).active >= self._limit:
+            INGRESS_ERRORS.labels("smtp", "busy").inc()
+            with contextlib.suppress(Exception):
+                transport.write((SMTP_421_BUSY + "\r\n").encode())  # type: ignore[attr-defined]
+            transport.close()
+            return
+        type(self).active += 1
+        self._counted = True
+        super().connection_made(transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if getattr(self, "_counted", False):
+            type(self).active -= 1
+            self._counted = False
+        super().connection_lost(exc)
+
+
+class SmtpService:
+    name = "smtp"
+
+    def __init__(self, server: asyncio.base_events.Server) -> None:
+        self.server = server
+
+    @property
+    def port(self) -> int:
+        return int(self.server.sockets[0].getsockname()[1])
+
+    async def stop(self) -> None:
+        self.server.close()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.server.wait_closed(), timeout=10)
+
+
+async def start(gw: Gateway) -> SmtpService | None:
+    s = gw.settings.smtp
+    if not s.listen:
+        return None
+    host, port = parse_hostport(s.listen)
+    handler = FilterHandler(gw)
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(
+        lambda: _LimitedSMTP(
+            handler,
+            s.max_connections,
+            data_size_limit=s.max_message_size,
+            enable_SMTPUTF8=True,
+            decode_data=False,
+            hostname=s.hostname,
+            ident="mamori",
+            timeout=300,
+        ),
+        host,
+        port,
+    )
+    svc = SmtpService(server)
+    log.info("smtp filter listening", extra={"listen": f"{host}:{svc.port}", "next_hop": s.next_hop})
+    return svc
