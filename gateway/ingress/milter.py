@@ -29,6 +29,7 @@ from pathlib import Path
 from gateway.config import MilterSettings, parse_hostport
 from gateway.errors import ConfigError
 from gateway.ingress import milter_codec as mc
+from gateway.ingress.headers import mamori_headers
 from gateway.message import Channel, Message, Peer, ScanContext
 from gateway.metrics import INFLIGHT, INGRESS_ERRORS, SCAN_SECONDS, SCANNED
 from gateway.policy import Policy
@@ -49,11 +50,8 @@ SMTP_451_FAILURE = "451 4.3.0 Temporary failure in mail filter, try again later"
 SMTP_451_BUSY = "451 4.3.2 Mail filter busy, try again later"
 
 HEADER_ACTION = "X-Mamori-Action"
-HEADER_SCORE = "X-Mamori-Score"
-HEADER_SYMBOLS = "X-Mamori-Symbols"
 OUR_HEADER_PREFIX = "x-mamori-"
 MAX_HEADER_BYTES = 1024 * 1024  # header block kept for scanning
-MAX_SYMBOLS_HEADER = 900  # characters of X-Mamori-Symbols (one header line stays < 998)
 
 # policy fields only `Pipeline.decide` reads: recipients whose policies differ in nothing
 # else share one run of the checks (any other field, including ones added later, may be read
@@ -147,7 +145,7 @@ class MilterService:
             os.chmod(path, mode)
             self._unix_path = path
         else:
-            host, port = _hostport(listen.removeprefix("inet:"))
+            host, port = parse_hostport(listen.removeprefix("inet:"))
             self.server = await asyncio.start_server(self._handle, host, port, limit=limit,
                                                      backlog=1024)
         if self.gw.pipeline.deadline >= self.settings.timeout:
@@ -260,6 +258,10 @@ class MilterService:
             copy = dataclasses.replace(message, id=f"{message.id}-{n}", recipients=tuple(members),
                                        subscriber=policy.subscriber or members[0] or None)
             verdict = dataclasses.replace(verdict, message_id=copy.id)
+            # the copy of a recipient who will not get the message is kept in quarantine; a
+            # quarantine verdict without a store becomes tag (delivered, marked), and a store
+            # failure raises (the message is then tempfailed: nothing is lost)
+            verdict = await gw.hold(copy, verdict, policy)
             SCANNED.labels(Channel.EMAIL.value, verdict.action.value).inc()
             SCAN_SECONDS.labels(Channel.EMAIL.value).observe(time.monotonic() - t0)
             gw.record(copy, verdict, INGRESS)
@@ -289,38 +291,17 @@ class MilterService:
         # the verdict shown in the headers: the strictest among those who get the message
         shown = max((d for d in decisions if d.verdict.action.severity <= action.severity),
                     key=lambda d: d.verdict.action.severity)
-        out = Outcome(mc.SMFIR_ACCEPT, headers=mamori_headers(shown.verdict))
+        out = Outcome(mc.SMFIR_ACCEPT, headers=milter_headers(shown.verdict))
         out.delete_recipients = [r for d in stricter for r in d.recipients]
         if action is Action.QUARANTINE:
             out.quarantine = f"mamori quarantine ref {ref}"
         return out
 
 
-def _hostport(value: str) -> tuple[str, int]:
-    """host:port; port 0 (any free port, for tests) is allowed here."""
-    host, _, port = value.rpartition(":")
-    if port == "0":
-        return host.strip("[]") or "127.0.0.1", 0
-    return parse_hostport(value)
-
-
-def mamori_headers(verdict: Verdict) -> list[tuple[str, str]]:
-    symbols = sorted(verdict.symbols.values(), key=lambda s: (-abs(s.score), s.name))
-    listed: list[str] = []
-    size = 0
-    for sym in symbols:
-        item = f"{sym.name}({sym.score:.2f})"
-        if size + len(item) + 2 > MAX_SYMBOLS_HEADER:
-            listed.append("...")
-            break
-        listed.append(item)
-        size += len(item) + 2
-    return [
-        *verdict.headers,
-        (HEADER_ACTION, verdict.action.value),
-        (HEADER_SCORE, f"{verdict.score:.2f}"),
-        (HEADER_SYMBOLS, ", ".join(listed) or "none"),
-    ]
+def milter_headers(verdict: Verdict) -> list[tuple[str, str]]:
+    """mamori's headers (shared with the SMTP filter), each value on one line: a folded value
+    would reach the MTA with raw line breaks."""
+    return [(n, " ".join(v.split())) for n, v in mamori_headers(verdict)]
 
 
 class Session:

@@ -26,8 +26,8 @@ from gateway.runtime import Gateway
 from gateway.verdict import Action
 
 _TESTS = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(_TESTS / "ingress"))
-from milter_support import (  # noqa: E402
+sys.path.insert(0, str(_TESTS))
+from ingress.milter_support import (  # noqa: E402
     Captured,
     FailingPolicyStore,
     HeaderVerdictCheck,
@@ -170,7 +170,7 @@ async def test_ham_is_delivered_with_mamori_headers(postfix: PostfixRig) -> None
     assert header_of(mail, "Delivered-To") == [BOB]
     assert header_of(mail, "X-Mamori-Action") == ["accept"]  # the spoofed one is gone
     assert header_of(mail, "X-Mamori-Score") == ["0.00"]
-    assert header_of(mail, "X-Mamori-Symbols") == ["none"]
+    assert header_of(mail, "X-Mamori-Symbols") == []  # no symbol hit
     (msg, verdict, _), = postfix.captured.verdicts
     assert verdict.action is Action.ACCEPT and msg.recipients == (BOB,)
     assert msg.protocol.get("i") == _queue_id(text)  # Postfix's queue id macro came through
@@ -220,6 +220,8 @@ async def test_two_recipients_each_by_their_own_policy(postfix: PostfixRig) -> N
     assert header_of(mails[0], "X-Mamori-Action") == ["accept"]
     verdicts = {m.recipients: v for m, v, _ in postfix.captured.verdicts}
     assert verdicts[(bob,)].action is Action.REJECT and verdicts[(bob,)].subscriber == BOB
+    (kept, _), = postfix.gw.quarantine.kept  # type: ignore[union-attr]
+    assert kept.recipients == (bob,) and token.encode() in kept.body
     assert verdicts[(CAROL,)].action is Action.ACCEPT
 
 

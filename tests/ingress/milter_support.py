@@ -1,6 +1,6 @@
 """Helpers shared by the milter unit, adversarial and end-to-end tests: a gateway with the real
 pipeline plus a test-only check whose verdict a header chooses, a capturing verdict hook, and
-the `milter_rig` fixture (test modules import it: `from milter_support import milter_rig as
+the `milter_rig` fixture (test modules import it: `from .milter_support import milter_rig as
 milter_rig`, which keeps tests/ingress free of a conftest.py other ingresses would share)."""
 
 from __future__ import annotations
@@ -75,6 +75,19 @@ class FailingPolicyStore(MemoryPolicyStore):
 
 
 @dataclass
+class MemoryQuarantine:
+    """A quarantine store (gw.quarantine) in memory; `broken` makes it fail."""
+
+    kept: list[tuple[Message, Verdict]] = field(default_factory=list)
+    broken: bool = False
+
+    async def put(self, message: Message, verdict: Verdict) -> None:
+        if self.broken:
+            raise OSError("quarantine disk full")
+        self.kept.append((message, verdict))
+
+
+@dataclass
 class Captured:
     verdicts: list[tuple[Message, Verdict, str]] = field(default_factory=list)
 
@@ -88,6 +101,7 @@ def make_gateway(settings: Settings) -> tuple[Gateway, HeaderVerdictCheck, Captu
                         check_timeout=10.0)
     gw = Gateway(settings, pipeline, FailingPolicyStore(), MemorySink(),
                  PartyHasher(b"test-hash-key-0123456789"), PluginEnv(settings))
+    gw.quarantine = MemoryQuarantine()
     captured = Captured()
     gw.hooks.append(captured)
     return gw, check, captured

@@ -8,8 +8,6 @@ import os
 from pathlib import Path
 
 import pytest
-from milter_support import HAM_BODY, HAM_HEADERS, FailingPolicyStore, make_gateway, with_verdict
-from milter_support import milter_rig as milter_rig
 
 from gateway.config import Settings
 from gateway.errors import ConfigError
@@ -18,6 +16,9 @@ from gateway.ingress import milter_codec as mc
 from gateway.policy import Policy
 from gateway.runtime import Gateway
 from gateway.verdict import Action
+
+from .milter_support import HAM_BODY, HAM_HEADERS, FailingPolicyStore, make_gateway, with_verdict
+from .milter_support import milter_rig as milter_rig
 
 SENDER = "alice@sender.test"
 BOB = "bob@example.test"
@@ -61,7 +62,7 @@ async def test_ham_is_accepted_with_headers_and_message_is_built(milter_rig) -> 
         assert res.final == mc.SMFIR_ACCEPT and res.early is None
         assert header(res, "X-Mamori-Action") == "accept"
         assert header(res, "X-Mamori-Score") == "0.00"
-        assert header(res, "X-Mamori-Symbols") == "none"
+        assert header(res, "X-Mamori-Symbols") is None  # no symbol hit
         assert res.deleted_recipients == [] and res.quarantine is None
         (msg, verdict, ingress), = rig.captured.verdicts
         assert ingress == "milter" and verdict.action is Action.ACCEPT
@@ -86,7 +87,7 @@ async def test_verdict_headers_are_added_first(milter_rig) -> None:
     async with milter_rig() as rig:
         res = await send(rig.address, headers=with_verdict("authres"))
         assert [n for n, _ in res.added_headers] == [
-            "Authentication-Results", "X-Mamori-Action", "X-Mamori-Score", "X-Mamori-Symbols"]
+            "Authentication-Results", "X-Mamori-Action", "X-Mamori-Score"]
         assert header(res, "Authentication-Results") == "mx.example.test; spf=pass"
 
 
@@ -149,6 +150,10 @@ async def test_recipients_with_different_policies(milter_rig) -> None:
         assert by_rcpt[(CAROL,)][1].action is Action.ACCEPT
         assert bob_msg.id != by_rcpt[(CAROL,)][0].id and bob_v.message_id == bob_msg.id
         assert rig.gw.events.events  # per-recipient verdict events were emitted
+        # Bob's copy is kept in the quarantine store, with his verdict
+        (kept_msg, kept_v), = rig.gw.quarantine.kept
+        assert kept_msg.recipients == (BOB,) and kept_v.action is Action.REJECT
+        assert kept_msg.body == HAM_BODY
 
 
 async def test_recipient_policy_lookup_ignores_case(milter_rig) -> None:
@@ -378,3 +383,27 @@ async def test_reply_texts_are_validated_at_start(settings: Settings) -> None:
         with pytest.raises(ConfigError):
             await milter_mod.MilterService(gw).start()
 
+
+
+async def test_quarantine_without_a_store_is_delivered_tagged(milter_rig) -> None:
+    """As for every ingress: a quarantine verdict stands only once a copy is stored."""
+    async with milter_rig() as rig:
+        rig.gw.quarantine = None
+        res = await send(rig.address, headers=with_verdict("quarantine"))
+        assert res.final == mc.SMFIR_ACCEPT and res.quarantine is None
+        assert header(res, "X-Mamori-Action") == "tag"
+        # the same for a recipient among others: not removed, gets it tagged
+        await rig.gw.policies.put(Policy(subscriber=CAROL, weights={"TEST_TAG": 10.0}))
+        res = await send(rig.address, headers=with_verdict("tag"), rcpts=(BOB, CAROL))
+        assert res.final == mc.SMFIR_ACCEPT and res.deleted_recipients == []
+
+
+async def test_quarantine_store_failure_tempfails(milter_rig) -> None:
+    async with milter_rig() as rig:
+        rig.gw.quarantine.broken = True
+        res = await send(rig.address, headers=with_verdict("quarantine"))
+        assert res.final == mc.SMFIR_REPLYCODE and res.reply.startswith("451 4.3.0")
+        # a removed recipient's copy cannot be kept either: nobody loses the message
+        await rig.gw.policies.put(Policy(subscriber=CAROL, weights={"TEST_TAG": 10.0}))
+        res = await send(rig.address, headers=with_verdict("tag"), rcpts=(BOB, CAROL))
+        assert res.final == mc.SMFIR_REPLYCODE and res.reply.startswith("451 4.3.0")

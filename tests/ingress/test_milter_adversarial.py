@@ -10,11 +10,12 @@ import random
 import struct
 
 import pytest
-from milter_support import HAM_BODY, HAM_HEADERS
-from milter_support import milter_rig as milter_rig
 
 from gateway.ingress import milter_codec as mc
 from gateway.ingress.milter import WANTED_ACTIONS, WANTED_PROTOCOL
+
+from .milter_support import HAM_BODY, HAM_HEADERS
+from .milter_support import milter_rig as milter_rig
 
 SENDER = "alice@sender.test"
 BOB = "bob@example.test"
@@ -114,7 +115,7 @@ async def test_disconnect_mid_body_scans_nothing(milter_rig) -> None:
             await client.writer.wait_closed()
         await drained(rig)
         assert rig.captured.verdicts == []
-        assert open_fds() == before
+        assert open_fds() <= before
         await still_serves(rig)
 
 
@@ -199,7 +200,7 @@ async def test_thousands_of_concurrent_connections(milter_rig) -> None:
         assert served.count(mc.SMFIR_ACCEPT) > 0
         await drained(rig)
         assert len(rig.captured.verdicts) == served.count(mc.SMFIR_ACCEPT) + 1
-        assert open_fds() == fds_before
+        assert open_fds() <= fds_before
         assert len(asyncio.all_tasks()) == tasks_before
 
 
