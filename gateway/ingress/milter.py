@@ -8,8 +8,8 @@ final reply (accept, tempfail, or reject with our reply code).
 Per-recipient policy (docs/milter.md explains the choice): every recipient's policy is looked
 up; the checks run once per distinct set of check-relevant policy settings and the verdict is
 decided per distinct policy. The transaction takes the mildest recipient action; recipients
-whose own verdict is stricter are removed (SMFIR_DELRCPT) and their copy goes through the
-verdict hooks (the quarantine store), so nobody gets mail their policy blocks and nobody else
+whose own verdict is stricter are removed (SMFIR_DELRCPT) and their copy is kept in the
+quarantine store (`Gateway.hold`), so nobody gets mail their policy blocks and nobody else
 loses mail because of someone else's policy.
 """
 
