@@ -546,17 +546,24 @@ class Session:
 
     def _default_action(self) -> list[bytes]:
         if self.settings.default_action == "accept":
-            out = [mc.add_header(HEADER_ACTION, "unscanned")] if self.actions & mc.SMFIF_ADDHDRS else []
+            out = self._strip_own_headers()
+            if self.actions & mc.SMFIF_ADDHDRS:
+                out.append(mc.add_header(HEADER_ACTION, "unscanned"))
             return [*out, mc.ACCEPT]
         return [mc.reply_code(SMTP_451_FAILURE)]
+
+    def _strip_own_headers(self) -> list[bytes]:
+        """Delete the X-Mamori-* fields the client sent (nobody forges our verdict)."""
+        if not self.actions & mc.SMFIF_CHGHDRS:
+            return []
+        # from the last occurrence of each name, so earlier indexes stay valid
+        return [mc.change_header(i, name, "") for name, count in self.own_headers.items()
+                for i in range(count, 0, -1)]
 
     async def _apply(self, out: Outcome) -> None:
         packets: list[bytes] = []
         if out.final != mc.SMFIR_REPLYCODE:
-            if self.actions & mc.SMFIF_CHGHDRS:
-                for name, count in self.own_headers.items():
-                    # delete from the last occurrence so earlier indexes stay valid
-                    packets.extend(mc.change_header(i, name, "") for i in range(count, 0, -1))
+            packets.extend(self._strip_own_headers())
             if self.actions & mc.SMFIF_ADDHDRS:
                 packets.extend(mc.add_header(n, v) for n, v in out.headers)
             packets.extend(mc.delete_recipient(r) for r in out.delete_recipients)

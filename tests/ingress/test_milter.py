@@ -216,9 +216,11 @@ async def test_default_action_tempfail_when_mamori_fails(milter_rig) -> None:
 
 async def test_default_action_accept_when_mamori_fails(milter_rig) -> None:
     async with milter_rig(default_action="accept") as rig:
-        res = await send(rig.address, rcpts=(FailingPolicyStore.BROKEN,))
+        spoof = [*HAM_HEADERS, ("X-Mamori-Action", "accept")]
+        res = await send(rig.address, headers=spoof, rcpts=(FailingPolicyStore.BROKEN,))
         assert res.final == mc.SMFIR_ACCEPT
         assert header(res, "X-Mamori-Action") == "unscanned"
+        assert res.changed_headers == [(1, "x-mamori-action", "")]
 
 
 async def test_scan_time_limit_tempfails(milter_rig) -> None:
