@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import socket
 import time
 from collections import OrderedDict
@@ -36,6 +37,7 @@ QTYPES = frozenset({"A", "AAAA", "MX", "TXT", "PTR", "CNAME", "SPF", "NS", "SOA"
 MAX_CNAME_CHAIN = 8
 
 Record = tuple[str, str, Any]
+log = logging.getLogger("mamori.dns")
 
 
 class DnsTempError(GatewayError):
@@ -102,8 +104,9 @@ class DnsPythonBackend:
             ans = await self._resolver.resolve(name + ".", qtype, raise_on_no_answer=False,
                                                search=False)
         except dns.resolver.NXDOMAIN as exc:
-            return Answer(name, qtype, (), nxdomain=True, ttl=_negative_ttl(exc.response(exc.qnames()[0])
-                                                                           if exc.qnames() else None))
+            responses: dict[Any, Any] = exc.kwargs.get("responses") or {}
+            return Answer(name, qtype, (), nxdomain=True,
+                          ttl=_negative_ttl(next(iter(responses.values()), None)))
         except (dns.exception.Timeout, dns.resolver.NoNameservers, dns.resolver.LifetimeTimeout) as exc:
             raise DnsTempError(f"{type(exc).__name__}") from None
         except (dns.name.LabelTooLong, dns.name.NameTooLong, dns.name.EmptyLabel):
@@ -508,5 +511,19 @@ def build_resolver(*, zone_file: str = "", timeout: float = 2.0, nameservers: It
     if zone_file:
         backend = ZoneBackend.from_file(zone_file)
     else:
-        backend = DnsPythonBackend(timeout=timeout, nameservers=nameservers)
+        try:
+            backend = DnsPythonBackend(timeout=timeout, nameservers=nameservers)
+        except ConfigError as exc:
+            # no resolv.conf (a bare container): the gateway still starts; every lookup is a
+            # temporary failure, so authentication answers temperror until DNS is configured
+            log.error("%s; DNS lookups will fail temporarily", exc)
+            backend = UnavailableBackend(str(exc))
     return CachingResolver(backend, max_entries=max_entries)
+
+
+class UnavailableBackend:
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+    async def query(self, name: str, qtype: str) -> Answer:
+        raise DnsTempError("no DNS resolver configured")

@@ -48,7 +48,7 @@ def build_auth_checks(settings: Settings, resolver: CachingResolver, *, events: 
                            AuthResultsCheck(shared)]
     dmarc = checks[3]
     # a disabled dependency must not stop the gateway from starting
-    dmarc.depends_on = tuple(d for d in DmarcCheck.depends_on if d not in disabled)
+    dmarc.depends_on = tuple(d for d in DmarcCheck.depends_on if d not in disabled)  # type: ignore[misc]
     return checks
 
 

@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass, field
 from email.utils import getaddresses
 from functools import lru_cache
-from typing import Any
+from typing import Any, cast
 
 from gateway.dns import DnsTempError, MessageDns, normalise_name
 
@@ -237,7 +237,7 @@ async def evaluate_dmarc(
         policy = record.sp or record.p
     if dkim_ok or spf_ok:
         return DmarcResult("pass", domain, policy_domain, org, policy, "none", record, dkim_ok, spf_ok)
-    disposition, overrides = policy, ()
+    disposition, overrides = policy, cast(tuple[str, ...], ())
     if policy != "none" and not sampled(message_id, record.pct):
         disposition, overrides = _DOWNGRADE[policy], ("sampled_out",)
     return DmarcResult("fail", domain, policy_domain, org, policy, disposition, record,

@@ -150,7 +150,8 @@ def build_report(
         _text(se, "scope", s.get("scope", "mfrom"))
         _text(se, "result", s.get("result", "none"))
     ET.indent(root)
-    return b'<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="utf-8") + b"\n"
+    body: bytes = ET.tostring(root, encoding="utf-8", xml_declaration=False)
+    return b'<?xml version="1.0" encoding="UTF-8"?>\n' + body + b"\n"
 
 
 def write_reports(
