@@ -305,6 +305,8 @@ class CachingResolver:
         max_ttl: float = 86_400.0,
         negative_ttl: float = 900.0,
         error_ttl: float = 5.0,
+        trip_after: int = 20,
+        cooldown: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.backend = backend
@@ -317,6 +319,12 @@ class CachingResolver:
         self._cache: OrderedDict[tuple[str, str], tuple[float, Answer | DnsTempError]] = OrderedDict()
         self._inflight: dict[tuple[str, str], asyncio.Future[Answer]] = {}
         self.stats = CacheStats()
+        # circuit breaker: after `trip_after` consecutive backend failures, answer temperror
+        # at once for `cooldown` seconds instead of letting every message wait on timeouts
+        self.trip_after = trip_after
+        self.cooldown = cooldown
+        self._failures = 0
+        self._open_until = 0.0
 
     def peek(self, name: str, qtype: str) -> Answer | DnsTempError | None:
         """The cached answer (or cached temporary failure), or None; never queries."""
@@ -358,7 +366,17 @@ class CachingResolver:
         fut = self._inflight.get(key)
         if fut is not None:  # someone is already asking: share the answer
             self.stats.hits += 1
-            return await asyncio.shield(fut)
+            try:
+                return await asyncio.shield(fut)
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if fut.cancelled() and task is not None and not task.cancelling():
+                    # the first asker gave up (its own timeout), not us
+                    raise DnsTempError("lookup abandoned") from None
+                raise
+        if self._open_until > self.clock():
+            self.stats.temp_errors += 1
+            raise DnsTempError("resolver unavailable (recent failures)")
         self.stats.misses += 1
         fut = asyncio.get_running_loop().create_future()
         self._inflight[key] = fut
@@ -366,11 +384,13 @@ class CachingResolver:
             answer = await self.backend.query(name, qtype)
         except DnsTempError as exc:
             self.stats.temp_errors += 1
+            self._failed()
             self.put(exc, name, qtype)
             fut.set_exception(DnsTempError(str(exc)))
             fut.exception()  # mark retrieved: waiters re-raise their own copy
             raise
-        except asyncio.CancelledError:
+        except asyncio.CancelledError:  # the caller's timeout: counts as a failed lookup
+            self._failed()
             fut.cancel()
             raise
         except Exception as exc:  # a backend bug must not escape as anything but temperror
@@ -381,9 +401,17 @@ class CachingResolver:
             raise err from None
         finally:
             self._inflight.pop(key, None)
+        self._failures = 0
         self.put(answer, name, qtype)
         fut.set_result(answer)
         return answer
+
+    def _failed(self) -> None:
+        self._failures += 1
+        if self._failures >= self.trip_after:
+            self._failures = 0
+            self._open_until = self.clock() + self.cooldown
+            log.warning("DNS lookups keep failing; answering temperror for %.0fs", self.cooldown)
 
     def __len__(self) -> int:
         return len(self._cache)

@@ -189,3 +189,33 @@ async def test_run_with_dns_replays_until_answered() -> None:
     runs = 0
     assert await run_with_dns(mdns2, compute, in_thread=True) == b"done"
     assert runs == 1 and mdns2.queries == 0
+
+
+async def test_circuit_breaker_fails_fast_while_dns_is_down() -> None:
+    class Down:
+        calls = 0
+
+        async def query(self, name: str, qtype: str) -> Answer:
+            Down.calls += 1
+            raise DnsTempError("timeout")
+
+    clock = Clock()
+    r = CachingResolver(Down(), trip_after=3, cooldown=10, clock=clock)
+    for i in range(5):
+        with pytest.raises(DnsTempError):
+            await r.query(f"n{i}.example", "A")
+    assert Down.calls == 3  # the last two never reached the backend
+    clock.now += 11
+    with pytest.raises(DnsTempError):
+        await r.query("again.example", "A")
+    assert Down.calls == 4
+
+
+async def test_a_waiter_is_not_cancelled_by_the_first_askers_timeout() -> None:
+    be = CountingBackend({}, delay=0.3)
+    r = CachingResolver(be)
+    first = MessageDns(r, query_timeout=0.05)
+    second = MessageDns(r, query_timeout=2.0)
+    got = await asyncio.gather(first.query("slow.example", "A"), second.query("slow.example", "A"),
+                               return_exceptions=True)
+    assert all(isinstance(g, DnsTempError) for g in got), got
