@@ -78,8 +78,9 @@ def _parse_line(line: bytes, lineno: int) -> dict[str, Any]:
             raw = path.read_bytes()
         except OSError as exc:
             return {"error": f"cannot read message: {exc.strerror}", "line": lineno}
-        msg = Message.email(raw, peer=peer)
-        msg = dataclasses.replace(msg, sender=fields["mail_from"])
+        msg = Message.email(raw, peer=peer)  # without mail_from: the Return-Path
+        if "mail_from" in obj:
+            msg = dataclasses.replace(msg, sender=fields["mail_from"])
     else:
         msg = Message(channel=Channel.EMAIL, sender=fields["mail_from"], peer=peer)
     return {"message": msg}

@@ -33,21 +33,25 @@ def utc_day(ts: float) -> str:
 class ReportLog:
     """Buffers report rows and appends them to the day's records file."""
 
-    def __init__(self, directory: Path, *, flush_every: int = 500) -> None:
+    def __init__(self, directory: Path, *, flush_every: int = 500, flush_interval: float = 30.0) -> None:
         self.directory = directory
         self.flush_every = flush_every
+        self.flush_interval = flush_interval
         self._rows: list[dict[str, Any]] = []
         self._lock = threading.Lock()
+        self._last_flush = time.monotonic()
 
     def add(self, row: dict[str, Any]) -> bool:
-        """Buffer a row; True when the buffer should be flushed."""
+        """Buffer a row; True when the buffer should be flushed (size or age)."""
         with self._lock:
             self._rows.append(row)
-            return len(self._rows) >= self.flush_every
+            return (len(self._rows) >= self.flush_every
+                    or time.monotonic() - self._last_flush >= self.flush_interval)
 
     def flush(self) -> int:
         with self._lock:
             rows, self._rows = self._rows, []
+            self._last_flush = time.monotonic()
         if not rows:
             return 0
         by_day: dict[str, list[bytes]] = {}
