@@ -21,6 +21,7 @@ broken network, and nothing waits longer than its timeout.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import logging
 import socket
@@ -88,7 +89,7 @@ class DnsPythonBackend:
         except Exception as exc:  # no resolv.conf: a clear configuration error
             raise ConfigError(f"cannot configure the DNS resolver: {exc}") from exc
         if ns:
-            self._resolver.nameservers = ns
+            self._resolver.nameservers = [_nameserver(n) for n in ns]
         self._resolver.lifetime = timeout
         self._resolver.timeout = min(timeout, 2.0)
         self.timeout = timeout
@@ -126,6 +127,28 @@ class DnsPythonBackend:
         if ttl is None:
             ttl = _negative_ttl(ans.response)
         return Answer(name, qtype, tuple(records), ttl=float(ttl))
+
+
+def _nameserver(spec: str) -> Any:
+    """'192.0.2.53', '192.0.2.53:5353', '2001:db8::53' or '[2001:db8::53]:5353'."""
+    import dns.nameserver
+
+    spec = spec.strip()
+    host, port = spec, 53
+    if spec.startswith("["):
+        host, _, rest = spec[1:].partition("]")
+        if rest.startswith(":"):
+            port = int(rest[1:]) if rest[1:].isdigit() else -1
+    elif spec.count(":") == 1:
+        host, _, p = spec.partition(":")
+        port = int(p) if p.isdigit() else -1
+    if not 0 < port < 65536:
+        raise ConfigError(f"invalid nameserver {spec!r}: expected IP or IP:port")
+    try:
+        ipaddress.ip_address(host)
+        return dns.nameserver.Do53Nameserver(host, port)
+    except ValueError:
+        raise ConfigError(f"invalid nameserver {spec!r}: expected IP or IP:port") from None
 
 
 def _rdata_value(rtype: str, rd: Any) -> Any:
