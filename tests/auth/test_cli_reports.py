@@ -197,3 +197,15 @@ def test_authentication_results_quotes_odd_values() -> None:
     v = authentication_results("mx.test", {"auth.spf": SpfResult("pass", "helo", 'we"ird;name')})
     assert v == 'mx.test; spf=pass smtp.helo="we\\"ird;name"'
     assert authentication_results("mx.test", {}) is None
+
+
+def test_dmarc_runs_without_a_disabled_dependency() -> None:
+    from gateway.checks.auth import build_auth_checks
+    from gateway.pipeline import Pipeline
+    from gateway.scoring import Scores
+    from tests.auth.conftest import auth_settings
+
+    checks = [c for c in build_auth_checks(auth_settings(), zone_resolver({}), disabled=frozenset({"arc"}))
+              if c.name != "arc"]
+    pipeline = Pipeline(checks, Scores(weights={}, thresholds={}, strength={}))
+    assert pipeline.by_name["dmarc"].depends_on == ("spf", "dkim")

@@ -44,12 +44,10 @@ def build_auth_checks(settings: Settings, resolver: CachingResolver, *, events: 
     )
 
     shared = AuthShared.from_settings(settings, resolver, events=events)
-    checks: list[Check] = [SpfCheck(shared), DkimCheck(shared), ArcCheck(shared), DmarcCheck(shared),
-                           AuthResultsCheck(shared)]
-    dmarc = checks[3]
+    dmarc = DmarcCheck(shared)
     # a disabled dependency must not stop the gateway from starting
     dmarc.depends_on = tuple(d for d in DmarcCheck.depends_on if d not in disabled)  # type: ignore[misc]
-    return checks
+    return [SpfCheck(shared), DkimCheck(shared), ArcCheck(shared), dmarc, AuthResultsCheck(shared)]
 
 
 def checks(env: PluginEnv) -> list[Check]:

@@ -13,7 +13,7 @@ import contextlib
 import logging
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -133,8 +133,7 @@ class DkimCheck(_AuthCheck):
         by: dict[str, list[str]] = {}
         for r in results:
             by.setdefault(r.result, []).append(r.domain)
-        return [_sym("DKIM", res, *doms) for res, doms in by.items()
-                if f"DKIM_{res.upper()}" in {s.name for s in self.symbols}]
+        return [_sym("DKIM", res, *doms) for res, doms in by.items()]
 
 
 class ArcCheck(_AuthCheck):
@@ -215,11 +214,11 @@ class DmarcCheck(_AuthCheck):
             opts = (res.domain, f"p={res.policy}", *res.overrides)
             sealer = trusted_override(ctx.data.get(ARC_KEY), self.shared.trusted_sealers)
             if sealer and res.disposition != "none":
-                res = _with(res, disposition="none", overrides=(*res.overrides, "trusted_forwarder"),
+                res = replace(res, disposition="none", overrides=(*res.overrides, "trusted_forwarder"),
                             reason=f"trusted ARC sealer {sealer}")
                 out = [Symbol("DMARC_ARC_OVERRIDE", 1.0, (*opts, sealer))]
             elif res.disposition != "none" and not ctx.policy.honour_dmarc:
-                res = _with(res, disposition="none", overrides=(*res.overrides, "local_policy"))
+                res = replace(res, disposition="none", overrides=(*res.overrides, "local_policy"))
                 out = [Symbol("DMARC_POLICY_SOFTENED", 1.0, opts)]
             else:
                 out = [Symbol(f"DMARC_POLICY_{res.disposition.upper()}", 1.0, opts)]
@@ -242,21 +241,12 @@ class DmarcCheck(_AuthCheck):
             self.shared.flush_tasks.add(task)
             task.add_done_callback(self.shared.flush_tasks.discard)
 
-    async def start(self) -> None:
-        return None
-
     async def close(self) -> None:
         if self.shared.flush_tasks:
             await asyncio.gather(*self.shared.flush_tasks, return_exceptions=True)
         if self.shared.report_log is not None:
             with contextlib.suppress(Exception):
                 await asyncio.to_thread(self.shared.report_log.flush)
-
-
-def _with(res: DmarcResult, **kw: Any) -> DmarcResult:
-    from dataclasses import replace
-
-    return replace(res, **kw)
 
 
 def report_row(ctx: ScanContext, res: DmarcResult) -> dict[str, Any]:
