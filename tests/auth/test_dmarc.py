@@ -311,3 +311,14 @@ async def test_quarantine_policy_quarantines(tmp_path: Path) -> None:
         assert v.action is Action.QUARANTINE and v.reason == "DMARC_POLICY_QUARANTINE"
     finally:
         await gw.close()
+
+
+async def test_rsa_sha1_signatures_are_not_accepted(private_key: bytes) -> None:
+    raw = mail("a@example.com")
+    sig = dkim.sign(raw, b"sel", b"example.com", private_key, signature_algorithm=b"rsa-sha1",
+                    include_headers=[b"from", b"subject"])
+    assert dkim.verify(sig + raw, dnsfunc=lambda name, timeout=5: KEY_TXT.encode())  # valid as such
+    run = await dmarc_of(sig + raw, dmarc_zone("v=DMARC1; p=reject"))
+    assert [r.result for r in run.result("dkim")] == ["permerror"]
+    assert "RFC 8301" in run.result("dkim")[0].reason
+    assert run.result("dmarc").result == "fail"

@@ -136,6 +136,9 @@ def _verify_all(raw: bytes, mdns: MessageDns, view: SyncView) -> list[DkimResult
             out.append(res("permerror", "bad signature"))
             continue
         sig, include_headers, sigheaders = prep
+        if algo == "rsa-sha1":
+            out.append(res("permerror", "rsa-sha1 is not acceptable (RFC 8301)"))
+            continue
         key = f"{sel}._domainkey.{dom}"
         if (key.lower(), "TXT") not in mdns.known:
             view.lookup(key, "TXT")  # not prefetched (odd header): fetch and run again
