@@ -15,7 +15,7 @@ import re
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from gateway.checks.auth.dkim import ArcResult, DkimResult, verify_arc, verify_dkim
 from gateway.checks.auth.dmarc import DmarcResult, evaluate_dmarc, from_domains, pick_worst
@@ -172,7 +172,7 @@ def trusted_override(arc: ArcResult | None, trusted: frozenset[str]) -> str | No
 
 class DmarcCheck(_AuthCheck):
     name = "dmarc"
-    depends_on = ("spf", "dkim", "arc")
+    depends_on: ClassVar[tuple[str, ...]] = ("spf", "dkim", "arc")
     symbols = (
         SymbolSpec("DMARC_PASS", "auth", "DMARC: the From domain is authenticated (aligned DKIM or SPF)"),
         SymbolSpec("DMARC_NONE", "auth", "DMARC: the From domain publishes no DMARC policy"),
