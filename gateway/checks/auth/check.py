@@ -29,8 +29,8 @@ from gateway.verdict import Symbol, SymbolSpec
 
 log = logging.getLogger("mamori.auth")
 
-DNS_KEY, SPF_KEY, DKIM_KEY, ARC_KEY, DMARC_KEY = (
-    "auth.dns", "auth.spf", "auth.dkim", "auth.arc", "auth.dmarc")
+DNS_KEY, RAW_KEY, SPF_KEY, DKIM_KEY, ARC_KEY, DMARC_KEY = (
+    "auth.dns", "auth.raw", "auth.spf", "auth.dkim", "auth.arc", "auth.dmarc")
 CHECK_TIMEOUT = 4.5  # seconds; the DNS budget ends earlier, so DNS trouble is temperror
 DNS_TIME_BUDGET = 4.0
 
@@ -75,6 +75,15 @@ class AuthShared:
             ctx.data[DNS_KEY] = mdns
         assert isinstance(mdns, MessageDns)
         return mdns
+
+
+def raw_message(ctx: ScanContext) -> bytes:
+    """The message as bytes, built once per scan for the DKIM and ARC verifiers."""
+    raw = ctx.data.get(RAW_KEY)
+    if raw is None:
+        raw = ctx.data[RAW_KEY] = ctx.message.raw()
+    assert isinstance(raw, bytes)
+    return raw
 
 
 def _sym(prefix: str, result: str, *options: str) -> Symbol:
@@ -126,7 +135,7 @@ class DkimCheck(_AuthCheck):
 
     async def run(self, ctx: ScanContext) -> list[Symbol]:
         m = ctx.message
-        results = await verify_dkim(self.shared.message_dns(ctx), m.headers, m.raw())
+        results = await verify_dkim(self.shared.message_dns(ctx), m.headers, lambda: raw_message(ctx))
         ctx.data[DKIM_KEY] = results
         if not results:
             return [Symbol("DKIM_NONE")]
@@ -146,7 +155,7 @@ class ArcCheck(_AuthCheck):
 
     async def run(self, ctx: ScanContext) -> list[Symbol]:
         m = ctx.message
-        res = await verify_arc(self.shared.message_dns(ctx), m.headers, m.raw())
+        res = await verify_arc(self.shared.message_dns(ctx), m.headers, lambda: raw_message(ctx))
         ctx.data[ARC_KEY] = res
         return [_sym("ARC", res.result, *res.sealers[-1:])]
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -158,11 +159,14 @@ def _verify_all(raw: bytes, mdns: MessageDns, view: SyncView) -> list[DkimResult
     return out
 
 
-async def verify_dkim(mdns: MessageDns, headers: tuple[tuple[str, str], ...], raw: bytes) -> list[DkimResult]:
-    """Every DKIM-Signature of the message, in order; an empty list when there is none."""
+async def verify_dkim(mdns: MessageDns, headers: tuple[tuple[str, str], ...],
+                      raw_message: Callable[[], bytes]) -> list[DkimResult]:
+    """Every DKIM-Signature of the message, in order; an empty list when there is none.
+    `raw_message` gives the message bytes (only asked for when there is a signature)."""
     if not any(n.lower() == "dkim-signature" for n, _ in headers):
         return []
     await prefetch_keys(mdns, key_names(headers, ("dkim-signature",)))
+    raw = raw_message()
 
     def compute(view: SyncView) -> list[DkimResult]:
         return _verify_all(raw, mdns, view)
@@ -200,12 +204,14 @@ def _arc_instances(headers: tuple[tuple[str, str], ...]) -> tuple[dict[int, str]
     return sealers, aar
 
 
-async def verify_arc(mdns: MessageDns, headers: tuple[tuple[str, str], ...], raw: bytes) -> ArcResult:
+async def verify_arc(mdns: MessageDns, headers: tuple[tuple[str, str], ...],
+                     raw_message: Callable[[], bytes]) -> ArcResult:
     """The ARC chain validation status (cv) of the message."""
     if not any(n.lower() in ARC_HEADERS for n, _ in headers):
         return ArcResult("none", reason="no ARC headers")
     sealers, aar = _arc_instances(headers)
     await prefetch_keys(mdns, key_names(headers, ("arc-seal", "arc-message-signature")))
+    raw = raw_message()
 
     def compute(view: SyncView) -> tuple[Any, str]:
         cv, _results, reason = dkim.arc_verify(raw, logger=_quiet, dnsfunc=_dnsfunc(view),
