@@ -505,8 +505,9 @@ class SyncView:
     what the message already knows (or the shared cache holds) and records the rest as
     missing. One per computation, so concurrent checks do not mix their misses."""
 
-    def __init__(self, mdns: MessageDns) -> None:
+    def __init__(self, mdns: MessageDns, *, read_cache: bool = True) -> None:
         self.mdns = mdns
+        self.read_cache = read_cache  # False in worker threads: the cache is the loop's
         self.missing: set[tuple[str, str]] = set()
 
     def lookup(self, name: str, qtype: str) -> Answer:
@@ -515,7 +516,7 @@ class SyncView:
         key = (normalise_name(name), qtype)
         known = self.mdns.known
         got = known.get(key)
-        if got is None:
+        if got is None and self.read_cache:
             cached = self.mdns.resolver.peek(*key)
             if cached is not None:
                 known[key] = got = cached
@@ -541,7 +542,7 @@ async def run_with_dns(
     concurrently and it runs again. With a warm cache it runs once, inline or in a thread.
     """
     for _ in range(max_rounds):
-        view = SyncView(mdns)
+        view = SyncView(mdns, read_cache=not in_thread)
         try:
             if in_thread:
                 result = await asyncio.to_thread(compute, view)

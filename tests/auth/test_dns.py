@@ -185,10 +185,20 @@ async def test_run_with_dns_replays_until_answered() -> None:
 
     assert await run_with_dns(mdns, compute) == b"done"
     assert runs == 3
-    mdns2 = MessageDns(mdns.resolver)  # warm cache: one run, no queries
+    mdns2 = MessageDns(mdns.resolver)  # warm cache, inline: one run, no queries
     runs = 0
-    assert await run_with_dns(mdns2, compute, in_thread=True) == b"done"
+    assert await run_with_dns(mdns2, compute) == b"done"
     assert runs == 1 and mdns2.queries == 0
+    # in a worker thread the view does not touch the loop's cache: the misses are answered
+    # from the cache by the driver, on the loop, still without a network query
+    mdns3 = MessageDns(mdns.resolver)
+    assert await run_with_dns(mdns3, compute, in_thread=True) == b"done"
+    assert mdns3.queries == 0
+    await mdns3.query("a.example", "TXT")
+    await mdns3.query("b.example", "TXT")
+    runs = 0
+    assert await run_with_dns(mdns3, compute, in_thread=True) == b"done"  # prefetched: one run
+    assert runs == 1
 
 
 async def test_circuit_breaker_fails_fast_while_dns_is_down() -> None:
