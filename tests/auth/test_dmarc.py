@@ -304,6 +304,17 @@ async def test_dmarc_reject_forces_the_action_unless_the_subscriber_softens_it(t
     assert sum(len(p.read_text().splitlines()) for p in rows) == 2
 
 
+async def test_no_report_data_without_a_connecting_client(tmp_path: Path) -> None:
+    gw, sink = await _gateway(tmp_path, dmarc_zone("v=DMARC1; p=reject"), reports=True)
+    try:
+        v = await gw.process(Message.email(mail("ceo@example.com")), ingress="test")  # a file, no peer
+        assert v.action is Action.REJECT
+    finally:
+        await gw.close()
+    assert not [e for s, _k, e in sink.events if s == "dmarc"]
+    assert not (tmp_path / "data" / "dmarc-reports" / "records").exists()
+
+
 async def test_quarantine_policy_quarantines(tmp_path: Path) -> None:
     gw, _sink = await _gateway(tmp_path, dmarc_zone("v=DMARC1; p=quarantine"))
     try:

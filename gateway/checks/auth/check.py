@@ -236,7 +236,9 @@ class DmarcCheck(_AuthCheck):
         return out
 
     def _report(self, ctx: ScanContext, res: DmarcResult) -> None:
-        if res.record is None or res.result not in ("pass", "fail"):
+        # a report row describes a delivery attempt: without a connecting client (a file
+        # scanned with `mamori scan`) there is nothing to report
+        if res.record is None or res.result not in ("pass", "fail") or not ctx.message.peer.ip:
             return
         row = report_row(ctx, res)
         if self.shared.events is not None:
