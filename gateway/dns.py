@@ -188,6 +188,8 @@ class ZoneBackend:
     part of the answer), and a CNAME loop answers with the chain alone.
     """
 
+    outages = False  # TIMEOUT entries are part of the fixture: no circuit breaker
+
     def __init__(self, zonedata: Mapping[str, Any], *, ttl: float = 3600.0) -> None:
         self.ttl = ttl
         self.zone: dict[str, list[tuple[str, Any] | str]] = {}
@@ -344,7 +346,8 @@ class CachingResolver:
         self.stats = CacheStats()
         # circuit breaker: after `trip_after` consecutive backend failures, answer temperror
         # at once for `cooldown` seconds instead of letting every message wait on timeouts
-        self.trip_after = trip_after
+        # a zone file's TIMEOUT entries are data, not an outage
+        self.trip_after = trip_after if getattr(backend, "outages", True) else 0
         self.cooldown = cooldown
         self._failures = 0
         self._open_until = 0.0
@@ -431,7 +434,7 @@ class CachingResolver:
 
     def _failed(self) -> None:
         self._failures += 1
-        if self._failures >= self.trip_after:
+        if self.trip_after and self._failures >= self.trip_after:
             self._failures = 0
             self._open_until = self.clock() + self.cooldown
             log.warning("DNS lookups keep failing; answering temperror for %.0fs", self.cooldown)
@@ -452,7 +455,7 @@ class MessageDns:
     """One message's view of the resolver: a budget of network lookups and of time.
 
     `known` holds what this message has looked up, so synchronous library code (pyspf,
-    dkimpy) can replay it through `lookup_sync` without touching the network.
+    dkimpy) can replay it through a `SyncView` without touching the network.
     """
 
     resolver: CachingResolver

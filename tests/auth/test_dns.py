@@ -229,3 +229,12 @@ async def test_a_waiter_is_not_cancelled_by_the_first_askers_timeout() -> None:
     got = await asyncio.gather(first.query("slow.example", "A"), second.query("slow.example", "A"),
                                return_exceptions=True)
     assert all(isinstance(g, DnsTempError) for g in got), got
+
+
+async def test_zone_timeouts_do_not_trip_the_breaker() -> None:
+    r = CachingResolver(ZoneBackend({f"t{i}.example": ["TIMEOUT"] for i in range(30)}
+                                    | {"ok.example": [{"A": "192.0.2.1"}]}), trip_after=3)
+    for i in range(30):
+        with pytest.raises(DnsTempError):
+            await r.query(f"t{i}.example", "A")
+    assert (await r.query("ok.example", "A")).values() == ["192.0.2.1"]
