@@ -162,6 +162,8 @@ async def bench(messages: list[Message], zone: dict[str, Any], concurrency: int,
     print(f"[{label}] warm cache: {n / timed['seconds']:.0f} messages/s "
           f"({timed['seconds'] * 1000 / n:.2f} ms/message, {misses_timed} cache misses)")
     print(f"[{label}] results: {timed['tally']}")
+    print(f"[{label}] load average now: {' '.join(f'{x:.1f}' for x in os.getloadavg())} "
+          f"(the machine is shared: compare runs at similar load)")
 
 
 def main() -> None:
