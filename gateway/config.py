@@ -121,6 +121,7 @@ class AuthSettings(BaseModel):
     report_dir: str = Field("", description="DMARC report directory (default: MAMORI_DATA_DIR/dmarc-reports)")
     report_org_name: str = Field("mamori", description="org_name in DMARC aggregate reports")
     report_email: str = Field("postmaster@localhost", description="email in DMARC aggregate reports")
+    report_smtp: str = Field("", description="host:port of the relay `mamori auth report --send` mails reports through; empty: write files only")
 
 
 class Settings(BaseSettings):

@@ -209,3 +209,73 @@ def test_dmarc_runs_without_a_disabled_dependency() -> None:
               if c.name != "arc"]
     pipeline = Pipeline(checks, Scores(weights={}, thresholds={}, strength={}))
     assert pipeline.by_name["dmarc"].depends_on == ("spf", "dkim")
+
+
+# -- sending reports over SMTP --------------------------------------------------------------
+
+
+class _Inbox:
+    def __init__(self) -> None:
+        self.mails: list[tuple[str, list[str], bytes]] = []
+
+    async def handle_DATA(self, server: object, session: object, envelope: object) -> str:
+        self.mails.append((envelope.mail_from, list(envelope.rcpt_tos), envelope.content))  # type: ignore[attr-defined]
+        return "250 OK"
+
+
+@pytest.fixture
+def smtp_relay() -> object:
+    import socket
+
+    from aiosmtpd.controller import Controller
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    inbox = _Inbox()
+    ctl = Controller(inbox, hostname="127.0.0.1", port=port)
+    ctl.start()
+    try:
+        yield inbox, port
+    finally:
+        ctl.stop()
+
+
+def test_report_send_mails_authorised_destinations(clean_env: Path, smtp_relay: object,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    import email
+
+    inbox, port = smtp_relay  # type: ignore[misc]
+    zone = clean_env / "zone.yml"
+    zone.write_text(yaml.safe_dump({
+        "example.com._report._dmarc.reports.example.net": [{"TXT": "v=DMARC1"}],
+    }))
+    monkeypatch.setenv("MAMORI_AUTH__ZONE_FILE", str(zone))
+    monkeypatch.setenv("MAMORI_AUTH__REPORT_SMTP", f"127.0.0.1:{port}")
+    monkeypatch.setenv("MAMORI_AUTH__REPORT_EMAIL", "dmarc-noreply@mx.test")
+    log = ReportLog(clean_env / "data" / "dmarc-reports")
+    row = _row("192.0.2.9")
+    row["rua"] = ["mailto:dmarc@example.com", "mailto:agg@reports.example.net!10m",
+                  "mailto:x@unauthorised.example", "mailto:small@example.com!1k", "mailto:tiny@example.com!100",
+                  "https://example.com/r"]
+    log.add(row)
+    log.flush()
+    res = CliRunner().invoke(main, ["auth", "report", "--date", "2023-11-14", "--send"])
+    assert res.exit_code == 0, res.output
+    results = [json.loads(x) for x in res.stdout.splitlines() if '"status"' in x]
+    status = {r["to"]: r["status"] for r in results}
+    assert status == {"dmarc@example.com": "sent", "agg@reports.example.net": "sent",
+                      "x@unauthorised.example": "skipped", "small@example.com": "sent",
+                      "tiny@example.com": "skipped", "https://example.com/r": "skipped"}
+    assert sorted(r for _f, rcpts, _c in inbox.mails for r in rcpts) == [
+        "agg@reports.example.net", "dmarc@example.com", "small@example.com"]
+    mail = email.message_from_bytes(inbox.mails[0][2])
+    assert mail["Subject"].startswith("Report Domain: example.com Submitter: ")
+    part = next(p for p in mail.walk() if p.get_content_type() == "application/gzip")
+    root = ET.fromstring(gzip.decompress(part.get_payload(decode=True)))
+    assert root.findtext("policy_published/domain") == "example.com"
+
+
+def test_report_send_needs_a_relay(clean_env: Path) -> None:
+    res = CliRunner().invoke(main, ["auth", "report", "--date", "2023-11-14", "--send"])
+    assert res.exit_code == 2 and "MAMORI_AUTH__REPORT_SMTP" in res.output

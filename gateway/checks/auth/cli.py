@@ -158,10 +158,11 @@ def _deadline(seconds: float) -> float:
 @click.option("--date", "day", help="UTC day to report, YYYY-MM-DD (default: yesterday)")
 @click.option("--gzip", "compress", is_flag=True, help="write .xml.gz files")
 @click.option("--all-domains", is_flag=True, help="also report domains that publish no rua")
-def report(day: str | None, compress: bool, all_domains: bool) -> None:
+@click.option("--send", is_flag=True, help="also mail them to their rua through MAMORI_AUTH__REPORT_SMTP")
+def report(day: str | None, compress: bool, all_domains: bool, send: bool) -> None:
     """Write the DMARC aggregate reports (RFC 7489 XML) of one day under the report directory."""
     from gateway.checks.auth.reports import write_reports, yesterday_utc
-    from gateway.config import load_settings
+    from gateway.config import load_settings, parse_hostport
 
     try:
         settings = load_settings()
@@ -175,6 +176,16 @@ def report(day: str | None, compress: bool, all_domains: bool) -> None:
     a = settings.auth
     directory = Path(a.report_dir) if a.report_dir else settings.data_dir / "dmarc-reports"
     receiver = a.authserv_id or settings.smtp.hostname
+    relay: tuple[str, int] | None = None
+    if send:
+        if not a.report_smtp:
+            _fail("--send needs MAMORI_AUTH__REPORT_SMTP (host:port of an SMTP relay)")
+            return
+        try:
+            relay = parse_hostport(a.report_smtp)
+        except GatewayError as exc:
+            _fail(str(exc))
+            return
     try:
         files = write_reports(directory, when, receiver=receiver, org_name=a.report_org_name,
                               email=a.report_email, compress=compress, only_with_rua=not all_domains)
@@ -184,3 +195,24 @@ def report(day: str | None, compress: bool, all_domains: bool) -> None:
     for f in files:
         click.echo(orjson.dumps({"report": str(f)}).decode())
     click.echo(f"{len(files)} report(s) for {when.isoformat()} in {directory}", err=True)
+    if relay is not None and files:
+        _send(files, settings, relay, receiver)
+
+
+def _send(files: list[Path], settings: Any, relay: tuple[str, int], receiver: str) -> None:
+    from gateway.checks.auth import shared_resolver
+    from gateway.checks.auth.reports import send_reports
+
+    index = orjson.loads((files[0].parent / "index.json").read_bytes())
+    try:
+        resolver = shared_resolver(settings, {})
+    except GatewayError as exc:
+        _fail(str(exc))
+        return
+    a = settings.auth
+    results = asyncio.run(send_reports(files, index, resolver=resolver, relay=relay,
+                                       sender=a.report_email, submitter=receiver))
+    for r in results:
+        click.echo(orjson.dumps(r).decode())
+    if any(r["status"] == "failed" for r in results):
+        sys.exit(1)

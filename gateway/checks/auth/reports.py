@@ -5,16 +5,19 @@ IP, domains, results, disposition; never addresses or content) to a `ReportLog`,
 appends them to `<report_dir>/records/YYYY-MM-DD.jsonl` (UTC days). `write_reports` turns a
 day of rows into one report per policy domain, named as RFC 7489 7.2.1.1 says:
 `receiver!policy-domain!begin!end.xml` (or `.xml.gz`), plus `index.json` listing each
-file's `rua` destinations. Sending is left to the operator (the directory is the default
-"transport"); `mamori auth report` produces the files.
+file's `rua` destinations. The directory is the default transport; `mamori auth report
+--send` also mails each report to its authorised `mailto:` destinations through an SMTP
+relay (`MAMORI_AUTH__REPORT_SMTP`), checking external destinations as RFC 7489 7.1 says.
 """
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import hashlib
 import json
 import logging
+import re
 import threading
 import time
 from collections import Counter
@@ -198,3 +201,107 @@ def write_reports(
 
 def yesterday_utc(now: float | None = None) -> date:
     return (datetime.fromtimestamp(now if now is not None else time.time(), UTC) - timedelta(days=1)).date()
+
+
+# -- sending (RFC 7489 7.2.1.1 mailto: transport) ------------------------------------------
+
+
+def parse_mailto(uri: str) -> tuple[str, int | None] | None:
+    """'mailto:a@b.example!10m' -> ('a@b.example', 10485760); None for other schemes."""
+    uri = uri.strip()
+    if not uri.lower().startswith("mailto:"):
+        return None
+    addr, _, size = uri[7:].partition("!")
+    addr = addr.strip()
+    if "@" not in addr or any(c in addr for c in " <>,;"):
+        return None
+    limit: int | None = None
+    if size:
+        m = re.fullmatch(r"(\d+)([kmgt]?)", size.strip().lower())
+        if m:
+            limit = int(m.group(1)) * 1024 ** " kmgt".index(m.group(2) or " ")
+    return addr, limit
+
+
+async def authorised(resolver: Any, policy_domain: str, address: str) -> bool:
+    """RFC 7489 7.1: a destination outside the policy domain's organisation must publish
+    `<policy-domain>._report._dmarc.<destination-domain>` with v=DMARC1."""
+    from gateway.checks.auth.dmarc import organisational_domain
+    from gateway.dns import DnsTempError
+
+    dest = address.rsplit("@", 1)[1].lower().rstrip(".")
+    if organisational_domain(dest) == organisational_domain(policy_domain):
+        return True
+    try:
+        answer = await resolver.query(f"{policy_domain}._report._dmarc.{dest}", "TXT")
+    except DnsTempError:
+        return False
+    return any(t.strip().lower().startswith(b"v=dmarc1") for t in answer.txt())
+
+
+def report_message(path: Path, *, policy_domain: str, submitter: str, sender: str, to: str) -> Any:
+    """The mail carrying one report file (gzip attachment, RFC 7489 7.2.1.1)."""
+    from email.message import EmailMessage
+    from email.utils import formatdate, make_msgid
+
+    data = path.read_bytes()
+    name = path.name
+    if not name.endswith(".gz"):
+        data, name = gzip.compress(data, mtime=0), name + ".gz"
+    report_id = hashlib.sha256(path.name.encode()).hexdigest()[:24]
+    msg = EmailMessage()
+    msg["From"] = sender
+    msg["To"] = to
+    msg["Date"] = formatdate(usegmt=True)
+    msg["Message-ID"] = make_msgid(domain=submitter or None)
+    msg["Subject"] = f"Report Domain: {policy_domain} Submitter: {submitter} Report-ID: <{report_id}>"
+    msg.set_content(f"DMARC aggregate report for {policy_domain} from {submitter}.\n")
+    msg.add_attachment(data, maintype="application", subtype="gzip", filename=name)
+    return msg
+
+
+async def send_reports(
+    files: list[Path],
+    rua: dict[str, list[str]],
+    *,
+    resolver: Any,
+    relay: tuple[str, int],
+    sender: str,
+    submitter: str,
+    timeout: float = 30.0,
+) -> list[dict[str, Any]]:
+    """Mail each report to its authorised mailto: destinations through the relay; one result
+    per destination (sent, skipped with the reason, or failed)."""
+    import smtplib
+
+    out: list[dict[str, Any]] = []
+    for path in files:
+        policy_domain = path.name.split("!")[1]
+        data = path.read_bytes()
+        size = len(data if path.name.endswith(".gz") else gzip.compress(data, mtime=0))  # as sent
+        for uri in rua.get(path.name, []):
+            parsed = parse_mailto(uri)
+            if parsed is None:
+                out.append({"report": path.name, "to": uri, "status": "skipped", "reason": "not a mailto URI"})
+                continue
+            addr, limit = parsed
+            if limit is not None and size > limit:
+                out.append({"report": path.name, "to": addr, "status": "skipped", "reason": "over the size limit"})
+                continue
+            if not await authorised(resolver, policy_domain, addr):
+                out.append({"report": path.name, "to": addr, "status": "skipped",
+                            "reason": "external destination not authorised (RFC 7489 7.1)"})
+                continue
+            msg = report_message(path, policy_domain=policy_domain, submitter=submitter, sender=sender, to=addr)
+
+            def deliver(msg: Any = msg) -> None:
+                with smtplib.SMTP(relay[0], relay[1], timeout=timeout) as smtp:
+                    smtp.send_message(msg)
+
+            try:
+                await asyncio.to_thread(deliver)
+            except (OSError, smtplib.SMTPException) as exc:
+                out.append({"report": path.name, "to": addr, "status": "failed", "reason": type(exc).__name__})
+                continue
+            out.append({"report": path.name, "to": addr, "status": "sent"})
+    return out
