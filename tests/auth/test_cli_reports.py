@@ -279,3 +279,13 @@ def test_report_send_mails_authorised_destinations(clean_env: Path, smtp_relay: 
 def test_report_send_needs_a_relay(clean_env: Path) -> None:
     res = CliRunner().invoke(main, ["auth", "report", "--date", "2023-11-14", "--send"])
     assert res.exit_code == 2 and "MAMORI_AUTH__REPORT_SMTP" in res.output
+
+
+async def test_signatures_beyond_the_limit_are_ignored() -> None:
+    from gateway.checks.auth.dkim import MAX_SIGNATURES
+
+    sig = b"DKIM-Signature: v=1; a=rsa-sha256; d=example.com; s=s%d; h=from; bh=AAAA; b=AAAA\r\n"
+    raw = b"".join(sig % i for i in range(50)) + b"From: a@example.com\r\n\r\nbody\r\n"
+    run = await run_auth(Message.email(raw), zone_resolver(ZONE))
+    assert len(run.result("dkim")) == MAX_SIGNATURES
+    assert run.ctx.data["auth.dns"].queries <= MAX_SIGNATURES + 4
