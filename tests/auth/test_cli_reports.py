@@ -289,3 +289,11 @@ async def test_signatures_beyond_the_limit_are_ignored() -> None:
     run = await run_auth(Message.email(raw), zone_resolver(ZONE))
     assert len(run.result("dkim")) == MAX_SIGNATURES
     assert run.ctx.data["auth.dns"].queries <= MAX_SIGNATURES + 4
+
+
+async def test_too_many_arc_sets_fail_without_lookups() -> None:
+    seal = b"ARC-Seal: i=%d; a=rsa-sha256; cv=pass; d=x%d.example; s=s; b=AAAA\r\n"
+    raw = b"".join(seal % (i, i) for i in range(1, 61)) + b"From: a@example.com\r\n\r\nbody\r\n"
+    run = await run_auth(Message.email(raw), zone_resolver(ZONE))
+    assert run.result("arc").result == "fail" and "more than 50" in run.result("arc").reason
+    assert run.ctx.data["auth.dns"].queries <= 4  # SPF/DMARC only

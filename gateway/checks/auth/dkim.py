@@ -184,6 +184,7 @@ async def verify_dkim(mdns: MessageDns, headers: tuple[tuple[str, str], ...],
 
 
 ARC_HEADERS = ("arc-seal", "arc-message-signature", "arc-authentication-results")
+ARC_MAX_INSTANCES = 50  # RFC 8617 4.2.1
 
 
 def _arc_instances(headers: tuple[tuple[str, str], ...]) -> tuple[dict[int, str], dict[int, str]]:
@@ -211,6 +212,10 @@ async def verify_arc(mdns: MessageDns, headers: tuple[tuple[str, str], ...],
     if not any(n.lower() in ARC_HEADERS for n, _ in headers):
         return ArcResult("none", reason="no ARC headers")
     sealers, aar = _arc_instances(headers)
+    n = max(sealers) if sealers else 0
+    chain = tuple(sealers.get(i, "") for i in range(1, min(n, ARC_MAX_INSTANCES) + 1))
+    if n > ARC_MAX_INSTANCES:
+        return ArcResult("fail", n, chain, f"more than {ARC_MAX_INSTANCES} ARC sets", aar)
     await prefetch_keys(mdns, key_names(headers, ("arc-seal", "arc-message-signature")))
     raw = raw_message()
 
@@ -219,8 +224,6 @@ async def verify_arc(mdns: MessageDns, headers: tuple[tuple[str, str], ...],
                                                minkey=MIN_KEY_BITS)
         return cv, str(reason)
 
-    n = max(sealers) if sealers else 0
-    chain = tuple(sealers.get(i, "") for i in range(1, n + 1))
     try:
         got = await run_with_dns(mdns, compute, in_thread=True)
     except DnsTempError as exc:
