@@ -21,25 +21,24 @@ ARC_SCENARIOS = 10
 ARC_CASES = 171
 
 
-def _load(path: Path) -> list[dict[str, Any]]:
+def _load_suite(path: Path, scenarios: int, cases: int) -> list[dict[str, Any]]:
+    """A multi-document YAML suite, checked to be complete (no case may go missing)."""
     with open(path, encoding="utf-8") as fh:
-        return list(yaml.safe_load_all(fh))
+        docs = list(yaml.safe_load_all(fh))
+    assert len(docs) == scenarios
+    assert sum(len(d["tests"]) for d in docs) == cases
+    return docs
 
 
 @pytest.fixture(scope="module")
 def spf_suite(shared_data: Path) -> list[dict[str, Any]]:
-    docs = _load(shared_data / "conformance" / "spf" / "rfc7208-tests.yml")
-    assert len(docs) == SPF_SCENARIOS
-    assert sum(len(d["tests"]) for d in docs) == SPF_CASES
-    return docs
+    return _load_suite(shared_data / "conformance" / "spf" / "rfc7208-tests.yml", SPF_SCENARIOS, SPF_CASES)
 
 
 @pytest.fixture(scope="module")
 def arc_suite(shared_data: Path) -> list[dict[str, Any]]:
-    docs = _load(shared_data / "conformance" / "arc" / "arc-draft-validation-tests.yml")
-    assert len(docs) == ARC_SCENARIOS
-    assert sum(len(d["tests"]) for d in docs) == ARC_CASES
-    return docs
+    return _load_suite(shared_data / "conformance" / "arc" / "arc-draft-validation-tests.yml",
+                       ARC_SCENARIOS, ARC_CASES)
 
 
 @pytest.mark.parametrize("scenario", range(SPF_SCENARIOS))
