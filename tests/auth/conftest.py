@@ -3,6 +3,7 @@ message with DNS answered from a zonedata mapping."""
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,6 +69,15 @@ async def run_auth(
     assert not errors, errors
     symbols = {s.name: s.options for r in ctx.results.values() for s in r.symbols}
     return AuthRun(ctx, symbols)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Settings built by these tests never pick up the developer's MAMORI_* variables."""
+    for key in list(os.environ):
+        if key.startswith("MAMORI_") and key not in ("MAMORI_SHARED_DATA", "MAMORI_REQUIRE_SHARED_DATA",
+                                                     "MAMORI_REQUIRE_SERVICES"):
+            monkeypatch.delenv(key)
 
 
 @pytest.fixture(scope="session")

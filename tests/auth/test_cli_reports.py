@@ -30,11 +30,6 @@ ZONE = {
 
 @pytest.fixture
 def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    import os
-
-    for key in list(os.environ):
-        if key.startswith("MAMORI_") and key != "MAMORI_SHARED_DATA":
-            monkeypatch.delenv(key)
     monkeypatch.setenv("MAMORI_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("MAMORI_HASH_KEY", "test-hash-key-0123456789")
     return tmp_path
