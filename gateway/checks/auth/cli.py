@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import sys
+import time
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -133,7 +134,7 @@ def auth(ctx: click.Context, zone: Path | None, jsonl: bool) -> None:
                     out.write(orjson.dumps(item) + b"\n")
                     continue
                 sctx = ScanContext(item["message"], DEFAULT_POLICY,
-                                   deadline=_deadline(pipeline.deadline))
+                                   deadline=time.monotonic() + pipeline.deadline)
                 await pipeline.run_checks(sctx)
                 header = dict(sctx.extra_headers).get("Authentication-Results")
                 line_out = summarise(sctx.data, header)
@@ -146,12 +147,6 @@ def auth(ctx: click.Context, zone: Path | None, jsonl: bool) -> None:
             await pipeline.close()
 
     asyncio.run(go())
-
-
-def _deadline(seconds: float) -> float:
-    import time
-
-    return time.monotonic() + seconds
 
 
 @auth.command()
