@@ -268,12 +268,14 @@ async def _gateway(tmp_path: Path, zone: dict[str, Any], **auth: Any) -> Any:
 
     from gateway.runtime import Gateway
     from gateway.store.policy import MemoryPolicyStore
+    from tests.conftest import MemoryQuarantine
 
     zone_file = tmp_path / "zone.yml"
     zone_file.write_text(yaml.safe_dump(zone))
     settings = auth_settings(tmp_path / "data", zone_file=str(zone_file), **auth)
     sink = MemorySink()
     gw = Gateway.create(settings, events=sink, policies=MemoryPolicyStore())
+    gw.quarantine = MemoryQuarantine()
     await gw.start()
     return gw, sink
 
