@@ -120,6 +120,26 @@ class StoreSettings(BaseModel):
     quarantine_days: float = Field(7.0, description="days a blocked message stays recoverable")
 
 
+class AuthSettings(BaseModel):
+    """Email authentication: SPF, DKIM, DMARC, ARC, and DMARC aggregate reports."""
+
+    trusted_arc_sealers: list[str] = Field(
+        default_factory=list,
+        description="JSON list of ARC sealer domains (forwarders, lists) whose valid chain overrides a DMARC failure",
+    )
+    authserv_id: str = Field("", description="authserv-id of the Authentication-Results header (default: MAMORI_SMTP__HOSTNAME)")
+    zone_file: str = Field("", description="answer DNS from this zonedata file (YAML/JSON) instead of live DNS")
+    nameservers: list[str] = Field(default_factory=list, description="JSON list of DNS servers (default: resolv.conf)")
+    dns_timeout: float = Field(2.0, description="seconds for one DNS query")
+    dns_budget: int = Field(30, description="network DNS queries one message may cause; more are temperror")
+    dns_cache_size: int = Field(100_000, description="DNS answers kept in the cache")
+    reports: bool = Field(True, description="collect DMARC aggregate report data")
+    report_dir: str = Field("", description="DMARC report directory (default: MAMORI_DATA_DIR/dmarc-reports)")
+    report_org_name: str = Field("mamori", description="org_name in DMARC aggregate reports")
+    report_email: str = Field("postmaster@localhost", description="email in DMARC aggregate reports")
+    report_smtp: str = Field("", description="host:port of the relay `mamori auth report --send` mails reports through; empty: write files only")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="MAMORI_",
@@ -140,6 +160,7 @@ class Settings(BaseSettings):
     pipeline: PipelineSettings = Field(default_factory=PipelineSettings)
     model: ModelSettings = Field(default_factory=ModelSettings)
     store: StoreSettings = Field(default_factory=StoreSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
 
     @field_validator("data_dir", "shared_data", mode="after")
     @classmethod

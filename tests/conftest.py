@@ -50,3 +50,13 @@ def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settin
         if key.startswith("MAMORI_") and key not in ("MAMORI_SHARED_DATA",):
             monkeypatch.delenv(key, raising=False)
     yield load_settings(data_dir=tmp_path / "data", hash_key="test-hash-key-0123456789")
+
+
+class MemoryQuarantine:
+    """A quarantine store for tests: keeps (message, verdict) pairs."""
+
+    def __init__(self) -> None:
+        self.items: list[tuple[object, object]] = []
+
+    async def put(self, message: object, verdict: object) -> None:
+        self.items.append((message, verdict))
