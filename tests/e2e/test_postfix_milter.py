@@ -5,11 +5,9 @@ queue, and two recipients of different policies are each treated by their own po
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
 import smtplib
 import subprocess
-import sys
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -24,22 +22,13 @@ from gateway.ingress.milter import MilterService
 from gateway.policy import Policy
 from gateway.runtime import Gateway
 from gateway.verdict import Action
-
-_TESTS = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(_TESTS))
-from ingress.milter_support import (  # noqa: E402
+from tests.conftest import service_env
+from tests.ingress.milter_support import (
     Captured,
     FailingPolicyStore,
     HeaderVerdictCheck,
     make_gateway,
 )
-
-# tests/conftest.py by path: several conftest modules share the name "conftest"
-_spec = importlib.util.spec_from_file_location("mamori_tests_conftest", _TESTS / "conftest.py")
-assert _spec is not None and _spec.loader is not None
-_root_conftest = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_root_conftest)
-service_env = _root_conftest.service_env
 
 pytestmark = pytest.mark.e2e
 
@@ -220,7 +209,7 @@ async def test_two_recipients_each_by_their_own_policy(postfix: PostfixRig) -> N
     assert header_of(mails[0], "X-Mamori-Action") == ["accept"]
     verdicts = {m.recipients: v for m, v, _ in postfix.captured.verdicts}
     assert verdicts[(bob,)].action is Action.REJECT and verdicts[(bob,)].subscriber == BOB
-    (kept, _), = postfix.gw.quarantine.kept  # type: ignore[union-attr]
+    (kept, _), = postfix.gw.quarantine.items  # type: ignore[union-attr]
     assert kept.recipients == (bob,) and token.encode() in kept.body
     assert verdicts[(CAROL,)].action is Action.ACCEPT
 
@@ -281,3 +270,42 @@ async def test_connection_limit_tempfails_the_smtp_session(
         code, text = await asyncio.to_thread(session)
         assert code == 451 and b"4.3.2" in text
         assert rig.captured.verdicts == []
+
+
+async def test_installed_pipeline_adds_authentication_results(
+    postfix_env: tuple[str, Path, str], settings: Settings, tmp_path: Path
+) -> None:
+    """`Gateway.create` with every installed check (the auth checks answer DNS from a zone
+    file): the delivered mail carries Authentication-Results with the SPF result for the
+    connecting IP that Postfix handed over, and the X-Mamori-* headers."""
+    from gateway.events import MemorySink
+    from gateway.store.policy import MemoryPolicyStore
+    from tests.ingress.milter_support import MemoryQuarantine
+
+    addr, pdir, milter_addr = postfix_env
+    zone = tmp_path / "zone.yml"
+    zone.write_text("zonedata:\n  sender.test:\n    - TXT: v=spf1 ip4:127.0.0.1 -all\n")
+    s = settings.model_copy(update={
+        "milter": settings.milter.model_copy(update={"listen": milter_addr, "socket_mode": "0666"}),
+        "auth": settings.auth.model_copy(update={"zone_file": str(zone), "reports": False,
+                                                 "authserv_id": "mx.example.test"}),
+    })
+    gw = Gateway.create(s, events=MemorySink(), policies=MemoryPolicyStore())
+    gw.quarantine = MemoryQuarantine()
+    await gw.start()
+    service = MilterService(gw)
+    await service.start()
+    host, _, port = addr.rpartition(":")
+    rig = PostfixRig(host, int(port), pdir, Captured(), gw, HeaderVerdictCheck())
+    try:
+        token = uuid.uuid4().hex
+        code, text = await send(rig, SENDER, [BOB], _raw(SENDER, [BOB], token))
+        assert code == 250
+        await wait_removed(rig, _queue_id(text))
+    finally:
+        await service.stop()
+        await gw.close()
+    (mail,) = delivered(rig, token)
+    (authres,) = header_of(mail, "Authentication-Results")
+    assert authres.startswith("mx.example.test;") and "spf=pass" in authres
+    assert header_of(mail, "X-Mamori-Action") == ["accept"]

@@ -25,6 +25,7 @@ from gateway.privacy import PartyHasher
 from gateway.runtime import Gateway
 from gateway.store.policy import MemoryPolicyStore
 from gateway.verdict import Symbol, SymbolSpec, Verdict
+from tests.conftest import MemoryQuarantine as SharedMemoryQuarantine
 
 # X-Test-Verdict: tag | quarantine | reject | slow | gate | authres
 TEST_HEADER = "X-Test-Verdict"
@@ -74,17 +75,15 @@ class FailingPolicyStore(MemoryPolicyStore):
         return await super().get(subscriber)
 
 
-@dataclass
-class MemoryQuarantine:
-    """A quarantine store (gw.quarantine) in memory; `broken` makes it fail."""
+class MemoryQuarantine(SharedMemoryQuarantine):
+    """The shared test quarantine store (gw.quarantine), which can be made to fail."""
 
-    kept: list[tuple[Message, Verdict]] = field(default_factory=list)
-    broken: bool = False
+    broken = False
 
-    async def put(self, message: Message, verdict: Verdict) -> None:
+    async def put(self, message: object, verdict: object) -> None:
         if self.broken:
             raise OSError("quarantine disk full")
-        self.kept.append((message, verdict))
+        await super().put(message, verdict)
 
 
 @dataclass

@@ -151,7 +151,7 @@ async def test_recipients_with_different_policies(milter_rig) -> None:
         assert bob_msg.id != by_rcpt[(CAROL,)][0].id and bob_v.message_id == bob_msg.id
         assert rig.gw.events.events  # per-recipient verdict events were emitted
         # Bob's copy is kept in the quarantine store, with his verdict
-        (kept_msg, kept_v), = rig.gw.quarantine.kept
+        (kept_msg, kept_v), = rig.gw.quarantine.items
         assert kept_msg.recipients == (BOB,) and kept_v.action is Action.REJECT
         assert kept_msg.body == HAM_BODY
 
