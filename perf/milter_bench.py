@@ -7,6 +7,7 @@ Two drivers:
 - --postfix: real SMTP into the Postfix of scripts/services/postfix.sh, with mamori as its
   milter on MAMORI_TEST_POSTFIX_MILTER (so Postfix's own work is included).
 
+The auth checks answer DNS from an empty zone (no network) unless --live-dns is given.
 Prints messages/s, latency p50/p90/p99 and the actions taken. Examples:
     python perf/milter_bench.py --limit 2000 --concurrency 16
     eval "$(scripts/services/postfix.sh start)"; python perf/milter_bench.py --postfix --limit 500
@@ -84,13 +85,17 @@ def sender_of(headers: tuple[tuple[str, str], ...]) -> str:
 
 
 def serve(listen: str, data_dir: str, ready: multiprocessing.synchronize.Event,
-          stop: multiprocessing.synchronize.Event, max_inflight: int, no_checks: bool) -> None:
+          stop: multiprocessing.synchronize.Event, max_inflight: int, no_checks: bool,
+          zone_file: str) -> None:
     async def main() -> None:
         settings = load_settings(data_dir=Path(data_dir), hash_key="bench-hash-key-0123456789")
         ms = settings.milter.model_copy(update={"listen": listen, "socket_mode": "0666",
                                                 "max_inflight": max_inflight,
                                                 "queue_timeout": 30.0})
-        settings = settings.model_copy(update={"milter": ms})
+        update: dict[str, object] = {"milter": ms}
+        if zone_file:  # the auth checks answer DNS from this file, not the network
+            update["auth"] = settings.auth.model_copy(update={"zone_file": zone_file})
+        settings = settings.model_copy(update=update)
         gw = Gateway.create(settings, events=NullSink(), policies=MemoryPolicyStore())
         if no_checks:  # the milter's own cost: protocol, Message, decision, replies
             gw.pipeline = Pipeline([], scores=gw.pipeline.scores)
@@ -182,6 +187,8 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, default=16, help="parallel MTA connections")
     ap.add_argument("--max-inflight", type=int, default=64, help="MAMORI_MILTER__MAX_INFLIGHT")
     ap.add_argument("--no-checks", action="store_true", help="an empty pipeline: milter overhead only")
+    ap.add_argument("--live-dns", action="store_true",
+                    help="let the auth checks query real DNS (default: an empty zone, no network)")
     ap.add_argument("--postfix", action="store_true", help="through Postfix (SMTP) instead")
     args = ap.parse_args()
     corpus = load_corpus(args.limit)
@@ -194,10 +201,14 @@ def main() -> None:
                          "(eval \"$(scripts/services/postfix.sh start)\")")
         else:
             listen = f"unix:{tmp}/milter.sock"
+        zone_file = ""
+        if not args.live_dns:
+            zone_file = f"{tmp}/zone.yml"
+            Path(zone_file).write_text("zonedata: {}\n")
         ctx = multiprocessing.get_context("spawn")
         ready, stop = ctx.Event(), ctx.Event()
         proc = ctx.Process(target=serve, args=(listen, f"{tmp}/data", ready, stop, args.max_inflight,
-                                                   args.no_checks))
+                                                   args.no_checks, zone_file))
         proc.start()
         try:
             if not ready.wait(60):
