@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from gateway.config import Settings
 from gateway.events import EventSink, FileEventSink
@@ -15,8 +16,11 @@ from gateway.pipeline import Pipeline
 from gateway.plugins import PluginEnv, build_pipeline
 from gateway.policy import Policy
 from gateway.privacy import PartyHasher
-from gateway.store.policy import CachedPolicyStore, PolicyStore, SqlitePolicyStore
+from gateway.store.policy import PolicyStore
 from gateway.verdict import Verdict
+
+if TYPE_CHECKING:
+    from gateway.store import Stores
 
 log = logging.getLogger("mamori.runtime")
 
@@ -33,14 +37,21 @@ class Gateway:
     env: PluginEnv
     # called after each verdict (quarantine store, shadow models, ...); failures are logged
     hooks: list[VerdictHook] = field(default_factory=list)
+    # policy, quarantine, feedback and audit stores on one database (gateway.store)
+    stores: Stores | None = None
 
     @classmethod
     def create(cls, settings: Settings, *, env: PluginEnv | None = None,
                events: EventSink | None = None, policies: PolicyStore | None = None) -> Gateway:
         env = env or PluginEnv(settings)
+        from gateway.store import Stores
+        from gateway.store.quarantine import make_quarantine_hook
+
         data = settings.data_dir
+        stores = Stores.open(settings)  # lazy: the database is opened on first use
+        stores.register_retention()
         if policies is None:
-            policies = CachedPolicyStore(SqlitePolicyStore(data / "mamori.sqlite3"))
+            policies = stores.policies
         if events is None:
             events = FileEventSink(data / "events")
         hasher = PartyHasher.from_settings(settings.hash_key, data)
@@ -48,16 +59,26 @@ class Gateway:
         env.resources.setdefault("events", events)
         env.resources.setdefault("hasher", hasher)
         pipeline = build_pipeline(settings, env)
-        return cls(settings, pipeline, policies, events, hasher, env)
+        gw = cls(settings, pipeline, policies, events, hasher, env, stores=stores)
+        gw.hooks.append(make_quarantine_hook(stores.quarantine, gw.policy_for))
+        return gw
 
     async def start(self) -> None:
         await self.pipeline.start()
         await self.events.start()
+        if self.stores is not None:
+            await self.stores.start()
+        if self.stores is None or self.policies is not self.stores.policies:
+            start = getattr(self.policies, "start", None)
+            if start is not None:
+                await start()
 
     async def close(self) -> None:
         await self.pipeline.close()
         await self.events.close()
         await self.policies.close()
+        if self.stores is not None:
+            await self.stores.close()
 
     async def policy_for(self, subscriber: str | None) -> Policy:
         return await self.policies.get(subscriber)
