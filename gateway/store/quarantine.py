@@ -170,14 +170,14 @@ class QuarantineStore:
         return None if r is None else self._row(r)
 
     async def release(self, subscriber: str, message_id: str, actor: str
-                      ) -> tuple[QuarantinedMessage, bool] | None:
+                      ) -> tuple[QuarantinedMessage, bool, bool] | None:
         """Mark released (once) and re-deliver when the channel has a redeliverer.
-        Returns (message, redelivered) or None when there is no such message."""
+        Returns (message, redelivered, newly released) or None when there is no such message."""
         item = await self.get(subscriber, message_id)
         if item is None:
             return None
         if item.status == "released":
-            return item, False
+            return item, False, False
         redelivered = False
         redeliver = self.redeliverers.get(item.channel)
         if redeliver is not None:
@@ -194,7 +194,7 @@ class QuarantineStore:
             raise StoreError("quarantine store unavailable") from exc
         released = QuarantinedMessage(**{**{f: getattr(item, f) for f in item.__dataclass_fields__},
                                          "status": "released", "released_at": now})
-        return released, redelivered
+        return released, redelivered, True
 
     async def purge(self, cutoff: float, holds: Holds) -> int:
         """Retainable: delete what was stored before `cutoff` unless held."""
