@@ -83,7 +83,7 @@ async def import_policies(
     except (ValueError, orjson.JSONDecodeError):
         raise HTTPException(status.HTTP_400_BAD_REQUEST, "body is not NDJSON or a JSON array") from None
     if len(rows) > MAX_IMPORT_ROWS:
-        raise HTTPException(status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+        raise HTTPException(413,
                             f"at most {MAX_IMPORT_ROWS} rows per import")
     errors: list[dict[str, Any]] = []
     new: dict[str, Policy] = {}
@@ -103,7 +103,7 @@ async def import_policies(
     if errors:
         result = ImportResult(received=len(rows), changed=0, unchanged=0, errors=errors,
                               dry_run=dry_run)
-        return JSONResponse(result.model_dump(), status_code=status.HTTP_422_UNPROCESSABLE_ENTITY)
+        return JSONResponse(result.model_dump(), status_code=422)
     old = await store.inner.get_many(new)
     changes = [(sub, d) for sub, p in new.items() if (d := diff(old[sub], p, gw))]
     if not dry_run and changes:

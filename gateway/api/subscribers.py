@@ -75,7 +75,7 @@ async def put_policy(request: Request, subscriber_id: str, caller: Access,
     try:
         new = build_policy(gateway_of(request), subscriber_id, body.model_dump())
     except SettingsError as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(exc)) from None
+        raise HTTPException(422, str(exc)) from None
     return await _save(request, caller, old, new, "policy.put")
 
 
@@ -86,7 +86,7 @@ async def patch_policy(request: Request, subscriber_id: str, caller: Access,
     given = body.model_dump(exclude_unset=True)
     nulls = sorted(k for k, v in given.items() if v is None)
     if nulls:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY,
+        raise HTTPException(422,
                             f"null is not a value for {', '.join(nulls)}")
     old = await _current(request, subscriber_id)
     merged = {k: v for k, v in old.to_json().items() if k not in ("subscriber", "updated_at")}
@@ -94,7 +94,7 @@ async def patch_policy(request: Request, subscriber_id: str, caller: Access,
     try:
         new = build_policy(gateway_of(request), subscriber_id, merged)
     except SettingsError as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(exc)) from None
+        raise HTTPException(422, str(exc)) from None
     return await _save(request, caller, old, new, "policy.patch")
 
 
