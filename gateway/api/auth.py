@@ -36,6 +36,7 @@ ADMIN_SCOPE = "subscribers:admin"
 SUBSCRIBER_ID_RE = re.compile(r"^[A-Za-z0-9+@._:-]{1,128}$")
 SUBSCRIBER_ID_PATTERN = SUBSCRIBER_ID_RE.pattern
 JWT_LEEWAY = 30.0
+MIN_HS256_SECRET = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +80,9 @@ class Authenticator:
         self.audience = api.jwt_audience
         self.issuer = api.jwt_issuer or None
         self.secret = api.jwt_secret or None
+        if self.secret is not None and len(self.secret.encode()) < MIN_HS256_SECRET:
+            raise ConfigError(f"MAMORI_API__JWT_SECRET must be at least {MIN_HS256_SECRET} bytes "
+                              "(RFC 7518 3.2)")
         self.public_key: str | None = None
         if api.jwt_public_key_file:
             try:

@@ -19,10 +19,6 @@ API_CSP = "default-src 'none'; frame-ancestors 'none'"
 NO_CSP_PREFIXES = ("/docs", "/redoc")  # FastAPI's interactive docs load their own scripts
 
 
-class BodyTooLarge(Exception):
-    pass
-
-
 class BodyLimit:
     """413 for request bodies over the limit of their path (by Content-Length up front, and by
     counting for chunked bodies). `limits` maps path prefixes to bytes; longest prefix wins;
@@ -57,27 +53,35 @@ class BodyLimit:
                     return
         seen = 0
         started = False
+        rejected = False
 
         async def counting_receive() -> Message:
-            nonlocal seen
+            nonlocal seen, rejected
+            if rejected:
+                return {"type": "http.disconnect"}
             msg = await receive()
             if msg["type"] == "http.request":
                 seen += len(msg.get("body", b""))
                 if seen > limit:
-                    raise BodyTooLarge
+                    rejected = True
+                    if not started:
+                        await _reject(send, limit)
+                    return {"type": "http.disconnect"}
             return msg
 
-        async def tracking_send(msg: Message) -> None:
+        async def guarded_send(msg: Message) -> None:
             nonlocal started
+            if rejected:
+                return  # the 413 went out already
             if msg["type"] == "http.response.start":
                 started = True
             await send(msg)
 
         try:
-            await self.app(scope, counting_receive, tracking_send)
-        except BodyTooLarge:
-            if not started:
-                await _reject(send, limit)
+            await self.app(scope, counting_receive, guarded_send)
+        except Exception:
+            if not rejected:
+                raise
 
 
 async def _reject(send: Send, limit: int) -> None:

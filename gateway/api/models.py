@@ -11,6 +11,7 @@ from gateway.api.auth import SUBSCRIBER_ID_PATTERN
 from gateway.policy import Policy
 
 MAX_LIST = 1000
+MESSAGE_ID_PATTERN = r"^[^\x00-\x1f\x7f/\\]{1,128}$"
 Entry = Annotated[str, StringConstraints(min_length=1, max_length=254,
                                          pattern=r"^[^\x00-\x1f\x7f]+$")]
 EntryList = Annotated[list[Entry], Field(max_length=MAX_LIST)]
@@ -138,7 +139,8 @@ class FeedbackIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     label: Literal["fraud", "not_fraud"] = Field(description="this was fraud / this was not fraud")
-    message_id: Annotated[str, StringConstraints(min_length=1, max_length=128)] | None = None
+    message_id: Annotated[str, StringConstraints(min_length=1, max_length=128,
+                                                 pattern=MESSAGE_ID_PATTERN)] | None = None
     consent: bool = Field(False, description="the content may be used for retraining")
     content: Annotated[str, StringConstraints(max_length=10_000)] | None = Field(
         None, description="the message text, kept only with consent")

@@ -21,6 +21,7 @@ from gateway.api.common import (
     stores_of,
 )
 from gateway.api.models import (
+    MESSAGE_ID_PATTERN,
     FeedbackIn,
     FeedbackOut,
     PolicyOut,
@@ -36,7 +37,7 @@ from gateway.store.quarantine import QuarantinedMessage
 router = APIRouter(prefix="/v1/subscribers/{subscriber_id}", tags=["subscribers"])
 
 Access = Annotated[Caller, Depends(subscriber_access)]
-MessageId = Annotated[str, Path(min_length=1, max_length=128)]
+MessageId = Annotated[str, Path(min_length=1, max_length=128, pattern=MESSAGE_ID_PATTERN)]
 ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"description": "no or invalid credentials"},
     403: {"description": "the caller may not reach this subscriber"},

@@ -22,7 +22,7 @@ from gateway.config import Settings, load_settings
 from gateway.events import MemorySink
 from gateway.runtime import Gateway
 
-JWT_SECRET = "test-jwt-secret-0123456789abcdef0123"
+JWT_SECRET = "test-jwt-secret-0123456789abcdef0123456789abcdef0123456789abcdef"
 ADMIN_KEY = "admin-key-0123456789"
 SMS_KEY = "sms-key-0123456789"
 AUDIENCE = "mamori-test"
