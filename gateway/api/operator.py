@@ -40,7 +40,7 @@ NDJSON = "application/x-ndjson"
 @router.get("/policies/export", summary="Every stored subscriber setting, as NDJSON",
             response_class=StreamingResponse,
             responses={200: {"content": {NDJSON: {}}, "description": "one JSON object a line"},
-                       401: {}, 403: {}, 429: {}})
+                       401: {}, 403: {}, 429: {}, 503: {}})
 async def export_policies(request: Request, caller: Admin) -> StreamingResponse:
     store = stores_of(request).policies.inner
 
@@ -71,7 +71,9 @@ def _parse(body: bytes) -> list[Any]:
                  NDJSON: {"schema": {"type": "string"}},
                  "application/json": {"schema": {"type": "array", "items": {
                      "$ref": "#/components/schemas/PolicyImportRow"}}}}}},
-             responses={401: {}, 403: {}, 413: {}, 422: {"model": ImportResult}, 429: {}})
+             responses={400: {"description": "not NDJSON or a JSON array"}, 401: {}, 403: {},
+                        413: {}, 422: {"description": "invalid rows (an ImportResult with errors) or parameters"},
+                        429: {}, 503: {}})
 async def import_policies(
     request: Request, caller: Admin,
     dry_run: Annotated[bool, Query(description="validate only")] = False,

@@ -39,9 +39,13 @@ router = APIRouter(prefix="/v1/subscribers/{subscriber_id}", tags=["subscribers"
 Access = Annotated[Caller, Depends(subscriber_access)]
 MessageId = Annotated[str, Path(min_length=1, max_length=128, pattern=MESSAGE_ID_PATTERN)]
 ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"description": "malformed request body"},
     401: {"description": "no or invalid credentials"},
     403: {"description": "the caller may not reach this subscriber"},
+    413: {"description": "request body too large"},
+    422: {"description": "invalid settings or parameters"},
     429: {"description": "rate limit exceeded"},
+    503: {"description": "store unavailable, retry later"},
 }
 
 
@@ -68,7 +72,7 @@ async def get_policy(request: Request, subscriber_id: str, caller: Access) -> Po
     return PolicyOut.of(await _current(request, subscriber_id))
 
 
-@router.put("/policy", response_model=PolicyOut, responses={**ERRORS, 422: {}},
+@router.put("/policy", response_model=PolicyOut, responses=ERRORS,
             summary="Replace the settings; absent fields take the defaults")
 async def put_policy(request: Request, subscriber_id: str, caller: Access,
                      body: PolicySettings) -> PolicyOut:
@@ -80,7 +84,7 @@ async def put_policy(request: Request, subscriber_id: str, caller: Access,
     return await _save(request, caller, old, new, "policy.put")
 
 
-@router.patch("/policy", response_model=PolicyOut, responses={**ERRORS, 422: {}},
+@router.patch("/policy", response_model=PolicyOut, responses=ERRORS,
               summary="Change only the given settings")
 async def patch_policy(request: Request, subscriber_id: str, caller: Access,
                        body: PolicyPatch) -> PolicyOut:
@@ -157,7 +161,7 @@ async def release(request: Request, subscriber_id: str, message_id: MessageId,
 
 
 @router.post("/feedback", response_model=FeedbackOut, status_code=status.HTTP_201_CREATED,
-             responses={**ERRORS, 422: {}},
+             responses=ERRORS,
              summary="\"This was fraud\" / \"this was not fraud\", with consent for retraining")
 async def feedback(request: Request, subscriber_id: str, caller: Access,
                    body: Annotated[FeedbackIn, Body()]) -> FeedbackOut:
