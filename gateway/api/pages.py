@@ -118,6 +118,7 @@ def render(lang: str, days: float) -> str:
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{e(t["title"])}</title>
+<link rel="icon" href="data:,">
 <link rel="stylesheet" href="/settings/static/app.css">
 <script src="/settings/static/app.js" defer></script>
 </head>
