@@ -57,7 +57,7 @@ class Database:
         self.dialect = "sqlite" if self.url.startswith("sqlite") else "postgresql"
         kw: dict[str, Any] = {}
         if self.dialect == "postgresql":
-            kw.update(pool_size=10, max_overflow=10, pool_pre_ping=True, pool_recycle=1800)
+            kw.update(pool_size=10, max_overflow=10, pool_recycle=1800)
         self.engine: AsyncEngine = create_async_engine(self.url, **kw)
         if self.dialect == "sqlite":
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)

@@ -24,10 +24,12 @@ import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import orjson
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import delete, func, insert, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from gateway.errors import StoreError
 from gateway.policy import DEFAULT_POLICY, Policy
@@ -78,6 +80,16 @@ def _decode(subscriber: str, raw: str | bytes, updated_at: float) -> Policy:
         return Policy.from_json(data)
     except (ValueError, TypeError) as exc:
         raise StoreError("a stored policy row is unreadable") from exc
+
+
+def _upsert(dialect: str) -> Any:
+    """INSERT ... ON CONFLICT (subscriber) DO UPDATE, in the database's own dialect."""
+    ins = (sqlite_insert if dialect == "sqlite" else pg_insert)(subscriber_policy)
+    return ins.on_conflict_do_update(
+        index_elements=[subscriber_policy.c.subscriber],
+        set_={"settings": ins.excluded.settings, "updated_at": ins.excluded.updated_at,
+              "updated_by": ins.excluded.updated_by},
+    )
 
 
 class DbPolicyStore:
@@ -142,18 +154,13 @@ class DbPolicyStore:
         if not rows:
             return 0
         engine = await self.db.ready()
+        upsert = _upsert(self.db.dialect)
         try:
             async with engine.begin() as conn:
-                for sub, settings, at in rows:
-                    res = await conn.execute(
-                        update(subscriber_policy)
-                        .where(subscriber_policy.c.subscriber == sub)
-                        .values(settings=settings, updated_at=at, updated_by=actor[:128])
-                    )
-                    if res.rowcount == 0:
-                        await conn.execute(insert(subscriber_policy).values(
-                            subscriber=sub, settings=settings, updated_at=at,
-                            updated_by=actor[:128]))
+                for i in range(0, len(rows), 1000):
+                    await conn.execute(upsert, [
+                        {"subscriber": sub, "settings": settings, "updated_at": at,
+                         "updated_by": actor[:128]} for sub, settings, at in rows[i:i + 1000]])
                 await conn.execute(insert(policy_changes),
                                    [{"subscriber": sub, "at": now} for sub, _, _ in rows])
         except Exception as exc:
