@@ -42,7 +42,7 @@ NDJSON = "application/x-ndjson"
             responses={200: {"content": {NDJSON: {}}, "description": "one JSON object a line"},
                        401: {}, 403: {}, 429: {}, 503: {}})
 async def export_policies(request: Request, caller: Admin) -> StreamingResponse:
-    store = stores_of(request).policies.inner
+    store = stores_of(request).policy_db
 
     async def lines() -> AsyncIterator[bytes]:
         async for p in store.iter_all():
@@ -106,7 +106,7 @@ async def import_policies(
         result = ImportResult(received=len(rows), changed=0, unchanged=0, errors=errors,
                               dry_run=dry_run)
         return JSONResponse(result.model_dump(), status_code=422)
-    old = await store.inner.get_many(new)
+    old = await stores_of(request).policy_db.get_many(new)
     changes = [(sub, d) for sub, p in new.items() if (d := diff(old[sub], p, gw))]
     if not dry_run and changes:
         await store.put_many([new[sub] for sub, _ in changes], actor=caller.label)

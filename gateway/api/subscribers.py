@@ -52,7 +52,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 async def _current(request: Request, subscriber: str) -> Policy:
     # read from the database, not the scan cache: the API shows what is stored
     stores = stores_of(request)
-    return await stores.policies.inner.get(subscriber)
+    return await stores.policy_db.get(subscriber)
 
 
 async def _save(request: Request, caller: Caller, old: Policy, new: Policy,

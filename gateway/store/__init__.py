@@ -25,7 +25,8 @@ if TYPE_CHECKING:
 @dataclass
 class Stores:
     db: Database
-    policies: CachedPolicyStore
+    policies: CachedPolicyStore  # the scan path's view (cached)
+    policy_db: DbPolicyStore  # the stored rows (what the API reads and exports)
     quarantine: QuarantineStore
     feedback: FeedbackStore
     audit: AuditStore
@@ -33,11 +34,13 @@ class Stores:
     @classmethod
     def open(cls, settings: Settings) -> Stores:
         db = Database.from_settings(settings.store.url, settings.data_dir)
+        policy_db = DbPolicyStore(db)
         policies = CachedPolicyStore(
-            DbPolicyStore(db), ttl=settings.store.policy_cache_ttl,
+            policy_db, ttl=settings.store.policy_cache_ttl,
             poll_interval=settings.store.policy_poll_interval,
         )
-        return cls(db, policies, QuarantineStore(db, days=settings.store.quarantine_days),
+        return cls(db, policies, policy_db,
+                   QuarantineStore(db, days=settings.store.quarantine_days),
                    FeedbackStore(db), AuditStore(db))
 
     def register_retention(self) -> None:

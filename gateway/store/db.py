@@ -37,12 +37,6 @@ def async_url(url: str) -> str:
     raise StoreError(f"unsupported database scheme {base!r}: use postgresql:// or sqlite://")
 
 
-def sync_url(url: str) -> str:
-    """The URL for the synchronous `alembic` command (psycopg is not needed: asyncpg runs
-    under SQLAlchemy's greenlet adapter there too)."""
-    return async_url(url)
-
-
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
@@ -97,6 +91,7 @@ def _upgrade(conn: Connection) -> None:
     from alembic import command
     from alembic.config import Config
 
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.attributes["connection"] = conn

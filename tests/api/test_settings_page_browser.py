@@ -75,7 +75,7 @@ async def test_settings_page_in_chromium(settings: Settings, backend: str, tmp_p
             await b.click("#f-youth")
             await b.wait_for("document.getElementById('status').dataset.state === 'saved'")
             assert await b.eval("document.getElementById('f-youth').checked") is True
-            stored = await gw.stores.policies.inner.get(SUB)
+            stored = await gw.stores.policy_db.get(SUB)
             assert stored.youth is True and stored.block == frozenset({"+15550001234"})
 
             # release a quarantined message

@@ -154,3 +154,16 @@ async def test_unreachable_database_is_a_store_error(backend: str) -> None:
     with pytest.raises(StoreError):
         await DbPolicyStore(d).get("x")
     await d.close()
+
+
+async def test_migrations_match_the_schema(db: Database) -> None:
+    """The head revision creates exactly what gateway/store/schema.py declares."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from gateway.store.schema import metadata
+
+    async with db.engine.connect() as conn:
+        diff = await conn.run_sync(
+            lambda c: compare_metadata(MigrationContext.configure(c), metadata))
+    assert diff == []

@@ -3,10 +3,11 @@ URL from `-x url=...` / MAMORI_STORE__URL when run with the `alembic` command.""
 
 from __future__ import annotations
 
+import asyncio
 import os
 
 from alembic import context
-from sqlalchemy import create_engine
+from sqlalchemy.engine import Connection
 
 from gateway.store.schema import metadata
 
@@ -25,21 +26,28 @@ def run_migrations_online() -> None:
         "MAMORI_STORE__URL", "")
     if not url:
         raise SystemExit("give the database URL with -x url=... or MAMORI_STORE__URL")
-    from gateway.store.db import sync_url
+    from gateway.store.db import Database
 
-    engine = create_engine(sync_url(url))
-    with engine.connect() as conn:
+    def run(conn: Connection) -> None:
         context.configure(connection=conn, target_metadata=metadata,
                           render_as_batch=conn.dialect.name == "sqlite")
         with context.begin_transaction():
             context.run_migrations()
 
+    async def main() -> None:
+        db = Database(url)
+        try:
+            async with db.engine.begin() as conn:
+                await conn.run_sync(run)
+        finally:
+            await db.close()
+
+    asyncio.run(main())
+
 
 def run_migrations_offline() -> None:
     url = context.get_x_argument(as_dictionary=True).get("url", "postgresql://")
-    from gateway.store.db import sync_url
-
-    context.configure(url=sync_url(url), target_metadata=metadata, literal_binds=True)
+    context.configure(url=url, target_metadata=metadata, literal_binds=True)
     with context.begin_transaction():
         context.run_migrations()
 
