@@ -112,6 +112,9 @@ class StoreSettings(BaseModel):
     quarantine_days: float = Field(7.0, description="days a blocked message stays recoverable")
     policy_cache_ttl: float = Field(
         30.0, description="seconds before a cached policy is refreshed (in the background)")
+    release_smtp: str = Field(
+        "", description="host:port where released email is re-injected by SMTP; empty: "
+                        "released mail is only marked released")
     policy_poll_interval: float = Field(
         1.0, description="seconds between polls of the policy change feed (other replicas)")
 

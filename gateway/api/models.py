@@ -119,7 +119,7 @@ class QuarantineItem(BaseModel):
     action: str
     score: float
     reasons: list[Reason] = Field(description="why it was blocked, strongest first")
-    status: Literal["held", "released"]
+    status: Literal["held", "releasing", "released"]
     released_at: float | None = None
 
 

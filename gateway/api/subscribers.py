@@ -144,7 +144,8 @@ async def get_quarantined(request: Request, subscriber_id: str, message_id: Mess
 
 
 @router.post("/quarantine/{message_id}/release", response_model=ReleaseResult,
-             responses={**ERRORS, 404: {"description": "no such message (or purged)"}},
+             responses={**ERRORS, 404: {"description": "no such message (or purged)"},
+                        409: {"description": "a release of this message is in progress"}},
              summary="Get a wrongly blocked message back")
 async def release(request: Request, subscriber_id: str, message_id: MessageId,
                   caller: Access) -> ReleaseResult:
@@ -152,7 +153,9 @@ async def release(request: Request, subscriber_id: str, message_id: MessageId,
     result = await stores_of(request).quarantine.release(subscriber_id, message_id, caller.label)
     if result is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such message")
-    _, redelivered, newly = result
+    item, redelivered, newly = result
+    if not newly and item.status != "released":
+        raise HTTPException(status.HTTP_409_CONFLICT, "a release of this message is in progress")
     if newly:
         await record_changes(gw, caller, "quarantine.release",
                              [(subscriber_id, {"message_id": message_id,

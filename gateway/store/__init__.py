@@ -39,9 +39,13 @@ class Stores:
             policy_db, ttl=settings.store.policy_cache_ttl,
             poll_interval=settings.store.policy_poll_interval,
         )
-        return cls(db, policies, policy_db,
-                   QuarantineStore(db, days=settings.store.quarantine_days),
-                   FeedbackStore(db), AuditStore(db))
+        quarantine = QuarantineStore(db, days=settings.store.quarantine_days)
+        if settings.store.release_smtp:
+            from gateway.store.redeliver import SmtpRedeliverer
+
+            quarantine.redeliverers["email"] = SmtpRedeliverer(
+                settings.store.release_smtp, helo=settings.smtp.hostname)
+        return cls(db, policies, policy_db, quarantine, FeedbackStore(db), AuditStore(db))
 
     def register_retention(self) -> None:
         """Register quarantine, feedback and audit; replaces an earlier Stores' registration

@@ -1,7 +1,8 @@
 """Quarantine: a copy of each blocked message with the reasons (the verdict's
 `explanations()`), retrievable by its subscriber for MAMORI_STORE__QUARANTINE_DAYS (default 7)
 and then purged. Release re-delivers through the channel's redeliverer when one is registered
-(`QuarantineStore.redeliverers[channel]`) and marks the message released either way.
+(`QuarantineStore.redeliverers[channel]`; email: `gateway.store.redeliver`, SMS: the SMS
+ingress) and marks the message released; without a redeliverer it is only marked released.
 
 `quarantine_hook` is the verdict hook `Gateway.create` installs: a verdict whose action blocks
 (quarantine; or reject / soft reject when the subscriber's `on_block` is quarantine) stores a
@@ -169,29 +170,43 @@ class QuarantineStore:
             raise StoreError("quarantine store unavailable") from exc
         return None if r is None else self._row(r)
 
+    async def _set_status(self, subscriber: str, message_id: str, old: str, new: str,
+                          **values: Any) -> bool:
+        """Compare-and-set of the status; False when another request got there first."""
+        engine = await self.db.ready()
+        try:
+            async with engine.begin() as conn:
+                res = await conn.execute(update(quarantine).where(and_(
+                    quarantine.c.subscriber == subscriber,
+                    quarantine.c.message_id == message_id,
+                    quarantine.c.status == old)).values(status=new, **values))
+        except Exception as exc:
+            raise StoreError("quarantine store unavailable") from exc
+        return bool(res.rowcount)
+
     async def release(self, subscriber: str, message_id: str, actor: str
                       ) -> tuple[QuarantinedMessage, bool, bool] | None:
-        """Mark released (once) and re-deliver when the channel has a redeliverer.
+        """Re-deliver through the channel's redeliverer (when one is registered) and mark the
+        message released. Concurrent releases deliver once (the row is claimed first); a failed
+        re-delivery raises StoreError and leaves the message held, to be retried.
         Returns (message, redelivered, newly released) or None when there is no such message."""
         item = await self.get(subscriber, message_id)
         if item is None:
             return None
-        if item.status == "released":
-            return item, False, False
+        if not await self._set_status(subscriber, message_id, "held", "releasing"):
+            current = await self.get(subscriber, message_id)
+            return (current or item), False, False
         redelivered = False
         redeliver = self.redeliverers.get(item.channel)
-        if redeliver is not None:
-            redelivered = await redeliver(item.to_message())
-        now = time.time()
-        engine = await self.db.ready()
         try:
-            async with engine.begin() as conn:
-                await conn.execute(update(quarantine).where(and_(
-                    quarantine.c.subscriber == subscriber,
-                    quarantine.c.message_id == message_id)).values(
-                        status="released", released_at=now, released_by=actor[:128]))
-        except Exception as exc:
-            raise StoreError("quarantine store unavailable") from exc
+            if redeliver is not None:
+                redelivered = await redeliver(item.to_message())
+        except BaseException:
+            await self._set_status(subscriber, message_id, "releasing", "held")
+            raise
+        now = time.time()
+        await self._set_status(subscriber, message_id, "releasing", "released",
+                               released_at=now, released_by=actor[:128])
         released = QuarantinedMessage(**{**{f: getattr(item, f) for f in item.__dataclass_fields__},
                                          "status": "released", "released_at": now})
         return released, redelivered, True

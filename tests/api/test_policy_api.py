@@ -313,3 +313,26 @@ async def test_expired_quarantine_is_not_retrievable_before_purge(
                           headers=bearer(token(A)))
     assert r.status_code == 404
     assert await gw.stores.quarantine.purge_expired() == 1
+
+
+async def test_concurrent_releases_deliver_once(client: httpx.AsyncClient,
+                                                gateway: tuple[Gateway, MemorySink]) -> None:
+    import asyncio
+
+    gw, _ = gateway
+    assert gw.stores is not None
+    delivered: list[str] = []
+
+    async def slow(m: Message) -> bool:
+        await asyncio.sleep(0.05)
+        delivered.append(m.id)
+        return True
+
+    gw.stores.quarantine.redeliverers["sms"] = slow
+    mid = await block_one(client, gw, A, "+15550001212")
+    url = f"/v1/subscribers/{A}/quarantine/{mid}/release"
+    rs = await asyncio.gather(*(client.post(url, headers=bearer(token(A))) for _ in range(5)))
+    assert delivered == [mid]
+    assert sorted(r.status_code for r in rs)[0] == 200
+    assert {r.status_code for r in rs} <= {200, 409}
+    assert sum(r.status_code == 200 and r.json()["redelivered"] for r in rs) == 1
