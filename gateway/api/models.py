@@ -154,6 +154,15 @@ class FeedbackOut(BaseModel):
     content_kept: bool
 
 
+class AuditRecord(BaseModel):
+    id: int
+    at: float = Field(description="unix time of the change")
+    actor: str = Field(description="subscriber:<id> or key:<label>")
+    subscriber: str
+    action: str = Field(description="policy.put, policy.patch, policy.import, quarantine.release")
+    changes: dict[str, Any] = Field(description="{field: {old, new}}; lists as hashed {added, removed}")
+
+
 class ImportResult(BaseModel):
     received: int
     changed: int

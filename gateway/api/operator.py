@@ -26,7 +26,7 @@ from gateway.api.common import (
     record_changes,
     stores_of,
 )
-from gateway.api.models import ImportResult, PolicyImportRow
+from gateway.api.models import AuditRecord, ImportResult, PolicyImportRow, SubscriberId
 from gateway.policy import Policy
 
 router = APIRouter(prefix="/v1/operator", tags=["operator"])
@@ -113,3 +113,15 @@ async def import_policies(
         await record_changes(gw, caller, "policy.import", changes)
     return ImportResult(received=len(rows), changed=len(changes),
                         unchanged=len(new) - len(changes), errors=[], dry_run=dry_run)
+
+
+@router.get("/audit", response_model=list[AuditRecord],
+            summary="Settings changes (who, when, what), newest first",
+            responses={401: {}, 403: {}, 422: {}, 429: {}, 503: {}})
+async def audit(
+    request: Request, caller: Admin,
+    subscriber: Annotated[SubscriberId | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[AuditRecord]:
+    rows = await stores_of(request).audit.list(subscriber, limit=limit)
+    return [AuditRecord.model_validate(r) for r in rows]

@@ -273,6 +273,13 @@ async def test_operator_export_import(client: httpx.AsyncClient,
     assert r.json()["is_default"] is True
     imported = [e for e in settings_events(sink) if e["action"] == "policy.import"]
     assert len(imported) == 2
+    r = await client.get("/v1/operator/audit", params={"subscriber": "sub-2"},
+                         headers=bearer(ADMIN_KEY))
+    assert r.status_code == 200
+    [rec] = r.json()
+    assert rec["action"] == "policy.import" and rec["actor"].startswith("key:")
+    assert rec["changes"]["strength"] == {"old": "standard", "new": "high"}
+    assert (await client.get("/v1/operator/audit", headers=bearer(token("sub-2")))).status_code == 403
     for who in (bearer(SMS_KEY), bearer(token("sub-1")), {}):
         assert (await client.get("/v1/operator/policies/export", headers=who)).status_code in (
             401, 403)
