@@ -32,7 +32,7 @@ from gateway.api.models import (
     ReleaseResult,
 )
 from gateway.policy import Policy
-from gateway.store.quarantine import QuarantinedMessage
+from gateway.store.quarantine import QuarantinedMessage, message_bytes
 
 router = APIRouter(prefix="/v1/subscribers/{subscriber_id}", tags=["subscribers"])
 
@@ -177,7 +177,7 @@ async def feedback(request: Request, subscriber_id: str, caller: Access,
         if q is not None:
             channel = q.channel
             if body.consent:
-                content = q.body if q.channel == "sms" else _email_bytes(q)
+                content = message_bytes(q.to_message())
     if content is None and body.consent and body.content:
         content = body.content.encode("utf-8")
     fid = await stores.feedback.add(
@@ -192,8 +192,3 @@ async def feedback(request: Request, subscriber_id: str, caller: Access,
     })
     return FeedbackOut(id=fid, label=body.label, consent=body.consent,
                        content_kept=content is not None)
-
-
-def _email_bytes(q: QuarantinedMessage) -> bytes:
-    head = "".join(f"{n}: {v}\r\n" for n, v in q.headers).encode("utf-8", "replace")
-    return head + b"\r\n" + q.body

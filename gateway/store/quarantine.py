@@ -36,6 +36,15 @@ PREVIEW_CHARS = 160
 Redeliverer = Callable[[Message], Awaitable[bool]]
 
 
+def message_bytes(message: Message) -> bytes:
+    """The message as received: the SMS text, or the email header block and body."""
+    if message.channel is Channel.SMS:
+        return message.body
+    head = b"".join(f"{name}: {value}\r\n".encode("utf-8", "surrogateescape")
+                    for name, value in message.headers)
+    return head + b"\r\n" + message.body
+
+
 @dataclass(frozen=True, slots=True)
 class QuarantinedMessage:
     subscriber: str

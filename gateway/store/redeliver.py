@@ -12,16 +12,11 @@ import smtplib
 from gateway.config import parse_hostport
 from gateway.errors import StoreError
 from gateway.message import Message
+from gateway.store.quarantine import message_bytes
 
 log = logging.getLogger("mamori.store.redeliver")
 
 SMTP_TIMEOUT = 30.0
-
-
-def _raw(message: Message) -> bytes:
-    head = b"".join(f"{name}: {value}\r\n".encode("utf-8", "surrogateescape")
-                    for name, value in message.headers)
-    return head + b"\r\n" + message.body
 
 
 class SmtpRedeliverer:
@@ -32,7 +27,7 @@ class SmtpRedeliverer:
     def _send(self, message: Message) -> None:
         with smtplib.SMTP(self.host, self.port, local_hostname=self.helo,
                           timeout=SMTP_TIMEOUT) as smtp:
-            refused = smtp.sendmail(message.sender, list(message.recipients), _raw(message))
+            refused = smtp.sendmail(message.sender, list(message.recipients), message_bytes(message))
             if refused:
                 raise smtplib.SMTPRecipientsRefused(refused)
 
