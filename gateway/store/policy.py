@@ -205,18 +205,24 @@ class DbPolicyStore:
     async def changes_since(self, since: float) -> list[tuple[int, str, float]]:
         """(id, subscriber, at) of the changes with at > since, oldest first."""
         engine = await self.db.ready()
-        async with engine.connect() as conn:
-            rows = await conn.execute(
-                select(policy_changes.c.id, policy_changes.c.subscriber, policy_changes.c.at)
-                .where(policy_changes.c.at > since)
-                .order_by(policy_changes.c.id).limit(10_000)
-            )
-            return [(int(i), str(s), float(a)) for i, s, a in rows]
+        try:
+            async with engine.connect() as conn:
+                rows = await conn.execute(
+                    select(policy_changes.c.id, policy_changes.c.subscriber, policy_changes.c.at)
+                    .where(policy_changes.c.at > since)
+                    .order_by(policy_changes.c.id).limit(10_000)
+                )
+                return [(int(i), str(s), float(a)) for i, s, a in rows]
+        except Exception as exc:
+            raise StoreError("policy change feed unavailable") from exc
 
     async def latest_change(self) -> float:
         engine = await self.db.ready()
-        async with engine.connect() as conn:
-            v = (await conn.execute(select(func.max(policy_changes.c.at)))).scalar_one()
+        try:
+            async with engine.connect() as conn:
+                v = (await conn.execute(select(func.max(policy_changes.c.at)))).scalar_one()
+        except Exception as exc:
+            raise StoreError("policy change feed unavailable") from exc
         return float(v or 0.0)
 
     async def trim_changes(self, before: float) -> int:
