@@ -114,7 +114,7 @@ async def start(gw: Gateway) -> ApiService | None:
     config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False,
                             lifespan="off", server_header=False)
     server = uvicorn.Server(config)
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    server.install_signal_handlers = lambda: None  # type: ignore[attr-defined,unused-ignore]
     task = asyncio.create_task(server.serve(), name="api")
     while not server.started:
         if task.done():
