@@ -167,3 +167,41 @@ async def test_migrations_match_the_schema(db: Database) -> None:
         diff = await conn.run_sync(
             lambda c: compare_metadata(MigrationContext.configure(c), metadata))
     assert diff == []
+
+
+@pytest.mark.parametrize(("action", "on_block", "kept"), [
+    ("quarantine", "quarantine", True),
+    ("quarantine", "drop", True),  # the verdict itself says quarantine
+    ("reject", "quarantine", True),
+    ("soft_reject", "quarantine", True),
+    ("reject", "drop", False),
+    ("tag", "quarantine", False),
+    ("accept", "quarantine", False),
+])
+async def test_quarantine_hook_decision(db: Database, action: str, on_block: str,
+                                        kept: bool) -> None:
+    from gateway.message import Message
+    from gateway.policy import OnBlock
+    from gateway.store.quarantine import QuarantineStore, make_quarantine_hook
+    from gateway.verdict import Action, ScoredSymbol, Verdict
+
+    store = QuarantineStore(db)
+    policy = Policy(subscriber="h1", on_block=OnBlock(on_block))
+
+    async def policy_for(sub: str | None) -> Policy:
+        return policy
+
+    hook = make_quarantine_hook(store, policy_for)
+    msg = Message.sms("text", sender="+15550000000", subscriber="h1")
+    verdict = Verdict(message_id=msg.id, channel="sms", action=Action(action), score=10.0,
+                      symbols={"X_TEST": ScoredSymbol("X_TEST", 10.0, ("why",), "a reason")})
+    await hook(msg, verdict, "test")
+    item = await store.get("h1", msg.id)
+    assert (item is not None) is kept
+    if item is not None:
+        assert item.reasons == verdict.explanations()
+    # a message without a subscriber is never kept
+    anon = Message.sms("text", sender="+15550000000")
+    await hook(anon, Verdict(message_id=anon.id, channel="sms", action=Action.QUARANTINE,
+                             score=10.0, symbols={}), "test")
+    assert await store.list("") == []
