@@ -82,6 +82,26 @@ STRINGS: dict[str, dict[str, str]] = {
     },
 }
 
+# Japanese for the reasons a subscriber sees most; others show the check's own (English) text.
+REASONS_JA: dict[str, str] = {
+    "POLICY_BLOCKLIST": "送信者が「常にブロック」のリストにあります",
+    "POLICY_ALLOWLIST": "送信者が「常に許可」のリストにあります",
+    "CHECK_FAILED": "検査の一部を実行できませんでした",
+    "SMS_INTERNATIONAL": "海外の番号からの送信です",
+    "SMS_INTERNATIONAL_BLOCKED": "海外からのSMSをブロックする設定になっています",
+    "SMS_SENDER_LOOKALIKE": "登録ブランドの送信者IDに似せた送信者IDです",
+    "SMS_SENDER_SPOOFED": "登録ブランドの送信者IDが、登録されていない経路から届きました",
+    "SMS_SPOOF_BLOCKED": "なりすまし送信者をブロックする設定になっています",
+    "SMS_URL_UNKNOWN_SENDER": "連絡先にない送信者からのURL付きメッセージです",
+    "SMS_URL_UNKNOWN_BLOCKED": "連絡先にない送信者からのURL付きSMSをブロックする設定になっています",
+    "SMS_FLOOD": "同じ内容のメッセージが短時間に多数の宛先へ送られています",
+    "SMS_SENDER_BURST": "この送信者は短時間に多数の宛先へ送信しています",
+    "DMARC_PERMERROR": "DMARC: 送信元ドメインのDMARCレコードが不正です",
+    "MIME_DEFECTS": "メールの構造が壊れています",
+    "MISSING_FROM": "メールに差出人（From）がありません",
+    "MULTIPLE_FROM": "メールに差出人（From）が複数あります",
+}
+
 TOGGLES = ("protection", "block_international", "block_url_unknown_senders", "block_spoofed",
            "youth")
 
@@ -110,8 +130,11 @@ def render(lang: str, days: float) -> str:
     on_block = "".join(
         f'<option value="{v}">{e(t["on_block." + v].format(days=d))}</option>'
         for v in ("quarantine", "drop"))
-    i18n = e(orjson.dumps({k: t[k] for k in ("why", "release", "released", "from", "saved",
-                                               "error", "empty", "load_error", "signin")}).decode())
+    strings: dict[str, object] = {k: t[k] for k in ("why", "release", "released", "from",
+                                                    "saved", "error", "empty", "load_error",
+                                                    "signin")}
+    strings["reasons"] = REASONS_JA if lang == "ja" else {}
+    i18n = e(orjson.dumps(strings).decode())
     return f"""<!doctype html>
 <html lang="{lang}">
 <head>

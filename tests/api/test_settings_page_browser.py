@@ -90,7 +90,7 @@ async def test_settings_page_in_chromium(settings: Settings, backend: str, tmp_p
 
             # the reasons are shown, as text
             reasons = await b.eval("document.querySelector('.reasons').textContent")
-            assert "block list" in reasons
+            assert "常にブロック" in reasons  # the Japanese explanation of POLICY_BLOCKLIST
             assert b.problems() == []
             shot = (ROOT / "docs" / "img" / "settings-page.png") if UPDATE else (
                 tmp_path / "settings-page.png")

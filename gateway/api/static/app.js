@@ -97,7 +97,7 @@
       li.appendChild(el('div', 'meta', T.why));
       var reasons = el('ul', 'reasons');
       m.reasons.forEach(function (r) {
-        var text = r.description || r.symbol;
+        var text = T.reasons[r.symbol] || r.description || r.symbol;
         if (r.options && r.options.length) text += ' (' + r.options.join(', ') + ')';
         reasons.appendChild(el('li', null, text));
       });
