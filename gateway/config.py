@@ -87,6 +87,14 @@ class ApiSettings(BaseModel):
     jwt_secret: str = Field("", description="HS256 secret for subscriber tokens")
     jwt_public_key_file: str = Field("", description="PEM public key for RS256/ES256 tokens")
     jwt_audience: str = Field("mamori", description="required audience of subscriber tokens")
+    jwt_issuer: str = Field("", description="required issuer of subscriber tokens; empty: any")
+    rate_limit: float = Field(20.0, description="requests per second per caller (token bucket)")
+    rate_burst: int = Field(60, description="burst size of the per-caller rate limit")
+    max_body: int = Field(64 * 1024, description="bytes; larger request bodies get 413")
+    max_import_body: int = Field(
+        32 * 1024 * 1024, description="bytes; larger operator imports get 413")
+    cors_origins: list[str] = Field(
+        default_factory=list, description="JSON list of origins allowed to call the API")
 
 
 class KafkaSettings(BaseModel):
@@ -118,6 +126,13 @@ class ModelSettings(BaseModel):
 class StoreSettings(BaseModel):
     url: str = Field("", description="database URL; empty: SQLite under MAMORI_DATA_DIR")
     quarantine_days: float = Field(7.0, description="days a blocked message stays recoverable")
+    policy_cache_ttl: float = Field(
+        30.0, description="seconds before a cached policy is refreshed (in the background)")
+    release_smtp: str = Field(
+        "", description="host:port where released email is re-injected by SMTP; empty: "
+                        "released mail is only marked released")
+    policy_poll_interval: float = Field(
+        1.0, description="seconds between polls of the policy change feed (other replicas)")
 
 
 class AuthSettings(BaseModel):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from gateway.config import Settings
 from gateway.errors import StoreError
@@ -17,8 +17,11 @@ from gateway.pipeline import Pipeline
 from gateway.plugins import PluginEnv, build_pipeline
 from gateway.policy import OnBlock, Policy
 from gateway.privacy import PartyHasher
-from gateway.store.policy import CachedPolicyStore, PolicyStore, SqlitePolicyStore
+from gateway.store.policy import PolicyStore
 from gateway.verdict import Action, Verdict
+
+if TYPE_CHECKING:
+    from gateway.store import Stores
 
 log = logging.getLogger("mamori.runtime")
 
@@ -26,7 +29,7 @@ VerdictHook = Callable[[Message, Verdict, str], Awaitable[None]]
 
 
 class QuarantineStore(Protocol):
-    async def put(self, message: Message, verdict: Verdict) -> None:
+    async def add(self, message: Message, verdict: Verdict, ingress: str) -> None:
         """Keep a recoverable copy of a blocked message for its subscriber."""
         ...
 
@@ -42,14 +45,20 @@ class Gateway:
     # called after each verdict (quarantine store, shadow models, ...); failures are logged
     hooks: list[VerdictHook] = field(default_factory=list)
     quarantine: QuarantineStore | None = None
+    # policy, quarantine, feedback and audit stores on one database (gateway.store)
+    stores: Stores | None = None
 
     @classmethod
     def create(cls, settings: Settings, *, env: PluginEnv | None = None,
                events: EventSink | None = None, policies: PolicyStore | None = None) -> Gateway:
         env = env or PluginEnv(settings)
+        from gateway.store import Stores
+
         data = settings.data_dir
+        stores = Stores.open(settings)  # lazy: the database is opened on first use
+        stores.register_retention()
         if policies is None:
-            policies = CachedPolicyStore(SqlitePolicyStore(data / "mamori.sqlite3"))
+            policies = stores.policies
         if events is None:
             events = FileEventSink(data / "events")
         hasher = PartyHasher.from_settings(settings.hash_key, data)
@@ -57,16 +66,25 @@ class Gateway:
         env.resources.setdefault("events", events)
         env.resources.setdefault("hasher", hasher)
         pipeline = build_pipeline(settings, env)
-        return cls(settings, pipeline, policies, events, hasher, env)
+        return cls(settings, pipeline, policies, events, hasher, env,
+                   quarantine=stores.quarantine, stores=stores)
 
     async def start(self) -> None:
         await self.pipeline.start()
         await self.events.start()
+        if self.stores is not None:
+            await self.stores.start()
+        if self.stores is None or self.policies is not self.stores.policies:
+            start = getattr(self.policies, "start", None)
+            if start is not None:
+                await start()
 
     async def close(self) -> None:
         await self.pipeline.close()
         await self.events.close()
         await self.policies.close()
+        if self.stores is not None:
+            await self.stores.close()
 
     async def policy_for(self, subscriber: str | None) -> Policy:
         return await self.policies.get(subscriber)
@@ -76,7 +94,7 @@ class Gateway:
         if policy is None:
             policy = await self.policy_for(message.subscriber)
         verdict = await self.pipeline.scan(message, policy)
-        verdict = await self.hold(message, verdict, policy)
+        verdict = await self.hold(message, verdict, policy, ingress)
         self.record(message, verdict, ingress)
         for hook in self.hooks:
             try:
@@ -85,7 +103,8 @@ class Gateway:
                 log.exception("verdict hook failed")
         return verdict
 
-    async def hold(self, message: Message, verdict: Verdict, policy: Policy) -> Verdict:
+    async def hold(self, message: Message, verdict: Verdict, policy: Policy,
+                   ingress: str = "") -> Verdict:
         """Keep a recoverable copy of a blocked message (the subscriber's `on_block`).
 
         A QUARANTINE verdict is returned only once the copy is stored: without a quarantine
@@ -96,12 +115,12 @@ class Gateway:
         action = verdict.action
         if action not in (Action.QUARANTINE, Action.REJECT) or policy.on_block is OnBlock.DROP:
             return verdict
-        if self.quarantine is None:
+        if self.quarantine is None or not message.subscriber:  # nobody could get it back
             if action is Action.QUARANTINE:
                 return replace(verdict, action=Action.TAG, reason="no quarantine store")
             return verdict
         try:
-            await self.quarantine.put(message, verdict)
+            await self.quarantine.add(message, verdict, ingress)
         except Exception as exc:
             if action is Action.QUARANTINE:
                 raise StoreError("quarantine store failed") from exc

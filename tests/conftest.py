@@ -58,5 +58,5 @@ class MemoryQuarantine:
     def __init__(self) -> None:
         self.items: list[tuple[object, object]] = []
 
-    async def put(self, message: object, verdict: object) -> None:
+    async def add(self, message: object, verdict: object, ingress: str) -> None:
         self.items.append((message, verdict))

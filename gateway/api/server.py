@@ -14,12 +14,16 @@ from collections.abc import Iterator
 from typing import Any
 
 import uvicorn
-from fastapi import FastAPI, Response
+from fastapi import FastAPI, Request, Response
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gateway import __version__
+from gateway.api.middleware import BodyLimit, SecurityHeaders
 from gateway.cli import module_exists
 from gateway.config import parse_hostport
+from gateway.errors import GatewayError, InputError, StoreError
 from gateway.runtime import Gateway
 
 log = logging.getLogger("mamori.api")
@@ -60,6 +64,31 @@ def create_app(gw: Gateway) -> FastAPI:
         modname, _, attr = target.partition(":")
         if module_exists(modname):
             app.include_router(getattr(importlib.import_module(modname), attr))
+
+    @app.exception_handler(GatewayError)
+    async def gateway_error(request: Request, exc: GatewayError) -> JSONResponse:
+        # a peer never sees exception text
+        if isinstance(exc, StoreError):
+            log.warning("store unavailable: %s", exc)
+            return JSONResponse({"detail": "store unavailable, retry later"}, status_code=503,
+                                headers={"Retry-After": "5"})
+        if isinstance(exc, InputError):
+            return JSONResponse({"detail": "invalid input"}, status_code=400)
+        log.error("request failed: %s", type(exc).__name__)
+        return JSONResponse({"detail": "internal error"}, status_code=500)
+
+    api = gw.settings.api
+    if api.cors_origins:
+        app.add_middleware(
+            CORSMiddleware, allow_origins=api.cors_origins, allow_credentials=False,
+            allow_methods=["GET", "PUT", "PATCH", "POST"],
+            allow_headers=["Authorization", "Content-Type"], max_age=600,
+        )
+    app.add_middleware(BodyLimit, limits={
+        "/v1/subscribers": api.max_body, "/settings": api.max_body,
+        "/v1/operator": api.max_body, "/v1/operator/policies/import": api.max_import_body,
+    })
+    app.add_middleware(SecurityHeaders)
     return app
 
 

@@ -261,7 +261,7 @@ class MilterService:
             # the copy of a recipient who will not get the message is kept in quarantine; a
             # quarantine verdict without a store becomes tag (delivered, marked), and a store
             # failure raises (the message is then tempfailed: nothing is lost)
-            verdict = await gw.hold(copy, verdict, policy)
+            verdict = await gw.hold(copy, verdict, policy, INGRESS)
             SCANNED.labels(Channel.EMAIL.value, verdict.action.value).inc()
             SCAN_SECONDS.labels(Channel.EMAIL.value).observe(time.monotonic() - t0)
             gw.record(copy, verdict, INGRESS)

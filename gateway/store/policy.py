@@ -1,18 +1,44 @@
 """Policy stores. The scan path calls `get`, which must not wait on a database for a
-subscriber seen recently: `CachedPolicyStore` puts a TTL cache in front of any store."""
+subscriber seen recently.
+
+- `DbPolicyStore`: one row per subscriber who changed anything (JSON settings), on the shared
+  SQLite/PostgreSQL data layer; every write also appends to `policy_changes`.
+- `CachedPolicyStore`: a bounded cache in front of any store, the one the scan path uses.
+  * a subscriber seen recently is answered from memory, always; an entry older than `ttl` is
+    still answered at once and refreshed in the background (stale-while-revalidate), and kept
+    when the database is down;
+  * a change made through this object (the API on this replica) replaces the cached entry
+    immediately, so it takes effect for the next message;
+  * other replicas learn of it from the change feed: each replica polls `policy_changes`
+    every `poll_interval` (default 1 s; one indexed query per replica, not per message) and
+    reloads the changed subscribers it has cached. So a change reaches every replica within
+    about one poll interval plus one query; `ttl` is only the safety net.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import time
 from collections import OrderedDict
+from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
-import aiosqlite
 import orjson
+from sqlalchemy import delete, func, insert, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from gateway.errors import StoreError
 from gateway.policy import DEFAULT_POLICY, Policy
+from gateway.store.db import Database
+from gateway.store.schema import policy_changes, subscriber_policy
+
+log = logging.getLogger("mamori.store.policy")
+
+MAX_SUBSCRIBER_ID = 128
 
 
 class PolicyStore(Protocol):
@@ -46,95 +72,253 @@ class MemoryPolicyStore:
         return None
 
 
-class SqlitePolicyStore:
-    """Embedded default. One row per subscriber who changed anything; JSON settings."""
+def _decode(subscriber: str, raw: str | bytes, updated_at: float) -> Policy:
+    try:
+        data = orjson.loads(raw)
+        data["subscriber"] = subscriber
+        data["updated_at"] = updated_at
+        return Policy.from_json(data)
+    except (ValueError, TypeError) as exc:
+        raise StoreError("a stored policy row is unreadable") from exc
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._db: aiosqlite.Connection | None = None
 
-    async def _conn(self) -> aiosqlite.Connection:
-        if self._db is None:
-            try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                self._db = await aiosqlite.connect(self.path)
-                await self._db.execute("PRAGMA journal_mode=WAL")
-                await self._db.execute(
-                    "CREATE TABLE IF NOT EXISTS subscriber_policy ("
-                    " subscriber TEXT PRIMARY KEY, settings TEXT NOT NULL, updated_at REAL NOT NULL)"
-                )
-                await self._db.commit()
-            except Exception as exc:
-                raise StoreError(f"cannot open policy store {self.path}") from exc
-        return self._db
+def _upsert(dialect: str) -> Any:
+    """INSERT ... ON CONFLICT (subscriber) DO UPDATE, in the database's own dialect."""
+    ins = (sqlite_insert if dialect == "sqlite" else pg_insert)(subscriber_policy)
+    return ins.on_conflict_do_update(
+        index_elements=[subscriber_policy.c.subscriber],
+        set_={"settings": ins.excluded.settings, "updated_at": ins.excluded.updated_at,
+              "updated_by": ins.excluded.updated_by},
+    )
+
+
+class DbPolicyStore:
+    """Policies on the shared data layer (SQLite or PostgreSQL)."""
+
+    def __init__(self, db: Database, *, owns_db: bool = False) -> None:
+        self.db = db
+        self._owns_db = owns_db
 
     async def get(self, subscriber: str | None) -> Policy:
         if subscriber is None:
             return DEFAULT_POLICY
-        db = await self._conn()
-        async with db.execute(
-            "SELECT settings FROM subscriber_policy WHERE subscriber = ?", (subscriber,)
-        ) as cur:
-            row = await cur.fetchone()
+        engine = await self.db.ready()
+        try:
+            async with engine.connect() as conn:
+                row = (await conn.execute(
+                    select(subscriber_policy.c.settings, subscriber_policy.c.updated_at)
+                    .where(subscriber_policy.c.subscriber == subscriber)
+                )).first()
+        except Exception as exc:
+            raise StoreError("policy store unavailable") from exc
         if row is None:
             return DEFAULT_POLICY.for_subscriber(subscriber)
-        return Policy.from_json(orjson.loads(row[0]))
+        return _decode(subscriber, row[0], row[1])
 
-    async def put(self, policy: Policy) -> None:
-        if policy.subscriber is None:
-            raise StoreError("a stored policy needs a subscriber id")
-        db = await self._conn()
-        await db.execute(
-            "INSERT INTO subscriber_policy(subscriber, settings, updated_at) VALUES (?, ?, ?)"
-            " ON CONFLICT(subscriber) DO UPDATE SET settings=excluded.settings,"
-            " updated_at=excluded.updated_at",
-            (policy.subscriber, orjson.dumps(policy.to_json()).decode(), policy.updated_at or time.time()),
-        )
-        await db.commit()
+    async def get_many(self, subscribers: Iterable[str]) -> dict[str, Policy]:
+        wanted = list(dict.fromkeys(subscribers))
+        out = {s: DEFAULT_POLICY.for_subscriber(s) for s in wanted}
+        if not wanted:
+            return out
+        engine = await self.db.ready()
+        try:
+            async with engine.connect() as conn:
+                for i in range(0, len(wanted), 500):
+                    rows = await conn.execute(
+                        select(subscriber_policy.c.subscriber, subscriber_policy.c.settings,
+                               subscriber_policy.c.updated_at)
+                        .where(subscriber_policy.c.subscriber.in_(wanted[i:i + 500]))
+                    )
+                    for sub, raw, at in rows:
+                        out[sub] = _decode(sub, raw, at)
+        except StoreError:
+            raise
+        except Exception as exc:
+            raise StoreError("policy store unavailable") from exc
+        return out
+
+    async def put(self, policy: Policy, *, actor: str = "") -> None:
+        await self.put_many([policy], actor=actor)
+
+    async def put_many(self, policies: Iterable[Policy], *, actor: str = "") -> int:
+        rows = []
+        now = time.time()
+        for p in policies:
+            if not p.subscriber:
+                raise StoreError("a stored policy needs a subscriber id")
+            data = p.to_json()
+            data.pop("subscriber", None)
+            data.pop("updated_at", None)
+            rows.append((p.subscriber, orjson.dumps(data, option=orjson.OPT_SORT_KEYS).decode(),
+                         p.updated_at or now))
+        if not rows:
+            return 0
+        engine = await self.db.ready()
+        upsert = _upsert(self.db.dialect)
+        try:
+            async with engine.begin() as conn:
+                for i in range(0, len(rows), 1000):
+                    await conn.execute(upsert, [
+                        {"subscriber": sub, "settings": settings, "updated_at": at,
+                         "updated_by": actor[:128]} for sub, settings, at in rows[i:i + 1000]])
+                await conn.execute(insert(policy_changes),
+                                   [{"subscriber": sub, "at": now} for sub, _, _ in rows])
+        except Exception as exc:
+            raise StoreError("policy store unavailable") from exc
+        return len(rows)
 
     async def delete(self, subscriber: str) -> None:
-        db = await self._conn()
-        await db.execute("DELETE FROM subscriber_policy WHERE subscriber = ?", (subscriber,))
-        await db.commit()
+        engine = await self.db.ready()
+        try:
+            async with engine.begin() as conn:
+                await conn.execute(delete(subscriber_policy)
+                                   .where(subscriber_policy.c.subscriber == subscriber))
+                await conn.execute(insert(policy_changes).values(subscriber=subscriber,
+                                                                 at=time.time()))
+        except Exception as exc:
+            raise StoreError("policy store unavailable") from exc
+
+    async def iter_all(self, *, batch: int = 1000) -> AsyncIterator[Policy]:
+        """Every stored policy, ordered by subscriber id (for export)."""
+        engine = await self.db.ready()
+        last = ""
+        while True:
+            async with engine.connect() as conn:
+                rows = (await conn.execute(
+                    select(subscriber_policy.c.subscriber, subscriber_policy.c.settings,
+                           subscriber_policy.c.updated_at)
+                    .where(subscriber_policy.c.subscriber > last)
+                    .order_by(subscriber_policy.c.subscriber).limit(batch)
+                )).all()
+            for sub, raw, at in rows:
+                yield _decode(sub, raw, at)
+            if len(rows) < batch:
+                return
+            last = rows[-1][0]
+
+    async def count(self) -> int:
+        engine = await self.db.ready()
+        async with engine.connect() as conn:
+            return int((await conn.execute(select(func.count()).select_from(subscriber_policy)))
+                       .scalar_one())
+
+    async def changes_since(self, since: float) -> list[tuple[int, str, float]]:
+        """(id, subscriber, at) of the changes with at > since, oldest first."""
+        engine = await self.db.ready()
+        try:
+            async with engine.connect() as conn:
+                rows = await conn.execute(
+                    select(policy_changes.c.id, policy_changes.c.subscriber, policy_changes.c.at)
+                    .where(policy_changes.c.at > since)
+                    .order_by(policy_changes.c.id).limit(10_000)
+                )
+                return [(int(i), str(s), float(a)) for i, s, a in rows]
+        except Exception as exc:
+            raise StoreError("policy change feed unavailable") from exc
+
+    async def latest_change(self) -> float:
+        engine = await self.db.ready()
+        try:
+            async with engine.connect() as conn:
+                v = (await conn.execute(select(func.max(policy_changes.c.at)))).scalar_one()
+        except Exception as exc:
+            raise StoreError("policy change feed unavailable") from exc
+        return float(v or 0.0)
+
+    async def trim_changes(self, before: float) -> int:
+        engine = await self.db.ready()
+        async with engine.begin() as conn:
+            res = await conn.execute(delete(policy_changes).where(policy_changes.c.at < before))
+        return int(res.rowcount or 0)
 
     async def close(self) -> None:
-        if self._db is not None:
-            await self._db.close()
-            self._db = None
+        if self._owns_db:
+            await self.db.close()
+
+
+class SqlitePolicyStore(DbPolicyStore):
+    """The embedded default at `path` (kept for callers of the first API)."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        super().__init__(Database(f"sqlite:///{path.resolve()}"), owns_db=True)
+        self.path = path
 
 
 class CachedPolicyStore:
-    """A bounded TTL cache in front of a store. Writes through this object invalidate at once;
-    other replicas learn of changes within `ttl` seconds (or sooner through `invalidate`)."""
+    """A bounded cache in front of a store (see the module docstring for the guarantees)."""
 
-    def __init__(self, inner: PolicyStore, *, ttl: float = 1.0, maxsize: int = 100_000) -> None:
+    CHANGE_WINDOW = 5.0  # seconds of change log re-read each poll (writers' clock skew, commit order)
+
+    def __init__(self, inner: PolicyStore, *, ttl: float = 30.0, maxsize: int = 1_000_000,
+                 poll_interval: float = 1.0) -> None:
         self.inner = inner
         self.ttl = ttl
         self.maxsize = maxsize
+        self.poll_interval = poll_interval
         self._cache: OrderedDict[str, tuple[float, Policy]] = OrderedDict()
+        self._inflight: dict[str, asyncio.Future[Policy]] = {}
+        self._refreshing: set[str] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._poller: asyncio.Task[None] | None = None
+        self._seen_changes: set[int] = set()
+        self._since = 0.0
         self.hits = 0
         self.misses = 0
+        self.stale = 0
+
+    # -- the scan path ----------------------------------------------------------------------
 
     async def get(self, subscriber: str | None) -> Policy:
         if subscriber is None:
             return DEFAULT_POLICY
-        now = time.monotonic()
         hit = self._cache.get(subscriber)
-        if hit is not None and hit[0] > now:
+        if hit is not None:
             self.hits += 1
+            if hit[0] <= time.monotonic() and subscriber not in self._refreshing:
+                self.stale += 1
+                self._spawn(self._refresh(subscriber))
             return hit[1]
         self.misses += 1
+        fut = self._inflight.get(subscriber)
+        if fut is not None:  # single flight: one database read per subscriber at a time
+            return await asyncio.shield(fut)
+        fut = asyncio.get_running_loop().create_future()
+        self._inflight[subscriber] = fut
         try:
             policy = await self.inner.get(subscriber)
-        except StoreError:
-            if hit is not None:  # stale beats nothing when the database is down
-                return hit[1]
+        except BaseException as exc:
+            fut.set_exception(exc)
+            fut.exception()  # retrieved: no "never retrieved" warning when nobody else waits
             raise
-        self._cache[subscriber] = (now + self.ttl, policy)
-        self._cache.move_to_end(subscriber)
-        if len(self._cache) > self.maxsize:
-            self._cache.popitem(last=False)
+        finally:
+            self._inflight.pop(subscriber, None)
+        fut.set_result(policy)
+        self._store(subscriber, policy)
         return policy
+
+    def _store(self, subscriber: str, policy: Policy) -> None:
+        self._cache[subscriber] = (time.monotonic() + self.ttl, policy)
+        self._cache.move_to_end(subscriber)
+        while len(self._cache) > self.maxsize:
+            self._cache.popitem(last=False)
+
+    def _spawn(self, coro: object) -> None:
+        task = asyncio.ensure_future(coro)  # type: ignore[call-overload]
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _refresh(self, subscriber: str) -> None:
+        self._refreshing.add(subscriber)
+        try:
+            policy = await self.inner.get(subscriber)
+        except Exception:
+            log.warning("policy refresh failed; serving the cached policy")
+            return
+        finally:
+            self._refreshing.discard(subscriber)
+        if subscriber in self._cache:
+            self._store(subscriber, policy)
 
     def invalidate(self, subscriber: str | None = None) -> None:
         if subscriber is None:
@@ -142,13 +326,83 @@ class CachedPolicyStore:
         else:
             self._cache.pop(subscriber, None)
 
-    async def put(self, policy: Policy) -> None:
-        await self.inner.put(policy)
-        self.invalidate(policy.subscriber)
+    def cached(self, subscriber: str) -> Policy | None:
+        hit = self._cache.get(subscriber)
+        return hit[1] if hit else None
+
+    # -- writes (the API on this replica) ---------------------------------------------------
+
+    async def put(self, policy: Policy, *, actor: str = "") -> None:
+        if isinstance(self.inner, DbPolicyStore):
+            await self.inner.put(policy, actor=actor)
+        else:
+            await self.inner.put(policy)
+        if policy.subscriber is not None:
+            self._store(policy.subscriber, policy)
+
+    async def put_many(self, policies: list[Policy], *, actor: str = "") -> int:
+        if isinstance(self.inner, DbPolicyStore):
+            n = await self.inner.put_many(policies, actor=actor)
+        else:
+            for p in policies:
+                await self.inner.put(p)
+            n = len(policies)
+        for p in policies:
+            if p.subscriber is not None and p.subscriber in self._cache:
+                self._store(p.subscriber, p)
+        return n
 
     async def delete(self, subscriber: str) -> None:
         await self.inner.delete(subscriber)
         self.invalidate(subscriber)
 
+    # -- other replicas' changes -------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._poller is None and isinstance(self.inner, DbPolicyStore) and self.poll_interval > 0:
+            with contextlib.suppress(StoreError):
+                self._since = await self.inner.latest_change()
+            self._poller = asyncio.create_task(self._poll_loop(), name="policy-change-feed")
+
+    async def poll_changes(self) -> int:
+        """Reload the cached subscribers changed since the last poll; returns how many."""
+        if not isinstance(self.inner, DbPolicyStore):
+            return 0
+        changes = await self.inner.changes_since(self._since - self.CHANGE_WINDOW)
+        fresh = [(i, s, a) for i, s, a in changes if i not in self._seen_changes]
+        if changes:
+            self._since = max(self._since, max(a for _, _, a in changes))
+        window = self._since - self.CHANGE_WINDOW
+        self._seen_changes = {i for i, _, a in changes if a > window}
+        subs = {s for _, s, _ in fresh if s in self._cache}
+        if subs:
+            policies = await self.inner.get_many(subs)
+            for sub, policy in policies.items():
+                if sub in self._cache:
+                    self._store(sub, policy)
+        return len(subs)
+
+    async def _poll_loop(self) -> None:
+        n = 0
+        while True:
+            await asyncio.sleep(self.poll_interval)
+            n += 1
+            try:
+                await self.poll_changes()
+                if n % 600 == 0 and isinstance(self.inner, DbPolicyStore):
+                    await self.inner.trim_changes(time.time() - 86400)
+            except Exception:
+                log.warning("policy change feed poll failed; retrying")
+
     async def close(self) -> None:
+        if self._poller is not None:
+            self._poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._poller
+            self._poller = None
+        for t in list(self._tasks):
+            t.cancel()
+        for t in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
         await self.inner.close()

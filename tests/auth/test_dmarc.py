@@ -320,7 +320,8 @@ async def test_no_report_data_without_a_connecting_client(tmp_path: Path) -> Non
 async def test_quarantine_policy_quarantines(tmp_path: Path) -> None:
     gw, _sink = await _gateway(tmp_path, dmarc_zone("v=DMARC1; p=quarantine"))
     try:
-        v = await gw.process(Message.email(mail("a@example.com"), peer=PEER), ingress="test")
+        v = await gw.process(Message.email(mail("a@example.com"), peer=PEER,
+                                           recipients=["bob@example.net"]), ingress="test")
         assert v.action is Action.QUARANTINE and v.reason == "DMARC_POLICY_QUARANTINE"
     finally:
         await gw.close()

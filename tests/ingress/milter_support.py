@@ -80,10 +80,10 @@ class MemoryQuarantine(SharedMemoryQuarantine):
 
     broken = False
 
-    async def put(self, message: object, verdict: object) -> None:
+    async def add(self, message: object, verdict: object, ingress: str) -> None:
         if self.broken:
             raise OSError("quarantine disk full")
-        await super().put(message, verdict)
+        await super().add(message, verdict, ingress)
 
 
 @dataclass

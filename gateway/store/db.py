@@ -1,0 +1,118 @@
+"""One async data layer for SQLite (embedded default, MAMORI_DATA_DIR/mamori.sqlite3) and
+PostgreSQL (MAMORI_STORE__URL=postgresql://...), on SQLAlchemy's async engine.
+
+The schema is migrated to alembic's head the first time a store touches the database
+(`Database.ready`), so `Gateway.create` stays synchronous and cheap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import and_, delete, event
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from gateway.errors import StoreError
+from gateway.retention import Holds
+
+log = logging.getLogger("mamori.store")
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+
+
+def async_url(url: str) -> str:
+    """postgresql://... -> postgresql+asyncpg://...; sqlite:///... -> sqlite+aiosqlite:///..."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        raise StoreError("MAMORI_STORE__URL must look like postgresql://user:pass@host:port/db")
+    base = scheme.split("+", 1)[0]
+    if base in ("postgresql", "postgres"):
+        return f"postgresql+asyncpg://{rest}"
+    if base == "sqlite":
+        return f"sqlite+aiosqlite://{rest}"
+    raise StoreError(f"unsupported database scheme {base!r}: use postgresql:// or sqlite://")
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA busy_timeout=5000")
+    cur.close()
+
+
+class Database:
+    def __init__(self, url: str) -> None:
+        self.url = async_url(url)
+        self.dialect = "sqlite" if self.url.startswith("sqlite") else "postgresql"
+        kw: dict[str, Any] = {}
+        if self.dialect == "postgresql":
+            kw.update(pool_size=10, max_overflow=10, pool_recycle=1800)
+        self.engine: AsyncEngine = create_async_engine(self.url, **kw)
+        if self.dialect == "sqlite":
+            event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+        self._ready = False
+        self._lock: asyncio.Lock | None = None
+
+    @classmethod
+    def from_settings(cls, url: str, data_dir: Path) -> Database:
+        if url:
+            return cls(url)
+        data_dir.mkdir(parents=True, exist_ok=True)
+        return cls(f"sqlite:///{(data_dir / 'mamori.sqlite3').resolve()}")
+
+    async def ready(self) -> AsyncEngine:
+        """The engine, with the schema at the head revision."""
+        if self._ready:
+            return self.engine
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:
+            if not self._ready:
+                try:
+                    async with self.engine.begin() as conn:
+                        await conn.run_sync(_upgrade)
+                except StoreError:
+                    raise
+                except Exception as exc:
+                    raise StoreError(f"cannot open the {self.dialect} store") from exc
+                self._ready = True
+        return self.engine
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+
+def _upgrade(conn: Connection) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.attributes["connection"] = conn
+    if conn.dialect.name == "postgresql":
+        # several replicas may start at once: one migrates, the others wait
+        conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7243001)")
+    command.upgrade(cfg, "head")
+
+
+async def purge_rows(db: Database, table: Any, at_col: Any, cutoff: float, holds: Holds,
+                 sub_col: Any, msg_col: Any | None) -> int:
+    """Delete rows of `table` with `at_col` < cutoff, except those a legal hold keeps."""
+    conds = [at_col < cutoff]
+    if holds.subscribers:
+        conds.append(sub_col.not_in(sorted(holds.subscribers)))
+    if holds.message_ids and msg_col is not None:
+        conds.append(msg_col.is_(None) | msg_col.not_in(sorted(holds.message_ids)))
+    engine = await db.ready()
+    try:
+        async with engine.begin() as conn:
+            res = await conn.execute(delete(table).where(and_(*conds)))
+    except Exception as exc:
+        raise StoreError(f"cannot purge {table.name}") from exc
+    return int(res.rowcount or 0)

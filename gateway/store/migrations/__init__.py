@@ -1,0 +1,1 @@
+"""Alembic migrations of the store schema (`gateway.store.db.migrate` runs them)."""

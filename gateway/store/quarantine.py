@@ -1,0 +1,220 @@
+"""Quarantine: a copy of each blocked message with the reasons (the verdict's
+`explanations()`), retrievable by its subscriber for MAMORI_STORE__QUARANTINE_DAYS (default 7)
+and then purged. Release re-delivers through the channel's redeliverer when one is registered
+(`QuarantineStore.redeliverers[channel]`; email: `gateway.store.redeliver`, SMS: the SMS
+ingress) and marks the message released; without a redeliverer it is only marked released.
+
+`quarantine_hook` is the verdict hook `Gateway.create` installs: a verdict whose action blocks
+(quarantine; or reject / soft reject when the subscriber's `on_block` is quarantine) stores a
+copy before the ingress answers its peer.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from sqlalchemy import and_, insert, select, update
+
+from gateway.errors import StoreError
+from gateway.message import Channel, Message
+from gateway.retention import Holds
+from gateway.store.db import Database, purge_rows
+from gateway.store.schema import quarantine
+from gateway.verdict import Verdict
+
+log = logging.getLogger("mamori.store.quarantine")
+
+DAY = 86400.0
+PREVIEW_CHARS = 160
+
+Redeliverer = Callable[[Message], Awaitable[bool]]
+
+
+def message_bytes(message: Message) -> bytes:
+    """The message as received: the SMS text, or the email header block and body."""
+    if message.channel is Channel.SMS:
+        return message.body
+    head = b"".join(f"{name}: {value}\r\n".encode("utf-8", "surrogateescape")
+                    for name, value in message.headers)
+    return head + b"\r\n" + message.body
+
+
+@dataclass(frozen=True, slots=True)
+class QuarantinedMessage:
+    subscriber: str
+    message_id: str
+    channel: str
+    ingress: str
+    sender: str
+    recipients: tuple[str, ...]
+    headers: tuple[tuple[str, str], ...]
+    body: bytes
+    protocol: dict[str, str]
+    received_at: float
+    stored_at: float
+    expires_at: float
+    action: str
+    score: float
+    reasons: list[dict[str, Any]]
+    status: str
+    released_at: float | None = None
+
+    @property
+    def subject(self) -> str:
+        for name, value in self.headers:
+            if name.lower() == "subject":
+                return value
+        return ""
+
+    @property
+    def preview(self) -> str:
+        """The SMS text or the email subject, shortened: what the settings page lists."""
+        if self.channel == Channel.SMS.value:
+            text = self.body.decode("utf-8", "replace")
+        else:
+            text = self.subject
+        text = " ".join(text.split())
+        return text if len(text) <= PREVIEW_CHARS else text[: PREVIEW_CHARS - 1] + "\u2026"
+
+    def to_message(self) -> Message:
+        return Message(
+            channel=Channel(self.channel), sender=self.sender, recipients=self.recipients,
+            subscriber=self.subscriber, headers=self.headers, body=self.body,
+            protocol=self.protocol, id=self.message_id, received_at=self.received_at,
+        )
+
+
+@dataclass
+class QuarantineStore:
+    db: Database
+    days: float = 7.0
+    kind: str = "quarantine"
+    redeliverers: dict[str, Redeliverer] = field(default_factory=dict)
+
+    @property
+    def period(self) -> float:
+        return self.days * DAY
+
+    async def add(self, message: Message, verdict: Verdict, ingress: str) -> None:
+        if not message.subscriber:
+            return  # nobody could ever retrieve it
+        now = time.time()
+        row = {
+            "subscriber": message.subscriber, "message_id": message.id,
+            "channel": message.channel.value, "ingress": ingress[:32],
+            "sender": message.sender,
+            "recipients": orjson.dumps(list(message.recipients)).decode(),
+            "headers": orjson.dumps([list(h) for h in message.headers]).decode(),
+            "body": message.body, "protocol": orjson.dumps(dict(message.protocol)).decode(),
+            "received_at": message.received_at, "stored_at": now,
+            "action": verdict.action.value, "score": float(verdict.score),
+            "reasons": orjson.dumps(verdict.explanations()).decode(), "status": "held",
+        }
+        engine = await self.db.ready()
+        try:
+            async with engine.begin() as conn:
+                exists = (await conn.execute(select(quarantine.c.message_id).where(and_(
+                    quarantine.c.subscriber == message.subscriber,
+                    quarantine.c.message_id == message.id)))).first()
+                if exists is None:
+                    await conn.execute(insert(quarantine).values(**row))
+        except Exception as exc:
+            raise StoreError("quarantine store unavailable") from exc
+
+    def _row(self, r: Any) -> QuarantinedMessage:
+        return QuarantinedMessage(
+            subscriber=r.subscriber, message_id=r.message_id, channel=r.channel,
+            ingress=r.ingress, sender=r.sender,
+            recipients=tuple(orjson.loads(r.recipients)),
+            headers=tuple((str(a), str(b)) for a, b in orjson.loads(r.headers)),
+            body=bytes(r.body), protocol=orjson.loads(r.protocol),
+            received_at=r.received_at, stored_at=r.stored_at,
+            expires_at=r.stored_at + self.period, action=r.action, score=r.score,
+            reasons=orjson.loads(r.reasons), status=r.status, released_at=r.released_at,
+        )
+
+    async def list(self, subscriber: str, *, limit: int = 50, before: float | None = None,
+                   status: str | None = None) -> list[QuarantinedMessage]:
+        """The subscriber's messages still within the period, newest first."""
+        conds = [quarantine.c.subscriber == subscriber,
+                 quarantine.c.stored_at >= time.time() - self.period]
+        if before is not None:
+            conds.append(quarantine.c.stored_at < before)
+        if status is not None:
+            conds.append(quarantine.c.status == status)
+        engine = await self.db.ready()
+        try:
+            async with engine.connect() as conn:
+                rows = (await conn.execute(
+                    select(quarantine).where(and_(*conds))
+                    .order_by(quarantine.c.stored_at.desc(), quarantine.c.message_id)
+                    .limit(limit))).all()
+        except Exception as exc:
+            raise StoreError("quarantine store unavailable") from exc
+        return [self._row(r) for r in rows]
+
+    async def get(self, subscriber: str, message_id: str) -> QuarantinedMessage | None:
+        engine = await self.db.ready()
+        try:
+            async with engine.connect() as conn:
+                r = (await conn.execute(select(quarantine).where(and_(
+                    quarantine.c.subscriber == subscriber,
+                    quarantine.c.message_id == message_id,
+                    quarantine.c.stored_at >= time.time() - self.period)))).first()
+        except Exception as exc:
+            raise StoreError("quarantine store unavailable") from exc
+        return None if r is None else self._row(r)
+
+    async def _set_status(self, subscriber: str, message_id: str, old: str, new: str,
+                          **values: Any) -> bool:
+        """Compare-and-set of the status; False when another request got there first."""
+        engine = await self.db.ready()
+        try:
+            async with engine.begin() as conn:
+                res = await conn.execute(update(quarantine).where(and_(
+                    quarantine.c.subscriber == subscriber,
+                    quarantine.c.message_id == message_id,
+                    quarantine.c.status == old)).values(status=new, **values))
+        except Exception as exc:
+            raise StoreError("quarantine store unavailable") from exc
+        return bool(res.rowcount)
+
+    async def release(self, subscriber: str, message_id: str, actor: str
+                      ) -> tuple[QuarantinedMessage, bool, bool] | None:
+        """Re-deliver through the channel's redeliverer (when one is registered) and mark the
+        message released. Concurrent releases deliver once (the row is claimed first); a failed
+        re-delivery raises StoreError and leaves the message held, to be retried.
+        Returns (message, redelivered, newly released) or None when there is no such message."""
+        item = await self.get(subscriber, message_id)
+        if item is None:
+            return None
+        if not await self._set_status(subscriber, message_id, "held", "releasing"):
+            current = await self.get(subscriber, message_id)
+            return (current or item), False, False
+        redelivered = False
+        redeliver = self.redeliverers.get(item.channel)
+        try:
+            if redeliver is not None:
+                redelivered = await redeliver(item.to_message())
+        except BaseException:
+            await self._set_status(subscriber, message_id, "releasing", "held")
+            raise
+        now = time.time()
+        await self._set_status(subscriber, message_id, "releasing", "released",
+                               released_at=now, released_by=actor[:128])
+        released = QuarantinedMessage(**{**{f: getattr(item, f) for f in item.__dataclass_fields__},
+                                         "status": "released", "released_at": now})
+        return released, redelivered, True
+
+    async def purge(self, cutoff: float, holds: Holds) -> int:
+        """Retainable: delete what was stored before `cutoff` unless held."""
+        return await purge_rows(self.db, quarantine, quarantine.c.stored_at, cutoff, holds,
+                            quarantine.c.subscriber, quarantine.c.message_id)
+
+    async def purge_expired(self, holds: Holds | None = None) -> int:
+        return await self.purge(time.time() - self.period, holds or Holds())
