@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from gateway.config import Settings
-from gateway.events import EventSink, FileEventSink
+from gateway.events import EventSink, make_event_sink
 from gateway.logging import log_verdict, verdict_record
 from gateway.message import Message
 from gateway.pipeline import Pipeline
@@ -42,7 +42,7 @@ class Gateway:
         if policies is None:
             policies = CachedPolicyStore(SqlitePolicyStore(data / "mamori.sqlite3"))
         if events is None:
-            events = FileEventSink(data / "events")
+            events = make_event_sink(settings)
         hasher = PartyHasher.from_settings(settings.hash_key, data)
         # shared with check factories (e.g. the DMARC check emits report data as events)
         env.resources.setdefault("events", events)
