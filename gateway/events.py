@@ -407,9 +407,8 @@ class EventSpool:
             self.done = {i - base for i in self.done | set(later) if i >= base}
         else:
             self.done |= set(later)
-        delivered = sum(ok)
-        self.pending_events = max(0, self.pending_events - delivered)
         self._save_cursor()
+        self.pending_events = max(0, self.pending_events - sum(ok))
         self._gauges()
 
     # -- retention
