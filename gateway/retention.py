@@ -221,7 +221,7 @@ class HoldStore:
     def active(self, hasher: PartyHasher | None = None, now: float | None = None) -> Holds:
         now = self.clock() if now is None else now
         subs, msgs = set(), set()
-        for h in self.list():
+        for h in self.list(include_inactive=True):
             if not h.active(now):
                 continue
             (subs if h.scope == "subscriber" else msgs).add(h.value)
