@@ -18,7 +18,7 @@ K8S_VERSION = "1.30.0"
 VARIANTS: dict[str, list[str]] = {
     "defaults": [],
     "production": [
-        "--set", "kafka.bootstrap=kafka-0.kafka:9092,kafka-1.kafka:9092",
+        "--set", r"kafka.bootstrap=kafka-0.kafka:9092\,kafka-1.kafka:9092",
         "--set", "kafka.securityProtocol=SASL_SSL", "--set", "kafka.saslMechanism=SCRAM-SHA-512",
         "--set", "kafka.saslUsername=mamori", "--set", "kafka.saslPasswordSecret.name=kafka-creds",
         "--set", "postgresql.urlSecret.name=mamori-db", "--set", "secrets.existingSecret=mamori",
@@ -26,7 +26,7 @@ VARIANTS: dict[str, list[str]] = {
         "--set", "ports.smpp.upstream=smsc:2775", "--set", "persistence.enabled=true",
         "--set", "autoscaling.enabled=false", "--set", "replicaCount=3",
         "--set-string", "config.extraEnv.MAMORI_PIPELINE__DEADLINE=4",
-        "--set", "config.scoresToml=[weights]",
+        "--set-string", "config.scoresToml=[weights]",
     ],
 }
 
@@ -111,3 +111,16 @@ def test_values_schema_is_json_schema() -> None:
     schema = json.loads((CHART / "values.schema.json").read_text())
     Draft7Validator.check_schema(schema)
     Draft7Validator(schema).validate(yaml.safe_load((CHART / "values.yaml").read_text()))
+
+
+def test_schema_validation_catches_a_bad_manifest(helm: str) -> None:
+    import kubernetes_validate
+
+    dep = _deployment(render(helm, []))
+    dep["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"] = "smtp"
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(dep, K8S_VERSION, strict=True)
+    dep = _deployment(render(helm, []))
+    dep["spec"]["template"]["spec"]["containers"][0]["livenessprobe"] = {}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(dep, K8S_VERSION, strict=True)
