@@ -252,6 +252,10 @@ class EventSpool:
         self.segment: int = cur.get("segment", 0)
         self.offset: int = cur.get("offset", 0)
         self.done: set[int] = set(cur.get("done", []))
+        # events at the head of the spool may have reached the broker although their delivery
+        # failed (the acknowledgement was lost): replay first looks for them on the topic,
+        # among the records written since this time
+        self.check_since: float | None = cur.get("check_since")
         self.pending_events = 0
         self._truncate_torn_tail()
         self._recount()
@@ -269,7 +273,7 @@ class EventSpool:
         tmp = self._cursor_path.with_suffix(".tmp")
         with open(tmp, "wb") as fh:
             fh.write(orjson.dumps({"segment": self.segment, "offset": self.offset,
-                                   "done": sorted(self.done)}))
+                                   "done": sorted(self.done), "check_since": self.check_since}))
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, self._cursor_path)
@@ -411,6 +415,15 @@ class EventSpool:
         self.pending_events = max(0, self.pending_events - sum(ok))
         self._gauges()
 
+    def mark_uncertain(self, since: float) -> None:
+        self.check_since = since if self.check_since is None else min(self.check_since, since)
+        self._save_cursor()
+
+    def clear_uncertain(self) -> None:
+        if self.check_since is not None:
+            self.check_since = None
+            self._save_cursor()
+
     # -- retention
     def purge_before(self, cutoff: float) -> int:
         """Drop whole segments last written before `cutoff` (events never delivered)."""
@@ -470,6 +483,9 @@ class KafkaEventSink:
         self._oldest_spooled: float | None = None
         # popped from the queue but not yet acknowledged: spooled if the task is cancelled
         self._inflight: list[tuple[str, str | None, bytes, float]] = []
+        self._inflight_since = 0.0
+        self._uncertain = False
+        self._check_failures = 0
 
     # -- emit (never blocks, never raises)
     def emit(self, stream: str, key: str | None, event: dict[str, Any]) -> None:
@@ -505,20 +521,12 @@ class KafkaEventSink:
         return self.spool
 
     # -- producer
-    def _producer_kwargs(self) -> dict[str, Any]:
+    def _client_kwargs(self) -> dict[str, Any]:
         c = self.cfg
-        kw: dict[str, Any] = {
-            "bootstrap_servers": c.bootstrap,
-            "client_id": c.client_id,
-            "acks": "all" if c.acks == "all" else int(c.acks),
-            "enable_idempotence": c.enable_idempotence,
-            "compression_type": None if c.compression in ("", "none") else c.compression,
-            "linger_ms": c.linger_ms,
-            "max_batch_size": c.max_batch_size,
-            "request_timeout_ms": c.request_timeout_ms,
-            "retry_backoff_ms": c.retry_backoff_ms,
-            "security_protocol": c.security_protocol,
-        }
+        kw: dict[str, Any] = {"bootstrap_servers": c.bootstrap, "client_id": c.client_id,
+                              "request_timeout_ms": c.request_timeout_ms,
+                              "retry_backoff_ms": c.retry_backoff_ms,
+                              "security_protocol": c.security_protocol}
         if c.sasl_mechanism:
             kw.update(sasl_mechanism=c.sasl_mechanism, sasl_plain_username=c.sasl_username,
                       sasl_plain_password=c.sasl_password)
@@ -527,6 +535,17 @@ class KafkaEventSink:
 
             kw["ssl_context"] = ssl.create_default_context(cafile=c.ssl_cafile)
         return kw
+
+    def _producer_kwargs(self) -> dict[str, Any]:
+        c = self.cfg
+        return {
+            **self._client_kwargs(),
+            "acks": "all" if c.acks == "all" else int(c.acks),
+            "enable_idempotence": c.enable_idempotence,
+            "compression_type": None if c.compression in ("", "none") else c.compression,
+            "linger_ms": c.linger_ms,
+            "max_batch_size": c.max_batch_size,
+        }
 
     async def _connect(self) -> bool:
         from aiokafka import AIOKafkaProducer
@@ -554,7 +573,8 @@ class KafkaEventSink:
                 await asyncio.wait_for(producer.stop(), 5)
 
     async def _send(self, items: list[tuple[str, str | None, bytes]]) -> list[bool]:
-        """Send in order; True for each event the broker acknowledged."""
+        """Send in order; True for each event the broker acknowledged. `self._uncertain` is
+        set when an event was handed to the broker but its delivery failed (it may be there)."""
         producer = self._producer
         futures: list[asyncio.Future[Any] | None] = []
         for stream, key, value in items:
@@ -576,11 +596,89 @@ class KafkaEventSink:
                 await fut
             except Exception as exc:
                 log.warning("kafka delivery failed: %s", type(exc).__name__)
+                self._uncertain = True
                 ok.append(False)
             else:
                 EVENTS_SENT.labels(stream).inc()
                 ok.append(True)
         return ok
+
+    async def _delivered_since(self, since: float, topics: set[str]) -> set[str]:
+        """event_ids of the records written to `topics` since `since` (unix time)."""
+        from aiokafka import AIOKafkaConsumer, TopicPartition
+
+        consumer = AIOKafkaConsumer(group_id=None, enable_auto_commit=False,
+                                    **self._client_kwargs())
+        await consumer.start()
+        ids: set[str] = set()
+        try:
+            tps = []
+            for topic in sorted(topics):
+                parts = await self._producer.partitions_for(topic)
+                tps += [TopicPartition(topic, p) for p in sorted(parts or ())]
+            if not tps:
+                return ids
+            consumer.assign(tps)
+            starts = await consumer.offsets_for_times({tp: int((since - 1.0) * 1000) for tp in tps})
+            ends = await consumer.end_offsets(tps)
+            for tp in tps:
+                start = starts.get(tp)
+                if start is None or start.offset >= ends[tp]:
+                    continue
+                consumer.seek(tp, start.offset)
+                while await consumer.position(tp) < ends[tp]:
+                    batch = await consumer.getmany(tp, timeout_ms=self.cfg.request_timeout_ms)
+                    if not batch:
+                        raise TimeoutError("no records while checking the topic")
+                    for rec in batch.get(tp, []):
+                        with contextlib.suppress(orjson.JSONDecodeError, AttributeError):
+                            ids.add(orjson.loads(rec.value).get("event_id"))
+        finally:
+            await consumer.stop()
+        return ids
+
+    async def _replay_round(self, spool: EventSpool) -> bool:
+        """Send one batch from the spool head; False when the broker failed."""
+        entries = await asyncio.to_thread(spool.peek, self.cfg.replay_batch)
+        if not entries:
+            return True
+        ok = [False] * len(entries)
+        checked = False
+        if spool.check_since is not None:
+            topics = {self.topics.get(e[1], f"mamori.{e[1]}") for e in entries}
+            try:
+                there = await self._delivered_since(spool.check_since, topics)
+            except Exception as exc:
+                self._check_failures += 1
+                log.warning("cannot check the topic for events already delivered: %s",
+                            type(exc).__name__)
+                if self._check_failures < 3:
+                    return False
+                log.error("replaying without the check: events may arrive twice")
+                there = set()
+            else:
+                checked = True
+            self._check_failures = 0
+            for i, e in enumerate(entries):
+                with contextlib.suppress(orjson.JSONDecodeError, AttributeError):
+                    if orjson.loads(e[3]).get("event_id") in there:
+                        ok[i] = True
+            if any(ok):
+                log.info("events already on the broker were not sent again",
+                         extra={"events": sum(ok)})
+        todo = [i for i, good in enumerate(ok) if not good]
+        self._uncertain = False
+        started = time.time()
+        sent = await self._send([(entries[i][1], entries[i][2], entries[i][3]) for i in todo])
+        for i, good in zip(todo, sent, strict=True):
+            ok[i] = good
+        await asyncio.to_thread(spool.commit, entries, ok)
+        if self._uncertain:
+            await asyncio.to_thread(spool.mark_uncertain, started)
+        elif checked or (spool.check_since is not None and all(ok)):
+            # the head that may have been delivered is resolved; what follows was never sent
+            await asyncio.to_thread(spool.clear_uncertain)
+        return all(ok)
 
     async def _run(self) -> None:
         backoff = 0.2
@@ -597,13 +695,7 @@ class KafkaEventSink:
                     await self._sleep(backoff)
                     backoff = min(backoff * 2, self.cfg.max_backoff)
                     continue
-                entries = await asyncio.to_thread(spool.peek, self.cfg.replay_batch)
-                if not entries:
-                    self._oldest_spooled = None
-                    continue
-                ok = await self._send([(s, k, v) for _, s, k, v, _ in entries])
-                await asyncio.to_thread(spool.commit, entries, ok)
-                if not all(ok):
+                if not await self._replay_round(spool):
                     await self._drop_producer()
                     await self._sleep(backoff)
                     backoff = min(backoff * 2, self.cfg.max_backoff)
@@ -626,11 +718,15 @@ class KafkaEventSink:
                 self._inflight = []
                 self._spill(batch)
                 continue
+            self._uncertain = False
+            self._inflight_since = time.time()
             ok = await self._send([(s, k, v) for s, k, v, _ in batch])
             self._inflight = []
             if not all(ok):
                 # undelivered ones go to the spool, ahead of anything still queued
                 self._spill([b for b, good in zip(batch, ok, strict=True) if not good])
+                if self._uncertain:
+                    self._spool().mark_uncertain(self._inflight_since)
                 await self._drop_producer()
 
     async def _sleep(self, seconds: float) -> None:
@@ -679,13 +775,16 @@ class KafkaEventSink:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await self._task
             self._task = None
-        if self._inflight:  # at-least-once: these may have reached the broker too
+        uncertain = bool(self._inflight)
+        if self._inflight:  # these may have reached the broker: checked at the next replay
             self._queue.extendleft(reversed(self._inflight))
             self._inflight = []
         if self._queue:
             self._spill(list(self._queue))
             self._queue.clear()
             QUEUE_DEPTH.set(0)
+            if uncertain:
+                self._spool().mark_uncertain(self._inflight_since)
         await self._drop_producer()
 
 

@@ -151,3 +151,31 @@ async def test_kafka_sink_spools_when_broker_unreachable(settings: Settings) -> 
     entries = spool.peek(100)
     assert [orjson.loads(e[3])["n"] for e in entries] == list(range(20))
     assert all(e[2] == f"k{orjson.loads(e[3])['n'] % 2}" for e in entries)
+
+
+async def test_replay_skips_events_already_on_the_broker(tmp_path: Path, settings: Settings) -> None:
+    """A delivery that failed after the broker wrote it (lost acknowledgement) is found on the
+    topic at replay and not sent again."""
+    sink = KafkaEventSink(settings.kafka.model_copy(update={"bootstrap": "x:1"}), tmp_path)
+    spool = sink._spool()
+    values = [orjson.dumps({"event_id": f"{i:032x}", "n": i}) for i in range(5)]
+    spool.append(("verdicts", "k", v) for v in values)
+    spool.mark_uncertain(1000.0)
+    asked: list[tuple[float, set[str]]] = []
+    sent: list[bytes] = []
+
+    async def delivered_since(since: float, topics: set[str]) -> set[str]:
+        asked.append((since, topics))
+        return {f"{1:032x}", f"{2:032x}"}
+
+    async def send(items: list[tuple[str, str | None, bytes]]) -> list[bool]:
+        sent.extend(v for _, _, v in items)
+        return [True] * len(items)
+
+    sink._delivered_since = delivered_since  # type: ignore[method-assign]
+    sink._send = send  # type: ignore[method-assign]
+    assert await sink._replay_round(spool)
+    assert asked == [(1000.0, {"mamori.verdicts"})]
+    assert [orjson.loads(v)["n"] for v in sent] == [0, 3, 4]
+    assert len(spool) == 0 and spool.check_since is None
+    assert EventSpool(tmp_path).check_since is None
