@@ -203,7 +203,7 @@ class HoldStore:
             raise KeyError(f"no legal hold {hold_id}")
         return LegalHold(*row)
 
-    def list(self, *, include_inactive: bool = False) -> list[LegalHold]:
+    def entries(self, *, include_inactive: bool = False) -> list[LegalHold]:
         with self._db() as db:
             rows = db.execute("SELECT id, scope, value, reason, created_by, created_at, expires_at,"
                               " lifted_at FROM legal_holds ORDER BY id").fetchall()
@@ -220,8 +220,9 @@ class HoldStore:
 
     def active(self, hasher: PartyHasher | None = None, now: float | None = None) -> Holds:
         now = self.clock() if now is None else now
-        subs, msgs = set(), set()
-        for h in self.list(include_inactive=True):
+        subs: set[str] = set()
+        msgs: set[str] = set()
+        for h in self.entries(include_inactive=True):
             if not h.active(now):
                 continue
             (subs if h.scope == "subscriber" else msgs).add(h.value)
@@ -447,7 +448,7 @@ def hold_list(include_all: bool) -> None:
     """List legal holds (subscribers shown as keyed hashes)."""
     settings = _settings()
     hasher = _hasher(settings)
-    for hold in hold_store(settings).list(include_inactive=include_all):
+    for hold in hold_store(settings).entries(include_inactive=include_all):
         click.echo(orjson.dumps(hold.public(hasher)).decode())
 
 
