@@ -609,9 +609,9 @@ class KafkaEventSink:
 
         consumer = AIOKafkaConsumer(group_id=None, enable_auto_commit=False,
                                     **self._client_kwargs())
-        await consumer.start()
         ids: set[str] = set()
         try:
+            await consumer.start()
             tps = []
             for topic in sorted(topics):
                 parts = await self._producer.partitions_for(topic)

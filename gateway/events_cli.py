@@ -107,8 +107,8 @@ async def consume_kafka(settings: Settings, writer: FeedbackWriter, *, group_id:
         group_id=group_id, enable_auto_commit=False, auto_offset_reset="earliest",
         client_id=settings.kafka.client_id,
     )
-    await consumer.start()
     try:
+        await consumer.start()
         while max_records is None or writer.written < max_records:
             batches = await consumer.getmany(timeout_ms=int(idle_timeout * 1000))
             if not batches:
