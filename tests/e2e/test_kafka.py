@@ -66,6 +66,30 @@ def kafka_settings(settings: Settings, bootstrap: str, topic: str) -> Settings:
     return settings.model_copy(update={"kafka": kafka})
 
 
+def assert_exactly_once_in_order(records: list[Any], sent: dict[str, list[str]],
+                                 gw: Gateway) -> dict[str, int]:
+    """Every scanned message's verdict event once; each subscriber's in scan order, in one
+    partition, keyed by the subscriber's hash. Returns the partition of each key."""
+    events = [orjson.loads(r.value) for r in records]
+    ids = [e["message_id"] for e in events]
+    total = sum(len(v) for v in sent.values())
+    dups = sorted({i for i in ids if ids.count(i) > 1})
+    assert len(ids) == total, f"{len(ids)} events for {total} messages; twice: {dups}"
+    assert len({e["event_id"] for e in events}) == total
+    by_key: dict[str, list[str]] = defaultdict(list)
+    partitions: dict[str, set[int]] = defaultdict(set)
+    for rec, ev in zip(records, events, strict=True):
+        assert rec.key.decode() == ev["key"] == ev["subscriber"]
+        by_key[ev["key"]].append(ev["message_id"])
+        partitions[ev["key"]].add(rec.partition)
+    for sub, mids in sent.items():
+        h = gw.hasher(sub)
+        assert h is not None
+        assert by_key[h] == mids, f"events of one subscriber out of order or missing ({sub[-2:]})"
+        assert len(partitions[h]) == 1, "a subscriber's events were spread over partitions"
+    return {k: next(iter(v)) for k, v in partitions.items()}
+
+
 @pytest.fixture
 def bootstrap() -> str:
     return service_env("MAMORI_TEST_KAFKA")
@@ -126,25 +150,41 @@ async def test_outage_replay_exactly_once_in_order(bootstrap: str, settings: Set
 
     total = seq
     records = await consume_all(bootstrap, topic, total)
-    events = [orjson.loads(r.value) for r in records]
-    ids = [e["message_id"] for e in events]
-    dups = sorted({i for i in ids if ids.count(i) > 1})
-    assert len(ids) == total, f"{len(ids)} events for {total} messages; twice: {dups}"
-    assert len(set(ids)) == total, "a verdict event arrived twice"
-    assert len({e["event_id"] for e in events}) == total
-    by_key: dict[str, list[str]] = defaultdict(list)
-    partitions: dict[str, set[int]] = defaultdict(set)
-    for rec, ev in zip(records, events, strict=True):
-        assert rec.key.decode() == ev["key"] == ev["subscriber"]
-        by_key[ev["key"]].append(ev["message_id"])
-        partitions[ev["key"]].add(rec.partition)
-    for sub, mids in sent.items():
-        h = gw.hasher(sub)
-        assert h is not None
-        assert by_key[h] == mids, f"events of one subscriber out of order or missing ({sub[-2:]})"
-        assert len(partitions[h]) == 1, "a subscriber's events were spread over partitions"
+    partitions = assert_exactly_once_in_order(records, sent, gw)
     resent = [r for r in caplog.records if r.getMessage().startswith("events already on the broker")]
     print(f"\n{total} events, {peak_spool} peak spooled, "
           f"{sum(getattr(r, 'events', 0) for r in resent)} found on the broker at replay (not resent)")
     # keys spread over the topic's partitions
-    assert len({p for ps in partitions.values() for p in ps}) > 1
+    assert len(set(partitions.values())) > 1
+
+
+@pytest.mark.timeout(600)
+async def test_spool_survives_a_gateway_restart(bootstrap: str, settings: Settings) -> None:
+    """Broker down, gateway scans and shuts down: the events wait in the spool on disk; the
+    next gateway process (same data dir) replays them when the broker is back."""
+    topic = f"mamori.verdicts.restart-{uuid.uuid4().hex[:8]}"
+    s = kafka_settings(settings, bootstrap, topic)
+    s = s.model_copy(update={"kafka": s.kafka.model_copy(update={"close_timeout": 2.0})})
+    ids = [f"r{i:04d}" for i in range(30)]
+    kafka_ctl("stop")
+    try:
+        gw = Gateway.create(s)
+        await gw.start()
+        for i, mid in enumerate(ids):
+            await gw.process(Message.sms(f"text {i}", sender="+819099990000",
+                                         recipient=SUBSCRIBERS[i % 2], id=mid), "smpp")
+        await gw.close()
+    finally:
+        kafka_ctl("start")
+    spool_dir = settings.data_dir / "spool" / "events"
+    assert any(spool_dir.glob("*.spool"))
+    gw2 = Gateway.create(s)
+    await gw2.start()
+    try:
+        assert isinstance(gw2.events, KafkaEventSink)
+        assert await gw2.events.flush(120)
+    finally:
+        await gw2.close()
+    records = await consume_all(bootstrap, topic, len(ids))
+    sent = {sub: [m for i, m in enumerate(ids) if i % 2 == n] for n, sub in enumerate(SUBSCRIBERS[:2])}
+    assert_exactly_once_in_order(records, sent, gw2)
