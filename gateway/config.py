@@ -100,7 +100,7 @@ class KafkaSettings(BaseModel):
     ssl_cafile: str = Field("", description="CA bundle for SSL/SASL_SSL")
     queue_size: int = Field(10000, description="events held in memory before spilling to the spool")
     spool_dir: str = Field("", description="durable spool (default MAMORI_DATA_DIR/spool/events)")
-    replay_batch: int = Field(500, description="events per replay round from the spool")
+    replay_batch: int = Field(1000, description="events per send round (queue and spool replay)")
     max_backoff: float = Field(5.0, description="seconds between reconnect attempts, at most")
     close_timeout: float = Field(10.0, description="seconds to flush at shutdown; the rest is spooled")
 

@@ -711,7 +711,7 @@ class KafkaEventSink:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
-            batch = [self._queue.popleft() for _ in range(min(len(self._queue), 500))]
+            batch = [self._queue.popleft() for _ in range(min(len(self._queue), self.cfg.replay_batch))]
             QUEUE_DEPTH.set(len(self._queue))
             self._inflight = batch
             if not await self._connect():

@@ -243,3 +243,33 @@ async def test_scheduled_purge_service(settings: Settings) -> None:
     assert await start(off) is None
     await gw.close()
     await off.close()
+
+
+async def test_purge_runs_inside_serve(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With "gateway.retention" among serve's service modules, `mamori serve` purges on its
+    schedule (interval shortened here) and stops cleanly."""
+    import gateway.retention as retention
+    import gateway.serve as serve
+
+    calls: list[float] = []
+
+    async def fake_run_purge(s: Settings, **kw: object) -> dict[str, int]:
+        calls.append(s.retention.interval_hours)
+        return {}
+
+    monkeypatch.setattr(retention, "run_purge", fake_run_purge)
+    monkeypatch.setattr(serve, "INGRESS_MODULES", ("gateway.retention",))
+    s = settings.model_copy(update={"api": settings.api.model_copy(update={"listen": ""}),
+                                    "smtp": settings.smtp.model_copy(update={"listen": ""}),
+                                    "retention": settings.retention.model_copy(
+                                        update={"interval_hours": 0.01 / 3600})})
+    ready, stop = asyncio.Event(), asyncio.Event()
+    task = asyncio.create_task(serve.run(s, ready=ready, stop=stop))
+    await asyncio.wait_for(ready.wait(), 30)
+    for _ in range(100):
+        if len(calls) >= 2:
+            break
+        await asyncio.sleep(0.01)
+    stop.set()
+    await asyncio.wait_for(task, 30)
+    assert len(calls) >= 2
