@@ -12,8 +12,10 @@ BIN="$BASE/bin/helm"
 install() {
     mkdir -p "$BASE/bin"
     if [ -x "$BIN" ] && "$BIN" version --short 2>/dev/null | grep -q "^${HELM_VERSION}"; then return 0; fi
-    command -v go >/dev/null || { echo "go is needed to build helm" >&2; exit 1; }
-    GOBIN="$BASE/bin" GOFLAGS=-mod=mod go install "helm.sh/helm/v3/cmd/helm@${HELM_VERSION}" \
+    local go=go
+    command -v go >/dev/null || go=/usr/local/go/bin/go
+    [ -x "$(command -v "$go")" ] || { echo "go is needed to build helm" >&2; exit 1; }
+    GOBIN="$BASE/bin" "$go" install "helm.sh/helm/v3/cmd/helm@${HELM_VERSION}" \
         >"$BASE/install.log" 2>&1 || { tail -20 "$BASE/install.log" >&2; exit 1; }
 }
 

@@ -10,6 +10,9 @@ from pathlib import Path
 
 import orjson
 import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as settings_h
+from hypothesis import strategies as st
 
 from gateway.config import Settings
 from gateway.events import (
@@ -179,3 +182,29 @@ async def test_replay_skips_events_already_on_the_broker(tmp_path: Path, setting
     assert [orjson.loads(v)["n"] for v in sent] == [0, 3, 4]
     assert len(spool) == 0 and spool.check_since is None
     assert EventSpool(tmp_path).check_since is None
+
+
+@settings_h(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(st.integers(0, 7), st.lists(st.booleans(), max_size=12)), max_size=12),
+       st.integers(1, 6))
+def test_spool_bookkeeping_delivers_each_event_once(tmp_path_factory: pytest.TempPathFactory,
+                                                    rounds: list[tuple[int, list[bool]]],
+                                                    limit: int) -> None:
+    """Any mix of appends, partial failures and restarts: every event is delivered once."""
+    path = tmp_path_factory.mktemp("spool")
+    spool = EventSpool(path)
+    n = 0
+    delivered: list[int] = []
+    for appended, outcome in rounds:
+        spool.append(_items(appended, start=n))
+        n += appended
+        entries = spool.peek(limit)
+        ok = (outcome + [True] * len(entries))[: len(entries)]
+        delivered += [orjson.loads(e[3])["n"] for e, good in zip(entries, ok, strict=True) if good]
+        spool.commit(entries, ok)
+        spool = EventSpool(path)  # a restart between rounds
+        assert len(spool) == n - len(delivered)
+    while entries := spool.peek(limit):
+        delivered += [orjson.loads(e[3])["n"] for e in entries]
+        spool.commit(entries, [True] * len(entries))
+    assert sorted(delivered) == list(range(n))
