@@ -681,6 +681,21 @@ class KafkaEventSink:
         return all(ok)
 
     async def _run(self) -> None:
+        """The sender; an unexpected error is logged and the sender goes on (never a silent
+        stop with events piling up)."""
+        while True:
+            try:
+                await self._sender()
+                return
+            except Exception:
+                log.exception("event sender failed; restarting it")
+                if self._inflight:
+                    self._queue.extendleft(reversed(self._inflight))
+                    self._inflight = []
+                await self._drop_producer()
+                await self._sleep(1.0)
+
+    async def _sender(self) -> None:
         backoff = 0.2
         while True:
             self._update_lag()
@@ -757,7 +772,8 @@ class KafkaEventSink:
         """Wait until nothing is queued or spooled (for tests and drain); False on timeout."""
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout):
-                while self._queue or (self.spool is not None and len(self.spool) > 0):
+                while self._queue or self._inflight or (
+                        self.spool is not None and len(self.spool) > 0):
                     self._wake.set()
                     await asyncio.sleep(0.05)
                 return True

@@ -90,6 +90,7 @@ def bootstrap() -> str:
     return service_env("MAMORI_TEST_KAFKA")
 
 
+@pytest.mark.e2e
 async def test_kafka_sink_logs_events_spool_and_metrics_carry_no_content_or_parties(
         bootstrap: str, settings: Settings, captured_logs: io.StringIO) -> None:
     from aiokafka import AIOKafkaConsumer

@@ -208,3 +208,29 @@ def test_spool_bookkeeping_delivers_each_event_once(tmp_path_factory: pytest.Tem
         delivered += [orjson.loads(e[3])["n"] for e in entries]
         spool.commit(entries, [True] * len(entries))
     assert sorted(delivered) == list(range(n))
+
+
+async def test_sender_survives_an_unexpected_error(settings: Settings) -> None:
+    cfg = settings.kafka.model_copy(update={"bootstrap": "x:1", "close_timeout": 5.0})
+    sink = KafkaEventSink(cfg, settings.data_dir / "spool")
+    sent: list[bytes] = []
+    fail = [True]
+
+    async def connect() -> bool:
+        return True
+
+    async def send(items: list[tuple[str, str | None, bytes]]) -> list[bool]:
+        if fail[0]:
+            fail[0] = False
+            raise RuntimeError("bug")
+        sent.extend(v for _, _, v in items)
+        return [True] * len(items)
+
+    sink._connect = connect  # type: ignore[method-assign]
+    sink._send = send  # type: ignore[method-assign]
+    await sink.start()
+    for i in range(3):
+        sink.emit("verdicts", "k", {"n": i})
+    assert await sink.flush(10)
+    await sink.close()
+    assert [orjson.loads(v)["n"] for v in sent] == [0, 1, 2]
