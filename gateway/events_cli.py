@@ -1,8 +1,8 @@
 """`mamori events`: consumers of the event streams and the state of the Kafka spool.
 
 `consume-feedback` turns subscriber feedback events into labelled training records (JSON lines
-`{"label": "spam"|"ham", "channel", "text", "message_id", "event_id", "time"}`) for
-`mamori model train`. Only feedback the subscriber consented to share carries content; the rest
+`{"label": "spam"|"ham", "channel", "text" (SMS) or "raw" (email), "message_id", "event_id",
+"time"}`, the JSON-lines format `mamori model train` reads). Only feedback the subscriber consented to share carries content; the rest
 is counted and skipped. It reads Kafka (MAMORI_KAFKA__BOOTSTRAP set; a consumer group, offsets
 committed after the records are written and fsynced) or the file sink's daily files (a state file
 remembers how far it read). Records already in the output (same event_id) are not written again.
@@ -31,7 +31,8 @@ def training_record(event: dict[str, Any]) -> dict[str, Any] | None:
     label = LABELS.get(str(event.get("label", "")))
     if not isinstance(text, str) or not text or label is None:
         return None
-    return {"label": label, "channel": event.get("channel"), "text": text,
+    channel = "email" if event.get("channel") == "email" else "sms"
+    return {"label": label, "channel": channel, ("raw" if channel == "email" else "text"): text,
             "message_id": event.get("message_id"), "event_id": event.get("event_id"),
             "time": event.get("time")}
 

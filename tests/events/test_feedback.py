@@ -106,3 +106,9 @@ async def test_consume_from_kafka(bootstrap: str, settings: Settings,
                         max_records=None)
     assert (writer2.written, writer2.skipped) == (0, 0)
     assert len(out.read_bytes().splitlines()) == 5
+
+
+def test_email_feedback_becomes_a_raw_record() -> None:
+    ev = {**feedback(1, consent=True), "channel": "email", "content": "Subject: x\r\n\r\nbody"}
+    rec = training_record(ev)
+    assert rec is not None and rec["raw"] == "Subject: x\r\n\r\nbody" and "text" not in rec

@@ -234,3 +234,22 @@ async def test_sender_survives_an_unexpected_error(settings: Settings) -> None:
     assert await sink.flush(10)
     await sink.close()
     assert [orjson.loads(v)["n"] for v in sent] == [0, 1, 2]
+
+
+async def test_dmarc_and_settings_events_match_schema(tmp_path: Path) -> None:
+    sink = FileEventSink(tmp_path)
+    row = {"ts": 1767225600.0, "header_from": "example.org", "policy_domain": "example.org",
+           "policy_published": {"domain": "example.org", "p": "reject", "pct": 100},
+           "rua": ["mailto:dmarc@example.org"], "source_ip": "192.0.2.1", "disposition": "reject",
+           "dkim": "fail", "spf": "pass", "reasons": [], "auth_dkim": [],
+           "auth_spf": {"domain": "example.org", "scope": "mfrom", "result": "pass"}}
+    sink.emit("dmarc", "example.org", row)  # as the DMARC check emits it
+    sink.emit("settings", "h1:" + "ab" * 16, {"time": "2026-01-01T00:00:00Z",
+                                             "subscriber": "h1:" + "ab" * 16, "actor": "subscriber",
+                                             "change": "toggle", "details": {"urls": False}})
+    for stream in ("dmarc", "settings"):
+        (path,) = (tmp_path / stream).glob("*.jsonl")
+        assert_valid(stream, orjson.loads(path.read_bytes()))
+    with pytest.raises(AssertionError):
+        assert_valid("dmarc", {**orjson.loads((next((tmp_path / "dmarc").glob("*.jsonl"))).read_bytes()),
+                               "dkim": "maybe"})
