@@ -20,7 +20,7 @@ import orjson
 
 from gateway.config import Settings, load_settings
 
-LABELS = {"spam": "spam", "fraud": "spam", "phishing": "spam", "ham": "ham"}
+LABELS = {"spam": "spam", "fraud": "spam", "phishing": "spam", "ham": "ham", "not_fraud": "ham"}
 
 
 def training_record(event: dict[str, Any]) -> dict[str, Any] | None:
@@ -34,7 +34,7 @@ def training_record(event: dict[str, Any]) -> dict[str, Any] | None:
     channel = "email" if event.get("channel") == "email" else "sms"
     return {"label": label, "channel": channel, ("raw" if channel == "email" else "text"): text,
             "message_id": event.get("message_id"), "event_id": event.get("event_id"),
-            "time": event.get("time")}
+            "time": event.get("time") or event.get("at")}
 
 
 class FeedbackWriter:

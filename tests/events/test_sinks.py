@@ -244,10 +244,13 @@ async def test_dmarc_and_settings_events_match_schema(tmp_path: Path) -> None:
            "dkim": "fail", "spf": "pass", "reasons": [], "auth_dkim": [],
            "auth_spf": {"domain": "example.org", "scope": "mfrom", "result": "pass"}}
     sink.emit("dmarc", "example.org", row)  # as the DMARC check emits it
-    sink.emit("settings", "h1:" + "ab" * 16, {"time": "2026-01-01T00:00:00Z",
-                                             "subscriber": "h1:" + "ab" * 16, "actor": "subscriber",
-                                             "change": "toggle", "details": {"urls": False}})
-    for stream in ("dmarc", "settings"):
+    h = "h1:" + "ab" * 16
+    sink.emit("settings", h, {"at": 1767225600.0, "actor": f"subscriber:{h}", "subscriber": h,
+                              "action": "policy.update", "changes": {"urls": False}})
+    sink.emit("feedback", h, {"at": 1767225600.0, "id": 7, "subscriber": h, "message_id": None,
+                              "label": "not_fraud", "consent": False, "channel": None,
+                              "content_kept": False})  # as the API emits them
+    for stream in ("dmarc", "settings", "feedback"):
         (path,) = (tmp_path / stream).glob("*.jsonl")
         assert_valid(stream, orjson.loads(path.read_bytes()))
     with pytest.raises(AssertionError):
