@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 import sqlite3
 import time
@@ -267,21 +268,28 @@ def builtin_stores(settings: Settings) -> list[Retainable]:
     return [*retainable_stores(settings), DmarcReportDir(settings.data_dir / "dmarc-reports")]
 
 
-def plugin_stores(settings: Settings) -> list[Retainable]:
+async def plugin_stores(settings: Settings) -> list[Retainable]:
+    """Stores named by entry points in the group `mamori.retention`: each a factory
+    `f(settings)` returning a list of stores, or an awaitable of one (for stores that open a
+    database first). A store with an async `close()` is closed after the purge."""
     stores: list[Retainable] = []
     for ep in entry_points(group="mamori.retention"):
         try:
-            stores.extend(ep.load()(settings))
+            found = ep.load()(settings)
+            if inspect.isawaitable(found):
+                found = await found
+            stores.extend(found)
         except Exception:
             log.exception("retention store %s failed to load", ep.name)
     return stores
 
 
-def all_stores(settings: Settings, extra: Iterable[Retainable] = ()) -> list[Retainable]:
+def all_stores(settings: Settings, extra: Iterable[Retainable] = (),
+               plugins: Iterable[Retainable] = ()) -> list[Retainable]:
     """Built-in stores, entry-point stores, registered stores; each object once."""
     seen: set[int] = set()
     out: list[Retainable] = []
-    for s in [*builtin_stores(settings), *plugin_stores(settings), *REGISTRY.stores, *extra]:
+    for s in [*builtin_stores(settings), *plugins, *REGISTRY.stores, *extra]:
         if id(s) not in seen:
             seen.add(id(s))
             out.append(s)
@@ -310,7 +318,19 @@ async def purge_all(settings: Settings, stores: Iterable[Retainable], holds: Hol
 async def run_purge(settings: Settings, *, hasher: PartyHasher, now: float | None = None,
                     extra: Iterable[Retainable] = ()) -> dict[str, int]:
     holds = hold_store(settings).active(hasher, now)
-    return await purge_all(settings, all_stores(settings, extra), holds, now)
+    plugins = await plugin_stores(settings)
+    try:
+        return await purge_all(settings, all_stores(settings, extra, plugins), holds, now)
+    finally:
+        for store in plugins:
+            close = getattr(store, "close", None)
+            if close is not None:
+                try:
+                    result = close()
+                    if inspect.isawaitable(result):
+                        await result
+                except Exception:
+                    log.exception("closing retention store %s failed", store.kind)
 
 
 # ---------------------------------------------------------------------------------------------

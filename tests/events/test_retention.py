@@ -273,3 +273,29 @@ async def test_purge_runs_inside_serve(settings: Settings, monkeypatch: pytest.M
     stop.set()
     await asyncio.wait_for(task, 30)
     assert len(calls) >= 2
+
+
+async def test_entry_point_stores_are_found_opened_and_closed(
+        settings: Settings, hasher: PartyHasher, monkeypatch: pytest.MonkeyPatch) -> None:
+    import gateway.retention as retention
+
+    q = FakeQuarantine()
+    closed: list[bool] = []
+
+    async def aclose() -> None:
+        closed.append(True)
+
+    q.close = aclose  # type: ignore[attr-defined]
+
+    async def factory(s: Settings) -> list[FakeQuarantine]:
+        return [q]
+
+    class EP:
+        name = "store"
+
+        def load(self) -> object:
+            return factory
+
+    monkeypatch.setattr(retention, "entry_points", lambda group: [EP()] if group == "mamori.retention" else [])
+    result = await run_purge(settings, hasher=hasher, now=NOW)
+    assert result["quarantine"] == 3 and closed == [True]
