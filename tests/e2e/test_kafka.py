@@ -107,9 +107,10 @@ async def test_outage_replay_exactly_once_in_order(bootstrap: str, settings: Set
     sent: dict[str, list[str]] = defaultdict(list)  # subscriber -> message ids in scan order
     seq = 0
     peak_spool = 0
+    peak_lag = 0.0
 
     async def scan(n: int, pause: float = 0.0) -> None:
-        nonlocal seq, peak_spool
+        nonlocal seq, peak_spool, peak_lag
         for _ in range(n):
             sub = SUBSCRIBERS[seq % len(SUBSCRIBERS)]
             mid = f"m{seq:05d}"
@@ -118,6 +119,7 @@ async def test_outage_replay_exactly_once_in_order(bootstrap: str, settings: Set
             sent[sub].append(mid)
             seq += 1
             peak_spool = max(peak_spool, sink.stats()["spooled"])
+            peak_lag = max(peak_lag, REGISTRY.get_sample_value("mamori_events_lag_seconds") or 0.0)
             if pause:
                 await asyncio.sleep(pause)
 
@@ -144,6 +146,7 @@ async def test_outage_replay_exactly_once_in_order(bootstrap: str, settings: Set
         assert await sink.flush(180), f"spool not drained: {sink.stats()}"
         assert REGISTRY.get_sample_value("mamori_events_spool_events") == 0
         assert REGISTRY.get_sample_value("mamori_events_queue_depth") == 0
+        assert peak_lag > 0  # the lag gauge showed the outage
     finally:
         await gw.close()
         kafka_ctl("start")  # idempotent: brings the broker back if the test failed mid-outage
@@ -152,7 +155,7 @@ async def test_outage_replay_exactly_once_in_order(bootstrap: str, settings: Set
     records = await consume_all(bootstrap, topic, total)
     partitions = assert_exactly_once_in_order(records, sent, gw)
     resent = [r for r in caplog.records if r.getMessage().startswith("events already on the broker")]
-    print(f"\n{total} events, {peak_spool} peak spooled, "
+    print(f"\n{total} events, {peak_spool} peak spooled, {peak_lag:.1f} s peak lag, "
           f"{sum(getattr(r, 'events', 0) for r in resent)} found on the broker at replay (not resent)")
     # keys spread over the topic's partitions
     assert len(set(partitions.values())) > 1
