@@ -202,7 +202,7 @@ class EventFileStore:
     def __init__(self, directory: Path, stream: str) -> None:
         self.directory = directory
         self.stream = stream
-        self.kind = "verdicts" if stream == "verdicts" else stream
+        self.kind = stream  # its retention setting: MAMORI_RETENTION__<STREAM>_DAYS
 
     def files(self) -> Iterator[tuple[Path, float]]:
         folder = self.directory / self.stream
