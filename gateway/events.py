@@ -17,6 +17,7 @@ so one subscriber's events stay in one partition, in order).
 from __future__ import annotations
 
 import asyncio
+import calendar
 import contextlib
 import logging
 import os
@@ -115,8 +116,6 @@ def _day(ts: float) -> str:
 
 
 def _utc_start(day: str) -> float:
-    import calendar
-
     return float(calendar.timegm(time.strptime(day, "%Y-%m-%d")))
 
 
@@ -428,14 +427,14 @@ class EventSpool:
     def purge_before(self, cutoff: float) -> int:
         """Drop whole segments last written before `cutoff` (events never delivered)."""
         purged = 0
-        for n in self.segments():
+        segments = self.segments()
+        for n in segments[:-1]:  # the last segment is still written to
             path = self._seg_path(n)
-            if n == self.segments()[-1] or path.stat().st_mtime >= cutoff:
+            if path.stat().st_mtime >= cutoff:
                 break
             purged += path.read_bytes().count(b"\n")
             if n == self.segment:
-                later = [m for m in self.segments() if m > n]
-                self.segment, self.offset = later[0], 0
+                self.segment, self.offset = min(m for m in segments if m > n), 0
                 self.done.clear()
                 self._save_cursor()
             path.unlink()
@@ -804,19 +803,22 @@ class KafkaEventSink:
         await self._drop_producer()
 
 
+def spool_dir(settings: Settings) -> Path:
+    """Where the Kafka sink spools: MAMORI_KAFKA__SPOOL_DIR, default MAMORI_DATA_DIR/spool/events."""
+    if settings.kafka.spool_dir:
+        return Path(settings.kafka.spool_dir)
+    return settings.data_dir / "spool" / "events"
+
+
 def make_event_sink(settings: Settings) -> EventSink:
     """The sink the settings ask for: Kafka when MAMORI_KAFKA__BOOTSTRAP is set, else files."""
     if settings.kafka.bootstrap:
-        spool = Path(settings.kafka.spool_dir) if settings.kafka.spool_dir else (
-            settings.data_dir / "spool" / "events")
-        return KafkaEventSink(settings.kafka, spool)
+        return KafkaEventSink(settings.kafka, spool_dir(settings))
     return FileEventSink(settings.data_dir / "events")
 
 
 def retainable_stores(settings: Settings) -> list[Any]:
     """The stores of this module, for retention: the daily event files and the spool."""
     stores: list[Any] = [EventFileStore(settings.data_dir / "events", s) for s in STREAMS]
-    spool = Path(settings.kafka.spool_dir) if settings.kafka.spool_dir else (
-        settings.data_dir / "spool" / "events")
-    stores.append(SpoolStore(spool))
+    stores.append(SpoolStore(spool_dir(settings)))
     return stores

@@ -158,10 +158,8 @@ def consume_feedback(out: Path, group_id: str, idle_timeout: float, max_records:
 @events.command("spool")
 def spool_status() -> None:
     """Events waiting in the Kafka spool (undelivered)."""
-    from gateway.events import EventSpool
+    from gateway.events import EventSpool, spool_dir
 
-    settings = load_settings()
-    path = Path(settings.kafka.spool_dir) if settings.kafka.spool_dir else (
-        settings.data_dir / "spool" / "events")
+    path = spool_dir(load_settings())
     n = len(EventSpool(path)) if path.is_dir() else 0
     click.echo(orjson.dumps({"spool": str(path), "events": n}).decode())
