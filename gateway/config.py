@@ -105,6 +105,47 @@ class KafkaSettings(BaseModel):
     topic_settings: str = "mamori.settings"
     topic_feedback: str = "mamori.feedback"
     topic_dmarc: str = "mamori.dmarc"
+    client_id: str = Field("mamori", description="Kafka client id")
+    acks: Literal["all", "1", "0"] = Field("all", description="producer acks: all (safe), 1, 0")
+    enable_idempotence: bool = Field(
+        True, description="idempotent producer (false for brokers without it, e.g. Tansu)"
+    )
+    compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = Field(
+        "gzip", description="producer compression (snappy/lz4/zstd need extra Python packages)"
+    )
+    linger_ms: int = Field(5, description="ms a producer batch waits to fill")
+    max_batch_size: int = Field(65536, description="bytes per producer batch and partition")
+    request_timeout_ms: int = Field(10000, description="ms before a produce request fails over to the spool")
+    retry_backoff_ms: int = Field(200, description="ms between producer retries")
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: str = Field("", description="PLAIN, SCRAM-SHA-256, SCRAM-SHA-512; empty: none")
+    sasl_username: str = ""
+    sasl_password: str = ""
+    ssl_cafile: str = Field("", description="CA bundle for SSL/SASL_SSL")
+    queue_size: int = Field(10000, description="events held in memory before spilling to the spool")
+    spool_dir: str = Field("", description="durable spool (default MAMORI_DATA_DIR/spool/events)")
+    replay_batch: int = Field(1000, description="events per send round (queue and spool replay)")
+    max_backoff: float = Field(5.0, description="seconds between reconnect attempts, at most")
+    close_timeout: float = Field(10.0, description="seconds to flush at shutdown; the rest is spooled")
+
+
+class RetentionSettings(BaseModel):
+    """How long each record type is kept (days); `mamori retention purge` and the schedule in
+    `mamori serve` delete what expired, except records under a legal hold."""
+
+    verdicts_days: float = Field(180.0, description="verdict records (event files)")
+    quarantine_days: float = Field(7.0, description="quarantined message content")
+    feedback_days: float = Field(365.0, description="subscriber feedback")
+    audit_days: float = Field(730.0, description="audit trail of settings changes")
+    settings_days: float = Field(730.0, description="settings-change events")
+    dmarc_days: float = Field(90.0, description="DMARC report data and report files")
+    spool_days: float = Field(7.0, description="undelivered events in the Kafka spool")
+    other_days: float = Field(180.0, description="any other record type")
+    interval_hours: float = Field(24.0, description="hours between scheduled purges in serve; 0: off")
+
+    def days_for(self, kind: str) -> float:
+        value = getattr(self, f"{kind}_days", None)
+        return float(value) if isinstance(value, int | float) else self.other_days
 
 
 class PipelineSettings(BaseModel):
@@ -125,7 +166,6 @@ class ModelSettings(BaseModel):
 
 class StoreSettings(BaseModel):
     url: str = Field("", description="database URL; empty: SQLite under MAMORI_DATA_DIR")
-    quarantine_days: float = Field(7.0, description="days a blocked message stays recoverable")
     policy_cache_ttl: float = Field(
         30.0, description="seconds before a cached policy is refreshed (in the background)")
     release_smtp: str = Field(
@@ -176,6 +216,7 @@ class Settings(BaseSettings):
     model: ModelSettings = Field(default_factory=ModelSettings)
     store: StoreSettings = Field(default_factory=StoreSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
 
     @field_validator("data_dir", "shared_data", mode="after")
     @classmethod

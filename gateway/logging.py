@@ -38,7 +38,8 @@ def setup_logging(level: str = "INFO", stream: Any = None) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for noisy in ("aiokafka", "uvicorn.access", "mail.log"):
+    # aiosqlite logs SQL parameters (subscriber ids) at DEBUG: never below WARNING
+    for noisy in ("aiokafka", "uvicorn.access", "mail.log", "aiosqlite"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 

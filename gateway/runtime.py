@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from gateway.config import Settings
 from gateway.errors import StoreError
-from gateway.events import EventSink, FileEventSink
+from gateway.events import EventSink, make_event_sink
 from gateway.logging import log_verdict, verdict_record
 from gateway.message import Message
 from gateway.pipeline import Pipeline
@@ -56,11 +56,10 @@ class Gateway:
 
         data = settings.data_dir
         stores = Stores.open(settings)  # lazy: the database is opened on first use
-        stores.register_retention()
         if policies is None:
             policies = stores.policies
         if events is None:
-            events = FileEventSink(data / "events")
+            events = make_event_sink(settings)
         hasher = PartyHasher.from_settings(settings.hash_key, data)
         # shared with check factories (e.g. the DMARC check emits report data as events)
         env.resources.setdefault("events", events)

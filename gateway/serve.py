@@ -28,6 +28,7 @@ INGRESS_MODULES = (
     "gateway.ingress.smtp",
     "gateway.ingress.milter",
     "gateway.ingress.smpp",
+    "gateway.retention",  # the scheduled purge
 )
 
 

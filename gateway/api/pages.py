@@ -176,7 +176,7 @@ async def settings_page(
     lang: Annotated[Literal["en", "ja"] | None, Query()] = None,
     accept_language: Annotated[str | None, Header(max_length=500)] = None,
 ) -> HTMLResponse:
-    days = request.app.state.gateway.settings.store.quarantine_days
+    days = request.app.state.gateway.settings.retention.quarantine_days
     return HTMLResponse(render(pick_language(lang, accept_language), days),
                         headers={"Vary": "Accept-Language"})
 

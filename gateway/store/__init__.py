@@ -3,7 +3,7 @@ default under MAMORI_DATA_DIR, PostgreSQL with MAMORI_STORE__URL), one alembic s
 
 `Stores.open(settings)` builds them all on one `Database`; `Gateway.create` keeps the bundle
 as `gw.stores`, uses `stores.policies` as its policy store, installs the quarantine verdict
-hook and registers the retainable stores (quarantine, feedback, audit) for retention.
+as `gw.quarantine`; retention purges `stores.retainables()` (quarantine, feedback, audit).
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from gateway.retention import REGISTRY
 from gateway.store.audit import AuditStore
 from gateway.store.db import Database
 from gateway.store.feedback import FeedbackStore
@@ -20,6 +19,7 @@ from gateway.store.quarantine import QuarantineStore
 
 if TYPE_CHECKING:
     from gateway.config import Settings
+    from gateway.retention import Retainable
 
 
 @dataclass
@@ -39,7 +39,7 @@ class Stores:
             policy_db, ttl=settings.store.policy_cache_ttl,
             poll_interval=settings.store.policy_poll_interval,
         )
-        quarantine = QuarantineStore(db, days=settings.store.quarantine_days)
+        quarantine = QuarantineStore(db, days=settings.retention.quarantine_days)
         if settings.store.release_smtp:
             from gateway.store.redeliver import SmtpRedeliverer
 
@@ -47,16 +47,9 @@ class Stores:
                 settings.store.release_smtp, helo=settings.smtp.hostname)
         return cls(db, policies, policy_db, quarantine, FeedbackStore(db), AuditStore(db))
 
-    def register_retention(self) -> None:
-        """Register quarantine, feedback and audit; replaces an earlier Stores' registration
-        (one gateway per process; tests create many)."""
-        mine = (self.quarantine, self.feedback, self.audit)
-        REGISTRY.stores[:] = [
-            s for s in REGISTRY.stores
-            if not isinstance(s, (QuarantineStore, FeedbackStore, AuditStore))
-        ]
-        for s in mine:
-            REGISTRY.register(s)
+    def retainables(self) -> list[Retainable]:
+        """The stores retention purges (quarantine, feedback, audit), all on this database."""
+        return [self.quarantine, self.feedback, self.audit]
 
     async def start(self) -> None:
         await self.db.ready()

@@ -1,5 +1,5 @@
 """Quarantine: a copy of each blocked message with the reasons (the verdict's
-`explanations()`), retrievable by its subscriber for MAMORI_STORE__QUARANTINE_DAYS (default 7)
+`explanations()`), retrievable by its subscriber for MAMORI_RETENTION__QUARANTINE_DAYS (default 7)
 and then purged. Release re-delivers through the channel's redeliverer when one is registered
 (`QuarantineStore.redeliverers[channel]`; email: `gateway.store.redeliver`, SMS: the SMS
 ingress) and marks the message released; without a redeliverer it is only marked released.

@@ -14,13 +14,13 @@ from typing import Any
 import httpx
 import jwt
 import pytest
-from conftest import service_env
 from sqlalchemy import text
 
 from gateway.api.server import create_app
 from gateway.config import Settings, load_settings
 from gateway.events import MemorySink
 from gateway.runtime import Gateway
+from tests.conftest import service_env
 
 JWT_SECRET = "test-jwt-secret-0123456789abcdef0123456789abcdef0123456789abcdef"
 ADMIN_KEY = "admin-key-0123456789"

@@ -10,7 +10,7 @@ import pytest
 
 from gateway.events import MemorySink
 from gateway.message import Message
-from gateway.retention import REGISTRY, Holds
+from gateway.retention import Holds
 from gateway.runtime import Gateway
 from gateway.verdict import Action
 
@@ -294,7 +294,7 @@ async def test_retention_purges_and_respects_holds(
     mid_b = await block_one(client, gw, B, "+15550008888")
     await client.post(f"/v1/subscribers/{A}/feedback", headers=bearer(token(A)),
                       json={"label": "fraud", "message_id": mid_a})
-    kinds = {s.kind: s for s in REGISTRY.stores}
+    kinds = {s.kind: s for s in gw.stores.retainables()}
     assert kinds["quarantine"] is gw.stores.quarantine
     assert {"quarantine", "feedback", "audit"} <= set(kinds)
     future = time.time() + 1
