@@ -1,0 +1,40 @@
+"""Domain helpers over the Public Suffix List (the `publicsuffixlist` package ships a snapshot,
+so nothing here needs the network)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from publicsuffixlist import PublicSuffixList
+
+_PSL = PublicSuffixList(accept_unknown=False)
+_PSL_ICANN = PublicSuffixList(only_icann=True, accept_unknown=False)
+
+
+@lru_cache(maxsize=65536)
+def registered_domain(host: str) -> str:
+    """eTLD+1 with private suffixes (`x.workers.dev`, `evil.co.jp`); the host itself when none."""
+    if not host or host.startswith("[") or host.replace(".", "").isdigit():
+        return host
+    return _PSL.privatesuffix(host) or host
+
+
+@lru_cache(maxsize=65536)
+def icann_registered_domain(host: str) -> str:
+    """eTLD+1 over ICANN suffixes only (`workers.dev`, `duckdns.org`)."""
+    if not host or host.replace(".", "").isdigit():
+        return host
+    return _PSL_ICANN.privatesuffix(host) or host
+
+
+@lru_cache(maxsize=4096)
+def is_tld(label: str) -> bool:
+    """Whether `label` is a top-level domain in the ICANN section of the PSL."""
+    label = label.lower()
+    if not label or "." in label:
+        return False
+    return _PSL_ICANN.publicsuffix("x." + label) == label
+
+
+def public_suffix(host: str) -> str:
+    return _PSL_ICANN.publicsuffix(host) or host.rsplit(".", 1)[-1]
