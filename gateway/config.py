@@ -104,6 +104,18 @@ class StoreSettings(BaseModel):
     quarantine_days: float = Field(7.0, description="days a blocked message stays recoverable")
 
 
+class UrlsSettings(BaseModel):
+    """URL intelligence: lists (index under MAMORI_DATA_DIR/urls), lookalikes, shorteners."""
+
+    index_file: str = Field("", description="URL index file (default MAMORI_DATA_DIR/urls/index.bin)")
+    reload_interval: float = Field(1.0, description="seconds between checks for a new index file")
+    lookalike: bool = Field(True, description="detect brand lookalike domains")
+    brands_file: str = Field("", description="TOML file of extra brands (shape of gateway/data/brands.toml)")
+    extra_shorteners: list[str] = Field(default_factory=list, description="JSON list of more shortener hosts")
+    expand_shorteners: bool = Field(False, description="follow shortener redirects (network; off)")
+    expand_timeout: float = Field(1.5, description="seconds for one shortener expansion")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="MAMORI_",
@@ -124,6 +136,7 @@ class Settings(BaseSettings):
     pipeline: PipelineSettings = Field(default_factory=PipelineSettings)
     model: ModelSettings = Field(default_factory=ModelSettings)
     store: StoreSettings = Field(default_factory=StoreSettings)
+    urls: UrlsSettings = Field(default_factory=UrlsSettings)
 
     @field_validator("data_dir", "shared_data", mode="after")
     @classmethod

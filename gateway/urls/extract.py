@@ -184,39 +184,85 @@ def _cut_unicode_tail(url: str) -> str:
     return (scheme + sep if sep else "") + rest[:hend] + tail
 
 
+_STOP_CHARS = frozenset(" \t\r\n\f\v<>\"'`{}|\\^\u3000\u3001\u3002\u300c\u300d\u300e\u300f"
+                        "\uff08\uff09\u3010\u3011")
+
+
+def _maybe_url(t: str) -> bool:
+    """Cheap test (string methods only) whether `t` may hold a URL: the SMS path calls this
+    for every message and most have none."""
+    if "://" in t or "&" in t or "[" in t or "(" in t or "{" in t:
+        return True
+    if not t.isascii() and (_FULLWIDTH_RE.search(t) or _INVISIBLE_RE.search(t)):
+        return True
+    n = len(t)
+    i = t.find(".")
+    while i != -1:
+        if 0 < i < n - 1:
+            a, b = t[i - 1], t[i + 1]
+            if b.isascii() and b.isalnum() and (a.isalnum() or a in "- \t"):
+                return True
+        i = t.find(".", i + 1)
+    return False
+
+
+def _dot_tokens(t: str) -> list[tuple[int, int]]:
+    """Spans of the whitespace-delimited tokens that contain `x.y` (bare-domain candidates)."""
+    spans: list[tuple[int, int]] = []
+    n = len(t)
+    i = t.find(".")
+    while i != -1:
+        if 0 < i < n - 1 and t[i + 1].isalnum() and (t[i - 1].isalnum() or t[i - 1] == "-"):
+            a = i
+            while a > 0 and t[a - 1] not in _STOP_CHARS:
+                a -= 1
+            b = i
+            while b < n and t[b] not in _STOP_CHARS:
+                b += 1
+            if not spans or spans[-1][1] < a:
+                spans.append((a, b))
+            i = t.find(".", b)
+            continue
+        i = t.find(".", i + 1)
+    return spans
+
+
 def _from_text(text: str, source: str) -> list[FoundUrl]:
-    if not _QUICK_RE.search(text):
+    if not _maybe_url(text):
         return []
     t, ev = normalize_text(text)
     out: list[FoundUrl] = []
     taken: list[tuple[int, int]] = []
-    for m in _SCHEME_URL_RE.finditer(t):
-        start, end = m.span()
-        url = m.group(0)
-        url, end, joined = _join_broken(t, url, end)
-        taken.append((start, end))
-        f = _make(url, source, text, (*ev, "split") if joined else ev)
-        if f is not None:
-            out.append(f)
-            if len(out) >= MAX_URLS:
-                return out
-    for m in _BARE_RE.finditer(t):
-        start = m.start()
-        if any(a <= start < b for a, b in taken):
+    if "://" in t or "www" in t.lower():
+        for m in _SCHEME_URL_RE.finditer(t):
+            start, end = m.span()
+            url = m.group(0)
+            url, end, joined = _join_broken(t, url, end)
+            taken.append((start, end))
+            f = _make(url, source, text, (*ev, "split") if joined else ev)
+            if f is not None:
+                out.append(f)
+                if len(out) >= MAX_URLS:
+                    return out
+    for a, b in _dot_tokens(t):
+        if any(x <= a < y or a <= x < b for x, y in taken):
             continue
-        host, path = m.group(1), m.group(2) or ""
-        tld = host.rsplit(".", 1)[-1].lower()
-        if not (tld in _BARE_TLDS or tld in _RESERVED_TLDS or (path.startswith("/") and is_tld(tld))
-                or (tld.startswith("xn--") and is_tld(tld))):
-            continue
-        if host.lower().startswith(("e.g", "i.e")):
-            continue
-        url, _, joined = _join_broken(t, host + path, m.end())
-        f = _make(url, source, text, (*ev, "no-scheme", "split") if joined else (*ev, "no-scheme"))
-        if f is not None:
-            out.append(f)
-            if len(out) >= MAX_URLS:
-                break
+        for m in _BARE_RE.finditer(t, a, b):
+            host, path = m.group(1), m.group(2) or ""
+            tld = host.rsplit(".", 1)[-1].lower()
+            if not (tld in _BARE_TLDS or tld in _RESERVED_TLDS
+                    or (path.startswith("/") and is_tld(tld))
+                    or (tld.startswith("xn--") and is_tld(tld))):
+                continue
+            if host.lower().startswith(("e.g", "i.e")):
+                continue
+            url, _, joined = _join_broken(t, host + path, m.end())
+            f = _make(url, source, text,
+                      (*ev, "no-scheme", "split") if joined else (*ev, "no-scheme"))
+            if f is not None:
+                out.append(f)
+                if len(out) >= MAX_URLS:
+                    return out
     return out
 
 

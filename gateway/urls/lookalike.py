@@ -1,0 +1,226 @@
+"""Lookalike and impersonation detection for domains that no list has yet.
+
+Given a host, `Lookalikes.classify(host)` answers with the strongest of:
+
+- `official`: the host is under one of a brand's official domains (no hit);
+- `homoglyph`: an IDN whose confusable skeleton (Cyrillic/Greek letters that look Latin,
+  `0`->`o`, `rn`->`m`, ...) is a brand's official name (`аpple.com`, `rnercari.jp`);
+- `edit-distance`: the registered name is one or two edits from a brand's official name
+  (`amazom.co.jp`, `rakutenn.com`); one edit for names of 5-8 letters, two for longer;
+- `other-tld`: the registered name is a brand's official name under a suffix the brand does
+  not use (`mercari.top`);
+- `brand-in-subdomain`: a brand keyword is a label of the subdomain part
+  (`amazon.co.jp.evil.top`, `smbc.secure-login.com`);
+- `brand-plus-word`: the registered name is a brand keyword joined with other words
+  (`amazon-security-xyz.top`, `smbccard-jp.com`, `appleid-verify.net`).
+
+Keywords of fewer than 5 letters must stand as a whole token (`jcb-card.top`, not
+`ajcbx.com`); longer ones may be glued to a word from `_JOIN_WORDS` (`appleidverify`).
+Brand data: `gateway/data/brands.toml`.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from rapidfuzz.distance import DamerauLevenshtein
+from rapidfuzz.process import extractOne
+
+from gateway.errors import ConfigError
+from gateway.urls.domains import public_suffix, registered_domain
+
+# Confusables: letters of other scripts and digit/letter pairs that read as Latin letters.
+_CONFUSABLE = str.maketrans({
+    "а": "a", "е": "e", "о": "o", "р": "p", "с": "c", "у": "y", "х": "x", "і": "i", "ј": "j",
+    "ѕ": "s", "ԁ": "d", "ɡ": "g", "ӏ": "l", "һ": "h", "ԛ": "q", "ԝ": "w", "к": "k", "м": "m",
+    "т": "t", "в": "b", "н": "h", "п": "n", "ο": "o", "α": "a", "ν": "v", "ρ": "p", "τ": "t",
+    "ι": "i", "κ": "k", "ε": "e", "υ": "u", "χ": "x", "ʏ": "y", "ɩ": "i", "ı": "i", "ł": "l",
+    "á": "a", "à": "a", "â": "a", "ä": "a", "ã": "a", "å": "a", "é": "e", "è": "e", "ê": "e",
+    "ë": "e", "í": "i", "ì": "i", "î": "i", "ï": "i", "ó": "o", "ò": "o", "ô": "o", "ö": "o",
+    "õ": "o", "ú": "u", "ù": "u", "û": "u", "ü": "u", "ç": "c", "ñ": "n", "ý": "y",
+    "0": "o", "1": "l", "3": "e", "5": "s", "$": "s", "@": "a",
+})
+_MULTI = (("rn", "m"), ("vv", "w"), ("cl", "d"), ("ii", "u"))
+_TOKEN_SPLIT = re.compile(r"[-_.0-9]+")
+# words that phishing domains glue to a brand name
+_JOIN_WORDS = (
+    "secure", "security", "login", "logon", "signin", "verify", "verification", "account",
+    "accounts", "support", "update", "service", "services", "card", "cards", "jp", "japan",
+    "info", "official", "member", "members", "center", "centre", "help", "pay", "payment",
+    "billing", "id", "auth", "online", "web", "net", "my", "mypage", "point", "points",
+    "check", "confirm", "safe", "alert", "notice", "user", "users", "co", "com", "bank",
+    "apps", "app", "mail", "cs", "customer", "prime", "store", "shop", "ssl", "www", "kaiin",
+    "kakunin", "riyou", "meisai", "system", "setting", "settings", "reset", "unlock",
+    "recovery", "restore", "protect", "access", "portal", "home", "top", "sign", "delivery",
+)
+_JOIN_RE = re.compile("^(?:" + "|".join(sorted(_JOIN_WORDS, key=len, reverse=True)) + ")+$")
+
+REASON_STRENGTH = {
+    "homoglyph": 1.0, "edit-distance": 1.0, "other-tld": 1.0,
+    "brand-in-subdomain": 0.9, "brand-plus-word": 0.85,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Brand:
+    key: str
+    name: str
+    names: tuple[str, ...]
+    domains: tuple[str, ...]
+    keywords: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class LookalikeHit:
+    brand: str  # display name
+    reason: str  # see module doc
+    detail: str = ""  # the official name or keyword it resembles
+
+    @property
+    def strength(self) -> float:
+        return REASON_STRENGTH.get(self.reason, 1.0)
+
+
+def load_brands(extra_file: str | Path | None = None) -> list[Brand]:
+    try:
+        data = tomllib.loads(resources.files("gateway.data").joinpath("brands.toml")
+                             .read_text("utf-8"))
+        if extra_file:
+            data.update(tomllib.loads(Path(extra_file).read_text("utf-8")))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"cannot read brands file: {exc}") from exc
+    return [_brand(k, v) for k, v in data.items()]
+
+
+def _brand(key: str, v: dict[str, Any]) -> Brand:
+    if not isinstance(v, dict) or not v.get("domains"):
+        raise ConfigError(f"brand {key!r} needs at least one official domain")
+    kws = tuple(k.lower() for k in v.get("keywords", ()) if len(k) >= 3)
+    return Brand(key, str(v.get("name", key)), tuple(v.get("names", ())),
+                 tuple(d.lower() for d in v["domains"]), kws)
+
+
+def skeleton(s: str) -> str:
+    s = s.lower().translate(_CONFUSABLE)
+    for a, b in _MULTI:
+        s = s.replace(a, b)
+    return s
+
+
+def _unpuny(host: str) -> str:
+    if "xn--" not in host:
+        return host
+    out = []
+    for lab in host.split("."):
+        if lab.startswith("xn--"):
+            try:
+                lab = lab[4:].encode("ascii").decode("punycode")
+            except UnicodeError:
+                pass
+        out.append(lab)
+    return ".".join(out)
+
+
+class Lookalikes:
+    def __init__(self, brands: Iterable[Brand]) -> None:
+        self.brands = list(brands)
+        self.official: dict[str, Brand] = {}
+        self.names: dict[str, Brand] = {}  # official registered name (label before suffix)
+        self.keywords: dict[str, Brand] = {}
+        for b in self.brands:
+            for d in b.domains:
+                self.official[d] = b
+                rd = registered_domain(d)
+                name = rd[: -len(public_suffix(rd)) - 1] if "." in rd else rd
+                if len(name) >= 4:
+                    self.names.setdefault(name, b)
+            for k in b.keywords:
+                self.keywords.setdefault(k, b)
+        self._name_list = list(self.names)
+        self._skeletons = {skeleton(n): b for n, b in self.names.items() if len(n) >= 4}
+        self._long_kw = sorted((k for k in self.keywords if len(k) >= 5), key=len, reverse=True)
+
+    @classmethod
+    def default(cls, extra_file: str | Path | None = None) -> Lookalikes:
+        return cls(load_brands(extra_file))
+
+    def is_official(self, host: str) -> Brand | None:
+        h = host
+        while True:
+            b = self.official.get(h)
+            if b is not None:
+                return b
+            if "." not in h:
+                return None
+            h = h.split(".", 1)[1]
+
+    def classify(self, host: str) -> LookalikeHit | None:
+        return self._classify(host.lower().rstrip("."))
+
+    @lru_cache(maxsize=65536)  # noqa: B019 - one long-lived instance; hosts repeat in campaigns
+    def _classify(self, host: str) -> LookalikeHit | None:
+        if not host or host[0] == "[" or host.replace(".", "").isdigit():
+            return None
+        if self.is_official(host):
+            return None
+        rd = registered_domain(host)
+        suffix = public_suffix(rd)
+        name = rd[: -len(suffix) - 1] if rd != suffix and rd.endswith("." + suffix) else rd
+        sub = host[: -len(rd) - 1] if host != rd else ""
+        uname = _unpuny(name)
+        # 1. homoglyph: an IDN (or digit swaps) whose skeleton is an official name
+        sk = skeleton(uname)
+        if sk != uname or uname != name:
+            b = self._skeletons.get(sk)
+            if b is not None and len(sk) >= 4:
+                return LookalikeHit(b.name, "homoglyph", sk)
+        # 2. the official name under a suffix the brand does not use
+        b = self.names.get(name)
+        if b is not None:
+            return LookalikeHit(b.name, "other-tld", name)
+        # 3. edit distance to an official name
+        if len(name) >= 5:
+            limit = 1 if len(name) <= 8 else 2
+            m = extractOne(name, self._name_list, scorer=DamerauLevenshtein.distance,
+                           score_cutoff=limit)
+            if m is not None:
+                cand = m[0]
+                if cand != name and abs(len(cand) - len(name)) <= limit and len(cand) >= 5:
+                    return LookalikeHit(self.names[cand].name, "edit-distance", cand)
+        # 4. a brand keyword as a label of the subdomain part
+        if sub:
+            for lab in sub.split("."):
+                for tok in {lab, *_TOKEN_SPLIT.split(lab)}:
+                    b = self.keywords.get(tok)
+                    if b is not None:
+                        return LookalikeHit(b.name, "brand-in-subdomain", tok)
+                    b = self.names.get(tok)
+                    if b is not None and len(tok) >= 5:
+                        return LookalikeHit(b.name, "brand-in-subdomain", tok)
+        # 5. brand keyword plus other words in the registered name
+        tokens = [t for t in _TOKEN_SPLIT.split(uname) if t]
+        if len(tokens) > 1 or "-" in name:
+            for t in tokens:
+                b = self.keywords.get(t)
+                if b is not None:
+                    return LookalikeHit(b.name, "brand-plus-word", t)
+        for kw in self._long_kw:
+            i = name.find(kw)
+            if i < 0 or name == kw:
+                continue
+            rest = (name[:i] + name[i + len(kw):]).replace("-", "")
+            if not rest or _JOIN_RE.match(rest):
+                return LookalikeHit(self.keywords[kw].name, "brand-plus-word", kw)
+        return None
+
+    def brands_in_text(self, text: str) -> list[Brand]:
+        """Brands a message names (by their Japanese or English names)."""
+        low = text.lower()
+        return [b for b in self.brands if any(n.lower() in low for n in b.names if len(n) >= 3)]
