@@ -24,9 +24,11 @@ import json
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
-from gateway.urls.canon import UrlError, canonicalize
+from gateway.urls.canon import CanonicalUrl, UrlError, canonicalize
+from gateway.urls.domains import registered_domain
 from gateway.urls.index import ListBuilder
 
 FORMATS = ("jpcert", "urlhaus", "phishtank", "openphish", "plain")
@@ -65,8 +67,7 @@ class FeedReport:
 
 
 def _lines(data: str) -> Iterator[tuple[int, str]]:
-    for i, line in enumerate(data.splitlines(), 1):
-        yield i, line
+    yield from enumerate(data.splitlines(), 1)
 
 
 def _text_list(data: str) -> Iterator[Entry | Rejected]:
@@ -181,7 +182,46 @@ PARSERS: dict[str, Callable[[str], Iterator[Entry | Rejected]]] = {
 }
 
 
-def validate(entry: Entry) -> str | Rejected:
+SCOPES = ("url", "host", "domain")
+
+
+def scoped_expression(c: CanonicalUrl, scope: str) -> str:
+    """What a list entry covers: `url` the URL as Safe Browsing matches it (the path and
+    below, on the host and its subdomains), `host` the whole host, `domain` the whole
+    registered domain (private suffixes such as duckdns.org or workers.dev respected)."""
+    if scope == "url":
+        return c.expression
+    if scope == "host" or c.is_ip:
+        return c.host + "/"
+    return registered_domain(c.host) + "/"
+
+
+@lru_cache(maxsize=1)
+def _protected() -> frozenset[str]:
+    from gateway.urls.lookalike import load_brands
+    from gateway.urls.scan import url_data
+
+    data = url_data()
+    hosts = {*data["shared_hosts"], *data["shorteners"]}
+    for b in load_brands():
+        hosts.update(b.domains)
+    return frozenset(h.lower() for h in hosts)
+
+
+def protected_host(host: str) -> bool:
+    """A shared host (storage, site builder, shortener, a brand's own domain): a feed entry
+    there blocks only its URL, never the whole host or domain."""
+    p = _protected()
+    h = host
+    while True:
+        if h in p:
+            return True
+        if "." not in h:
+            return False
+        h = h.split(".", 1)[1]
+
+
+def validate(entry: Entry, scope: str = "url") -> str | Rejected:
     """The list expression of an entry, or why it is rejected."""
     from gateway.urls.domains import is_tld
 
@@ -197,14 +237,18 @@ def validate(entry: Entry) -> str | Rejected:
         tld = labels[-1]
         if len(labels) < 2 or not (is_tld(tld) or tld in _RESERVED_TLDS):
             return Rejected(entry.line, "not a domain with a known TLD", url[:80])
-    return c.expression
+    if scope != "url" and protected_host(c.host):
+        scope = "url"
+    return scoped_expression(c, scope)
 
 
 def load_feed(path: Path, fmt: str, builder: ListBuilder, report: FeedReport,
-              progress: Callable[[int], None] | None = None) -> None:
+              progress: Callable[[int], None] | None = None, scope: str = "url") -> None:
     """Parse one feed file into `builder`; bad lines go to `report`."""
     if fmt not in PARSERS:
         raise ValueError(f"unknown format {fmt!r}")
+    if scope not in SCOPES:
+        raise ValueError(f"unknown scope {scope!r}")
     data = path.read_bytes().decode("utf-8-sig", "replace")
     step = 0
     for item in PARSERS[fmt](data):
@@ -214,7 +258,7 @@ def load_feed(path: Path, fmt: str, builder: ListBuilder, report: FeedReport,
         if isinstance(item, Rejected):
             report.reject(item)
             continue
-        expr = validate(item)
+        expr = validate(item, scope)
         if isinstance(expr, Rejected):
             report.reject(expr)
             continue

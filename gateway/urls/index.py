@@ -93,6 +93,22 @@ class UrlIndex:
     def empty(cls) -> UrlIndex:
         return cls(np.zeros(0, np.uint64), np.zeros(0, np.uint16), [], {"generation": 0})
 
+    @classmethod
+    def from_lists(cls, lists: Sequence[ListData]) -> UrlIndex:
+        """An in-memory index of some lists (evaluation and tests; the gateway maps a file)."""
+        table: list[Tag] = []
+        ks: list[U64] = []
+        ts: list[U16] = []
+        for d in lists:
+            base = len(table)
+            table.extend(Tag(d.name, d.kind, lab) for lab in d.label_table)
+            ks.append(d.keys)
+            ts.append((d.labels.astype(np.uint32) + base).astype(np.uint16))
+        keys = np.concatenate(ks) if ks else np.zeros(0, np.uint64)
+        tags = np.concatenate(ts) if ts else np.zeros(0, np.uint16)
+        order = np.argsort(keys, kind="stable")
+        return cls(keys[order], tags[order], table, {"generation": 0})
+
     @property
     def generation(self) -> int:
         return int(self.meta.get("generation", 0))
@@ -209,6 +225,13 @@ class ListBuilder:
 
     def __len__(self) -> int:
         return len(self._keys)
+
+    def extend_from(self, data: ListData) -> None:
+        """Start from an existing list's entries (for `--append`)."""
+        for k, lid in zip(data.keys.tolist(), data.labels.tolist(), strict=True):
+            label = data.label_table[lid]
+            nid = self._labels.setdefault(label, len(self._labels))
+            self._keys.setdefault(k, nid)
 
     def build(self, meta: dict[str, Any] | None = None) -> ListData:
         keys = np.fromiter(self._keys.keys(), dtype=np.uint64, count=len(self._keys))

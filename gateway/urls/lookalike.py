@@ -4,7 +4,7 @@ Given a host, `Lookalikes.classify(host)` answers with the strongest of:
 
 - `official`: the host is under one of a brand's official domains (no hit);
 - `homoglyph`: an IDN whose confusable skeleton (Cyrillic/Greek letters that look Latin,
-  `0`->`o`, `rn`->`m`, ...) is a brand's official name (`аpple.com`, `rnercari.jp`);
+  `0`->`o`, `rn`->`m`, ...) is a brand's official name (`\u0430pple.com` with a Cyrillic a, `rnercari.jp`);
 - `edit-distance`: the registered name is one or two edits from a brand's official name
   (`amazom.co.jp`, `rakutenn.com`); one edit for names of 5-8 letters, two for longer;
 - `other-tld`: the registered name is a brand's official name under a suffix the brand does
@@ -21,6 +21,7 @@ Brand data: `gateway/data/brands.toml`.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import tomllib
 from collections.abc import Iterable
@@ -37,16 +38,17 @@ from gateway.errors import ConfigError
 from gateway.urls.domains import public_suffix, registered_domain
 
 # Confusables: letters of other scripts and digit/letter pairs that read as Latin letters.
-_CONFUSABLE = str.maketrans({
-    "а": "a", "е": "e", "о": "o", "р": "p", "с": "c", "у": "y", "х": "x", "і": "i", "ј": "j",
-    "ѕ": "s", "ԁ": "d", "ɡ": "g", "ӏ": "l", "һ": "h", "ԛ": "q", "ԝ": "w", "к": "k", "м": "m",
-    "т": "t", "в": "b", "н": "h", "п": "n", "ο": "o", "α": "a", "ν": "v", "ρ": "p", "τ": "t",
-    "ι": "i", "κ": "k", "ε": "e", "υ": "u", "χ": "x", "ʏ": "y", "ɩ": "i", "ı": "i", "ł": "l",
-    "á": "a", "à": "a", "â": "a", "ä": "a", "ã": "a", "å": "a", "é": "e", "è": "e", "ê": "e",
-    "ë": "e", "í": "i", "ì": "i", "î": "i", "ï": "i", "ó": "o", "ò": "o", "ô": "o", "ö": "o",
-    "õ": "o", "ú": "u", "ù": "u", "û": "u", "ü": "u", "ç": "c", "ñ": "n", "ý": "y",
-    "0": "o", "1": "l", "3": "e", "5": "s", "$": "s", "@": "a",
-})
+_CONFUSABLE = str.maketrans({p[0]: p[1] for p in (  # (confusable, Latin letter) pairs
+    "\u0430a", "\u0435e", "\u043eo", "\u0440p", "\u0441c", "\u0443y", "\u0445x", "\u0456i",
+    "\u0458j", "\u0455s", "\u0501d", "\u0261g", "\u04cfl", "\u04bbh", "\u051bq", "\u051dw",
+    "\u043ak", "\u043cm", "\u0442t", "\u0432b", "\u043dh", "\u043fn", "\u03bfo", "\u03b1a",
+    "\u03bdv", "\u03c1p", "\u03c4t", "\u03b9i", "\u03bak", "\u03b5e", "\u03c5u", "\u03c7x",
+    "\u028fy", "\u0269i", "\u0131i", "\u0142l", "\u00e1a", "\u00e0a", "\u00e2a", "\u00e4a",
+    "\u00e3a", "\u00e5a", "\u00e9e", "\u00e8e", "\u00eae", "\u00ebe", "\u00edi", "\u00eci",
+    "\u00eei", "\u00efi", "\u00f3o", "\u00f2o", "\u00f4o", "\u00f6o", "\u00f5o", "\u00fau",
+    "\u00f9u", "\u00fbu", "\u00fcu", "\u00e7c", "\u00f1n", "\u00fdy", "0o", "1l", "3e", "5s",
+    "$s", "@a",
+)})
 _MULTI = (("rn", "m"), ("vv", "w"), ("cl", "d"), ("ii", "u"))
 _TOKEN_SPLIT = re.compile(r"[-_.0-9]+")
 # words that phishing domains glue to a brand name
@@ -120,36 +122,32 @@ def _unpuny(host: str) -> str:
     out = []
     for lab in host.split("."):
         if lab.startswith("xn--"):
-            try:
+            with contextlib.suppress(UnicodeError):
                 lab = lab[4:].encode("ascii").decode("punycode")
-            except UnicodeError:
-                pass
         out.append(lab)
     return ".".join(out)
 
 
 class Lookalikes:
-    def __init__(self, brands: Iterable[Brand]) -> None:
+    def __init__(self, brands: Iterable[Brand], *, risky_tlds: Iterable[str] = ()) -> None:
         self.brands = list(brands)
         self.official: dict[str, Brand] = {}
-        self.names: dict[str, Brand] = {}  # official registered name (label before suffix)
         self.keywords: dict[str, Brand] = {}
+        self.risky_tlds = frozenset(risky_tlds)
         for b in self.brands:
             for d in b.domains:
                 self.official[d] = b
-                rd = registered_domain(d)
-                name = rd[: -len(public_suffix(rd)) - 1] if "." in rd else rd
-                if len(name) >= 4:
-                    self.names.setdefault(name, b)
             for k in b.keywords:
                 self.keywords.setdefault(k, b)
-        self._name_list = list(self.names)
-        self._skeletons = {skeleton(n): b for n, b in self.names.items() if len(n) >= 4}
+        # edit distance only against distinctive keywords: short ones collide with words
+        self._typo_targets = [k for k in self.keywords if len(k) >= 6]
+        self._skeletons = {skeleton(k): b for k, b in self.keywords.items() if len(k) >= 4}
         self._long_kw = sorted((k for k in self.keywords if len(k) >= 5), key=len, reverse=True)
 
     @classmethod
-    def default(cls, extra_file: str | Path | None = None) -> Lookalikes:
-        return cls(load_brands(extra_file))
+    def default(cls, extra_file: str | Path | None = None,
+                risky_tlds: Iterable[str] = ()) -> Lookalikes:
+        return cls(load_brands(extra_file), risky_tlds=risky_tlds)
 
     def is_official(self, host: str) -> Brand | None:
         h = host
@@ -175,38 +173,36 @@ class Lookalikes:
         name = rd[: -len(suffix) - 1] if rd != suffix and rd.endswith("." + suffix) else rd
         sub = host[: -len(rd) - 1] if host != rd else ""
         uname = _unpuny(name)
-        # 1. homoglyph: an IDN (or digit swaps) whose skeleton is an official name
+        # 1. homoglyph: an IDN (or digit swaps) whose skeleton is a brand keyword
         sk = skeleton(uname)
         if sk != uname or uname != name:
             b = self._skeletons.get(sk)
-            if b is not None and len(sk) >= 4:
+            if b is not None:
                 return LookalikeHit(b.name, "homoglyph", sk)
-        # 2. the official name under a suffix the brand does not use
-        b = self.names.get(name)
+        # 2. a brand keyword as the name under a suffix the brand does not use; a country's
+        #    own TLD is often the brand's local site (yahoo.com.au), so only generic/risky TLDs
+        b = self.keywords.get(name)
         if b is not None:
-            return LookalikeHit(b.name, "other-tld", name)
-        # 3. edit distance to an official name
-        if len(name) >= 5:
-            limit = 1 if len(name) <= 8 else 2
-            m = extractOne(name, self._name_list, scorer=DamerauLevenshtein.distance,
+            tld = suffix.rsplit(".", 1)[-1]
+            if len(tld) > 2 or tld in self.risky_tlds:
+                return LookalikeHit(b.name, "other-tld", name)
+        # 3. one edit (two for long names) from a distinctive brand keyword
+        if len(name) >= 6:
+            limit = 1 if len(name) < 10 else 2
+            m = extractOne(name, self._typo_targets, scorer=DamerauLevenshtein.distance,
                            score_cutoff=limit)
-            if m is not None:
-                cand = m[0]
-                if cand != name and abs(len(cand) - len(name)) <= limit and len(cand) >= 5:
-                    return LookalikeHit(self.names[cand].name, "edit-distance", cand)
-        # 4. a brand keyword as a label of the subdomain part
+            if m is not None and m[0] != name and abs(len(m[0]) - len(name)) <= limit:
+                return LookalikeHit(self.keywords[m[0]].name, "edit-distance", m[0])
+        # 4. a brand keyword as a label (or a token of one) of the subdomain part
         if sub:
             for lab in sub.split("."):
-                for tok in {lab, *_TOKEN_SPLIT.split(lab)}:
+                for tok in (lab, *_TOKEN_SPLIT.split(lab)):
                     b = self.keywords.get(tok)
                     if b is not None:
                         return LookalikeHit(b.name, "brand-in-subdomain", tok)
-                    b = self.names.get(tok)
-                    if b is not None and len(tok) >= 5:
-                        return LookalikeHit(b.name, "brand-in-subdomain", tok)
         # 5. brand keyword plus other words in the registered name
         tokens = [t for t in _TOKEN_SPLIT.split(uname) if t]
-        if len(tokens) > 1 or "-" in name:
+        if len(tokens) > 1:
             for t in tokens:
                 b = self.keywords.get(t)
                 if b is not None:

@@ -50,7 +50,7 @@ _DISGUISES = frozenset({"defanged", "zero-width", "fullwidth", "split", "entity"
 
 
 @lru_cache(maxsize=1)
-def _url_data() -> dict[str, Any]:
+def url_data() -> dict[str, Any]:
     return tomllib.loads(resources.files("gateway.data").joinpath("urls.toml").read_text("utf-8"))
 
 
@@ -90,10 +90,11 @@ class UrlScanner:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> UrlScanner:
-        data = _url_data()
+        data = url_data()
         holder = IndexHolder(default_index_path(settings),
                              interval=settings.urls.reload_interval)
-        look = (Lookalikes.default(settings.urls.brands_file or None)
+        look = (Lookalikes.default(settings.urls.brands_file or None,
+                                   risky_tlds=data["risky_tlds"])
                 if settings.urls.lookalike else None)
         return cls(holder, lookalikes=look,
                    shorteners=[*data["shorteners"], *settings.urls.extra_shorteners],
