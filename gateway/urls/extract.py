@@ -42,7 +42,8 @@ _SPACED_DOT_RE = re.compile(r"(?<=[A-Za-z0-9])[ \t]+\.[ \t]*(?=[A-Za-z0-9])")
 _IDEO_DOT_RE = re.compile(r"(?<=[A-Za-z0-9-])[\u3002\uff61](?=[A-Za-z0-9])")
 
 _STOP = "\\s<>\"'`{}|\\\\^\u3001\u3002\u300c\u300d\u300e\u300f\uff08\uff09\u3010\u3011"
-_SCHEME_URL_RE = re.compile(rf"(?i)\b(?:https?|ftp)://[^{_STOP}]+|\bwww\d{{0,3}}\.[^{_STOP}]+")
+_SCHEME_URL_RE = re.compile(
+    rf"(?i)(?<![a-z0-9])(?:https?|ftp)://[^{_STOP}]+|(?<![a-z0-9.-])www\d{{0,3}}\.[^{_STOP}]+")
 _BARE_RE = re.compile(
     r"(?i)(?<![\w@.\-/])"
     r"((?:[a-z0-9\u00c0-\uffff](?:[a-z0-9\u00c0-\uffff-]{0,61}[a-z0-9\u00c0-\uffff])?\.)+"

@@ -134,9 +134,12 @@ class Lookalikes:
         self.official: dict[str, Brand] = {}
         self.keywords: dict[str, Brand] = {}
         self.risky_tlds = frozenset(risky_tlds)
+        self._official_names: set[str] = set()
         for b in self.brands:
             for d in b.domains:
                 self.official[d] = b
+                rd = registered_domain(d)
+                self._official_names.add(rd[: -len(public_suffix(rd)) - 1] or rd)
             for k in b.keywords:
                 self.keywords.setdefault(k, b)
         # edit distance only against distinctive keywords: short ones collide with words
@@ -183,6 +186,8 @@ class Lookalikes:
         #    own TLD is often the brand's local site (yahoo.com.au), so only generic/risky TLDs
         b = self.keywords.get(name)
         if b is not None:
+            if name not in self._official_names:  # a known variant or typo (amazom, jcb-card)
+                return LookalikeHit(b.name, "edit-distance", name)
             tld = suffix.rsplit(".", 1)[-1]
             if len(tld) > 2 or tld in self.risky_tlds:
                 return LookalikeHit(b.name, "other-tld", name)
