@@ -76,7 +76,8 @@ def update(fmt: str, list_name: str, allow: bool, append: bool, max_rejected_rat
             if not path.is_file():
                 _fail(f"{path}: no such file")
             report = FeedReport(str(path))
-            total = sum(1 for _ in path.open("rb"))
+            with path.open("rb") as f:
+                total = sum(1 for _ in f)
             with tqdm(total=total, unit=" lines", desc=path.name, disable=quiet,
                       file=sys.stderr, leave=False) as bar:
                 load_feed(path, fmt, builder, report, progress=bar.update, scope=scope)
