@@ -1,3 +1,4 @@
+# ruff: noqa: RUF001  (full-width and look-alike characters are what these tests are about)
 """Canonicalisation (Safe Browsing test vectors) and host-suffix / path-prefix expressions."""
 
 from __future__ import annotations
