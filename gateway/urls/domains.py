@@ -36,5 +36,6 @@ def is_tld(label: str) -> bool:
     return _PSL_ICANN.publicsuffix("x." + label) == label
 
 
+@lru_cache(maxsize=65536)
 def public_suffix(host: str) -> str:
     return _PSL_ICANN.publicsuffix(host) or host.rsplit(".", 1)[-1]

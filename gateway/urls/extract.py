@@ -17,9 +17,9 @@ from __future__ import annotations
 import html as htmlmod
 import re
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from gateway.urls.canon import UrlError, canonicalize
+from gateway.urls.canon import CanonicalUrl, UrlError, canonicalize
 from gateway.urls.domains import is_tld, registered_domain
 
 MAX_URLS = 500
@@ -68,6 +68,7 @@ class FoundUrl:
     host: str = ""  # canonical host (lower case, punycode)
     evasions: tuple[str, ...] = ()  # forms undone to find it: "defanged", "fullwidth", ...
     display_host: str = ""  # HTML: the host the visible link text shows, when it shows one
+    canonical: CanonicalUrl | None = field(default=None, compare=False, repr=False)
 
 
 def extract_urls(text: str, *, html: str = "") -> list[FoundUrl]:
@@ -317,7 +318,7 @@ def _make(candidate: str, source: str, original: str, ev: tuple[str, ...],
         evasions.append("idn")
     # the URL as the user's browser would request it (scheme kept, host canonical)
     norm = c.url if c.scheme in ("http", "https", "ftp") else url
-    return FoundUrl(norm, source, c.host, tuple(dict.fromkeys(evasions)), display_host)
+    return FoundUrl(norm, source, c.host, tuple(dict.fromkeys(evasions)), display_host, c)
 
 
 _ANCHOR_RE = re.compile(
@@ -371,7 +372,7 @@ def _href(href: str, shown: str) -> FoundUrl | None:
         return None
     display = shown if shown and mismatch(shown, f.host) else ""
     if display:
-        return FoundUrl(f.url, f.source, f.host, f.evasions, display)
+        return FoundUrl(f.url, f.source, f.host, f.evasions, display, f.canonical)
     return f
 
 

@@ -6,7 +6,8 @@ Given a host, `Lookalikes.classify(host)` answers with the strongest of:
 - `homoglyph`: an IDN whose confusable skeleton (Cyrillic/Greek letters that look Latin,
   `0`->`o`, `rn`->`m`, ...) is a brand's official name (`\u0430pple.com` with a Cyrillic a, `rnercari.jp`);
 - `edit-distance`: the registered name is one or two edits from a brand's official name
-  (`amazom.co.jp`, `rakutenn.com`); one edit for names of 5-8 letters, two for longer;
+  (`amazom.co.jp`, `rakutenn.com`): optimal string alignment distance (a swap of two
+  neighbours is one edit) to keywords of 6+ letters, one edit below 10 letters, two from 10;
 - `other-tld`: the registered name is a brand's official name under a suffix the brand does
   not use (`mercari.top`);
 - `brand-in-subdomain`: a brand keyword is a label of the subdomain part
@@ -31,7 +32,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from rapidfuzz.distance import DamerauLevenshtein
+from rapidfuzz.distance import OSA
 from rapidfuzz.process import extractOne
 
 from gateway.errors import ConfigError
@@ -143,9 +144,13 @@ class Lookalikes:
             for k in b.keywords:
                 self.keywords.setdefault(k, b)
         # edit distance only against distinctive keywords: short ones collide with words
-        self._typo_targets = [k for k in self.keywords if len(k) >= 6]
+        self._typo_by_len: dict[int, list[str]] = {}
+        for k in self.keywords:
+            if len(k) >= 6:
+                self._typo_by_len.setdefault(len(k), []).append(k)
         self._skeletons = {skeleton(k): b for k, b in self.keywords.items() if len(k) >= 4}
-        self._long_kw = sorted((k for k in self.keywords if len(k) >= 5), key=len, reverse=True)
+        long_kw = sorted((k for k in self.keywords if len(k) >= 5), key=len, reverse=True)
+        self._kw_re = re.compile("|".join(map(re.escape, long_kw))) if long_kw else None
 
     @classmethod
     def default(cls, extra_file: str | Path | None = None,
@@ -194,9 +199,10 @@ class Lookalikes:
         # 3. one edit (two for long names) from a distinctive brand keyword
         if len(name) >= 6:
             limit = 1 if len(name) < 10 else 2
-            m = extractOne(name, self._typo_targets, scorer=DamerauLevenshtein.distance,
-                           score_cutoff=limit)
-            if m is not None and m[0] != name and abs(len(m[0]) - len(name)) <= limit:
+            targets = [k for n in range(len(name) - limit, len(name) + limit + 1)
+                       for k in self._typo_by_len.get(n, ())]
+            m = extractOne(name, targets, scorer=OSA.distance, score_cutoff=limit)
+            if m is not None and m[0] != name:
                 return LookalikeHit(self.keywords[m[0]].name, "edit-distance", m[0])
         # 4. a brand keyword as a label (or a token of one) of the subdomain part
         if sub:
@@ -212,13 +218,12 @@ class Lookalikes:
                 b = self.keywords.get(t)
                 if b is not None:
                     return LookalikeHit(b.name, "brand-plus-word", t)
-        for kw in self._long_kw:
-            i = name.find(kw)
-            if i < 0 or name == kw:
-                continue
-            rest = (name[:i] + name[i + len(kw):]).replace("-", "")
-            if not rest or _JOIN_RE.match(rest):
-                return LookalikeHit(self.keywords[kw].name, "brand-plus-word", kw)
+        if self._kw_re is not None and name not in self.keywords:
+            for m in self._kw_re.finditer(name):
+                kw = m.group(0)
+                rest = (name[:m.start()] + name[m.end():]).replace("-", "")
+                if not rest or _JOIN_RE.match(rest):
+                    return LookalikeHit(self.keywords[kw].name, "brand-plus-word", kw)
         return None
 
     def brands_in_text(self, text: str) -> list[Brand]:

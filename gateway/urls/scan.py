@@ -119,10 +119,12 @@ class UrlScanner:
 
         unofficial: list[str] = []
         for f in found:
-            try:
-                c = canonicalize(f.url)
-            except UrlError:
-                continue
+            c = f.canonical
+            if c is None:
+                try:
+                    c = canonicalize(f.url)
+                except UrlError:
+                    continue
             host = c.host
             listed = index.lookup(expressions(c)) if len(index) else []
             if any(h.kind == "allow" for h in listed):
