@@ -2,14 +2,14 @@
 
 Layout of `MAMORI_DATA_DIR/urls/index.bin` (little endian):
 
-    b"MAMURLX1"  u64 header_len  header (JSON, padded to 8 bytes)
+    b"MAMURLX2"  u64 header_len  header (JSON, padded to 8 bytes)
+    offsets: u64[65537]  start of each bucket of keys by their top 16 bits
     keys: u64[n]  sorted BLAKE2b-64 of each expression
     tags: u16[n]  index into header["tags"]: (list, kind "block"|"allow", label e.g. the brand)
 
-10 bytes per entry (perf/url_bench.py measures it: 20 million entries map about 200 MB, shared
-by every worker process through the page cache). A 64-bit prefix gives about 20e6 / 2**64 =
-1e-12 false matches per lookup: treated as exact. Lookups batch all expressions of a URL into
-one `numpy.searchsorted`.
+10 bytes per entry plus 512 KiB of bucket offsets (perf/url_bench.py measures it: 20 million
+entries map about 200 MB, shared by every worker process through the page cache). A 64-bit
+prefix gives about 20e6 / 2**64 = 1e-12 false matches per lookup: treated as exact.
 
 Each feed is kept on its own under `urls/lists/<name>.npz` (keys, tags of that list) so that
 `mamori urls update` replaces one feed and rebuilds the merged index. The index is written to
@@ -24,7 +24,9 @@ import hashlib
 import json
 import os
 import struct
+import sys
 import threading
+from bisect import bisect_left
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -36,7 +38,11 @@ import numpy.typing as npt
 
 from gateway.errors import ConfigError
 
-MAGIC = b"MAMURLX1"
+MAGIC = b"MAMURLX2"
+BUCKET_BITS = 16
+N_BUCKETS = 1 << BUCKET_BITS
+SHIFT = 64 - BUCKET_BITS
+OFFSETS_BYTES = 8 * (N_BUCKETS + 1)
 INDEX_NAME = "index.bin"
 LISTS_DIR = "lists"
 KINDS = ("block", "allow")
@@ -77,17 +83,45 @@ def urls_dir(data_dir: Path) -> Path:
     return Path(data_dir) / "urls"
 
 
+def bucket_offsets(sorted_keys: U64) -> U64:
+    """offs[b] = first position whose key's top BUCKET_BITS bits are >= b (b = 0..2**BITS)."""
+    bounds = np.arange(N_BUCKETS + 1, dtype=np.uint64) << np.uint64(64 - BUCKET_BITS)
+    offs = np.searchsorted(sorted_keys, bounds[:-1], side="left").astype(np.uint64)
+    return np.append(offs, np.uint64(len(sorted_keys)))
+
+
+def _view(arr: npt.NDArray[Any], fmt: str) -> memoryview:
+    return memoryview(np.ascontiguousarray(arr)).cast("B").cast(fmt)
+
+
 class UrlIndex:
-    """A read-only, memory-mapped index file (or an empty index)."""
+    """A read-only index: a memory-mapped file, or in-memory arrays (evaluation, tests).
+
+    A lookup finds the key's bucket by its top 16 bits (offsets stored in the file), then
+    bisects inside the bucket (about 300 keys at 20 million entries: one or two pages), over
+    memoryviews of the mapping, so that a key costs about a microsecond of Python and no
+    copies. 64-bit keys are stored little-endian; on a big-endian host the views go through
+    numpy instead.
+    """
 
     def __init__(self, keys: U64, tags: U16, tag_table: Sequence[Tag], meta: dict[str, Any],
-                 path: Path | None = None, ident: tuple[int, int, int] | None = None) -> None:
+                 path: Path | None = None, ident: tuple[int, int, int] | None = None,
+                 offsets: U64 | None = None) -> None:
         self.keys = keys
         self.tags = tags
         self.tag_table = list(tag_table)
         self.meta = meta
         self.path = path
         self.ident = ident
+        self.offsets = offsets if offsets is not None else bucket_offsets(keys)
+        if sys.byteorder == "little":
+            self._k: Sequence[int] = _view(keys, "Q")
+            self._t: Sequence[int] = _view(tags, "H")
+            self._o: Sequence[int] = _view(self.offsets, "Q")
+        else:  # pragma: no cover - big-endian hosts
+            self._k = keys.astype(np.uint64).tolist()
+            self._t = tags.astype(np.uint16).tolist()
+            self._o = self.offsets.astype(np.uint64).tolist()
 
     @classmethod
     def empty(cls) -> UrlIndex:
@@ -131,39 +165,55 @@ class UrlIndex:
                 meta = json.loads(f.read(hlen))
             n = int(meta["count"])
             off = 16 + hlen
-            if st.st_size != off + n * 10:
+            if st.st_size != off + OFFSETS_BYTES + n * 10:
                 raise ConfigError(f"{path}: truncated or corrupt (size {st.st_size})")
+            offs = np.memmap(path, dtype="<u8", mode="r", offset=off, shape=(N_BUCKETS + 1,))
+            off += OFFSETS_BYTES
             if n:
                 keys = np.memmap(path, dtype="<u8", mode="r", offset=off, shape=(n,))
                 tags = np.memmap(path, dtype="<u2", mode="r", offset=off + 8 * n, shape=(n,))
             else:
                 keys, tags = np.zeros(0, np.uint64), np.zeros(0, np.uint16)
+            if int(offs[-1]) != n:
+                raise ConfigError(f"{path}: corrupt bucket offsets")
             table = [Tag(*t) for t in meta["tags"]]
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ConfigError(f"cannot open URL index {path}: {exc}") from exc
-        return cls(keys, tags, table, meta, path, (st.st_ino, st.st_mtime_ns, st.st_size))
+        return cls(keys, tags, table, meta, path, (st.st_ino, st.st_mtime_ns, st.st_size), offs)
 
-    def lookup_keys(self, keys: U64) -> list[tuple[int, Tag]]:
-        """(position in `keys`, tag) for every key that is in the index."""
-        if not len(self) or not len(keys):
+    def find(self, key: int) -> list[Tag]:
+        """The tags of one key (several when lists share an entry)."""
+        b = key >> SHIFT
+        o = self._o
+        lo, hi = o[b], o[b + 1]
+        if lo == hi:
             return []
-        lo = np.searchsorted(self.keys, keys, side="left")
-        lo_c = np.minimum(lo, len(self) - 1)
-        found = np.nonzero(self.keys[lo_c] == keys)[0]
+        k = self._k
+        i = bisect_left(k, key, lo, hi)
+        out: list[Tag] = []
+        while i < hi and k[i] == key:
+            out.append(self.tag_table[self._t[i]])
+            i += 1
+        return out
+
+    def lookup_keys(self, keys: Iterable[int]) -> list[tuple[int, Tag]]:
+        """(position in `keys`, tag) for every key that is in the index."""
+        if not len(self):
+            return []
         out: list[tuple[int, Tag]] = []
-        for i in found.tolist():
-            j = int(lo[i])
-            k = keys[i]
-            while j < len(self) and self.keys[j] == k:  # the same key may be in several lists
-                out.append((i, self.tag_table[int(self.tags[j])]))
-                j += 1
+        for pos, key in enumerate(keys):
+            for tag in self.find(int(key)):
+                out.append((pos, tag))
         return out
 
     def lookup(self, expressions: Sequence[str]) -> list[Hit]:
         if not len(self) or not expressions:
             return []
-        hits = self.lookup_keys(keys_of(expressions))
-        return [Hit(expressions[i], t.list, t.kind, t.label) for i, t in hits]
+        out: list[Hit] = []
+        for e in expressions:
+            for t in self.find(key_of(e)):
+                out.append(Hit(e, t.list, t.kind, t.label))
+        return out
 
 
 def write_index(path: Path, keys: U64, tags: U16, tag_table: Sequence[Tag],
@@ -172,13 +222,16 @@ def write_index(path: Path, keys: U64, tags: U16, tag_table: Sequence[Tag],
     order = np.argsort(keys, kind="stable")
     keys = np.ascontiguousarray(keys[order], dtype="<u8")
     tags = np.ascontiguousarray(tags[order], dtype="<u2")
-    meta = dict(meta, count=int(keys.shape[0]), tags=[[t.list, t.kind, t.label] for t in tag_table])
+    offs = bucket_offsets(keys).astype("<u8")
+    meta = dict(meta, count=int(keys.shape[0]), bucket_bits=BUCKET_BITS,
+                tags=[[t.list, t.kind, t.label] for t in tag_table])
     header = json.dumps(meta, ensure_ascii=False).encode("utf-8")
     header += b" " * (-len(header) % 8)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with open(tmp, "wb") as f:
         f.write(MAGIC + struct.pack("<Q", len(header)) + header)
+        f.write(offs.tobytes())
         f.write(keys.tobytes())
         f.write(tags.tobytes())
         f.flush()
