@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.errors import GatewayError
-from gateway.urls.canon import UrlError, canonicalize, expressions
+from gateway.urls.canon import UrlError, canonicalize
 from gateway.urls.feeds import SCOPES, FeedReport, load_feed
 from gateway.urls.index import ListBuilder, UrlIndex
 from gateway.urls.lookalike import Lookalikes
@@ -105,11 +105,10 @@ def run_evaluation(jpcert_dir: Path, sa_dir: Path, *, split: str = "2024-01",
             total += 1
             key = c.url
             distinct.add(key)
-            exprs = expressions(c)
             for scope, idx in indexes.items():
-                if idx.lookup(exprs):
+                if idx.lookup_url(c):
                     by_scope[scope] += 1
-            is_listed = bool(index.lookup(exprs))
+            is_listed = bool(index.lookup_url(c))
             hit = None if c.is_ip or look.is_official(c.host) else look.classify(c.host)
             if is_listed:
                 listed += 1
@@ -134,7 +133,7 @@ def run_evaluation(jpcert_dir: Path, sa_dir: Path, *, split: str = "2024-01",
             ham_hits[h] = f"{r.brand}/{r.reason}"
     msgs_with_urls = sum(1 for hs in per_msg if hs)
     msgs_hit = sum(1 for hs in per_msg if any(h in ham_hits for h in hs))
-    list_fp_hosts = [h for h in hosts if index.lookup(expressions(canonicalize(h)))]
+    list_fp_hosts = [h for h in hosts if index.lookup_url(canonicalize(h))]
     say(f"ham: {len(per_msg)} messages, {len(hosts)} distinct URL hosts in "
         f"{time.perf_counter() - t1:.1f}s")
 

@@ -37,6 +37,7 @@ import numpy as np
 import numpy.typing as npt
 
 from gateway.errors import ConfigError
+from gateway.urls.canon import CanonicalUrl, host_suffixes, path_prefixes
 
 MAGIC = b"MAMURLX2"
 BUCKET_BITS = 16
@@ -48,6 +49,7 @@ LISTS_DIR = "lists"
 KINDS = ("block", "allow")
 MAX_TAGS = 65535
 RELOAD_INTERVAL = 1.0
+MARKER = "\x00"  # key of MARKER + host: the host has path-scoped entries
 
 U64 = npt.NDArray[np.uint64]
 U16 = npt.NDArray[np.uint16]
@@ -206,6 +208,30 @@ class UrlIndex:
                 out.append((pos, tag))
         return out
 
+    def lookup_url(self, c: CanonicalUrl) -> list[Hit]:
+        """Hits for a canonical URL: the same as `lookup(expressions(c))`, with fewer probes.
+
+        Each host suffix costs two probes: `host/` (the whole host is listed) and the
+        host's path marker; only a host with path-scoped entries gets its path prefixes
+        probed. Most URLs take 2-6 probes instead of up to 30.
+        """
+        if not len(self):
+            return []
+        out: list[Hit] = []
+        paths: list[str] | None = None
+        for h in host_suffixes(c.host, c.is_ip):
+            e = h + "/"
+            for t in self.find(key_of(e)):
+                out.append(Hit(e, t.list, t.kind, t.label))
+            if self.find(key_of(MARKER + h)):
+                if paths is None:
+                    paths = [p for p in path_prefixes(c.path, c.query, c.has_query) if p != "/"]
+                for p in paths:
+                    e = h + p
+                    for t in self.find(key_of(e)):
+                        out.append(Hit(e, t.list, t.kind, t.label))
+        return out
+
     def lookup(self, expressions: Sequence[str]) -> list[Hit]:
         if not len(self) or not expressions:
             return []
@@ -258,8 +284,9 @@ class ListBuilder:
         if kind not in KINDS:
             raise ConfigError(f"list kind must be one of {KINDS}, not {kind!r}")
         self.name, self.kind = name, kind
-        self._labels: dict[str, int] = {}
+        self._labels: dict[str, int] = {"": 0}
         self._keys: dict[int, int] = {}
+        self._markers: set[int] = set()
 
     def add(self, expression: str, label: str = "") -> bool:
         """Add an expression; False when it was already there."""
@@ -274,6 +301,9 @@ class ListBuilder:
         if k in self._keys:
             return False
         self._keys[k] = lid
+        host, _, path = expression.partition("/")
+        if path:
+            self._markers.add(key_of(MARKER + host))
         return True
 
     def __len__(self) -> int:
@@ -281,18 +311,25 @@ class ListBuilder:
 
     def extend_from(self, data: ListData) -> None:
         """Start from an existing list's entries (for `--append`)."""
-        for k, lid in zip(data.keys.tolist(), data.labels.tolist(), strict=True):
+        n = len(data.keys) - int(data.meta.get("markers", 0))
+        for k, lid in zip(data.keys[:n].tolist(), data.labels[:n].tolist(), strict=True):
             label = data.label_table[lid]
             nid = self._labels.setdefault(label, len(self._labels))
             self._keys.setdefault(k, nid)
+        self._markers.update(data.keys[n:].tolist())
 
     def build(self, meta: dict[str, Any] | None = None) -> ListData:
-        keys = np.fromiter(self._keys.keys(), dtype=np.uint64, count=len(self._keys))
-        labels = np.fromiter(self._keys.values(), dtype=np.uint16, count=len(self._keys))
+        """The list's keys, its path markers last (`meta["markers"]` of them, label "")."""
+        markers = sorted(self._markers - self._keys.keys())
+        keys = np.fromiter([*self._keys.keys(), *markers], dtype=np.uint64,
+                           count=len(self._keys) + len(markers))
+        labels = np.fromiter([*self._keys.values(), *([0] * len(markers))], dtype=np.uint16,
+                             count=len(keys))
+        meta = {**(meta or {}), "entries": len(self._keys), "markers": len(markers)}
         table = [""] * len(self._labels)
         for lab, i in self._labels.items():
             table[i] = lab
-        return ListData(self.name, self.kind, keys, labels, table, dict(meta or {}))
+        return ListData(self.name, self.kind, keys, labels, table, meta)
 
 
 class IndexStore:

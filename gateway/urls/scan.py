@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.config import Settings
-from gateway.urls.canon import UrlError, canonicalize, expressions
+from gateway.urls.canon import UrlError, canonicalize
 from gateway.urls.domains import registered_domain
 from gateway.urls.extract import FoundUrl
 from gateway.urls.index import INDEX_NAME, IndexHolder, UrlIndex, urls_dir
@@ -126,7 +126,7 @@ class UrlScanner:
                 except UrlError:
                     continue
             host = c.host
-            listed = index.lookup(expressions(c)) if len(index) else []
+            listed = index.lookup_url(c) if len(index) else []
             if any(h.kind == "allow" for h in listed):
                 hit("URL_ALLOWLISTED", 1.0, host,
                     *(f"list:{h.list}" for h in listed if h.kind == "allow"))

@@ -37,7 +37,7 @@ def store(tmp_path: Path) -> IndexStore:
 
 def test_lookup_by_host_suffix_and_path_prefix(store: IndexStore) -> None:
     idx = UrlIndex.open(store.index_path)
-    assert len(idx) == 3
+    assert len(idx) == 4  # 3 entries + the path marker of evil.example
     assert lookup(idx, "http://a.b.evil.example/login/x?y") == [("jpcert", "block", "Amazon")]
     assert lookup(idx, "https://evil.example/other") == []
     assert lookup(idx, "https://www.phish.example/any/path") == [("jpcert", "block", "楽天")]
@@ -149,3 +149,26 @@ def test_from_lists_matches_file_index() -> None:
     idx = UrlIndex.from_lists([a])
     assert lookup(idx, "http://x.example/p/q") == [("a", "block", "L")]
     assert idx.keys.dtype == np.uint64
+
+
+@pytest.mark.parametrize("url", [
+    "http://a.b.evil.example/login/x?y", "https://evil.example/other", "https://evil.example/",
+    "https://www.phish.example/any/path", "https://good.example/", "http://x.y.z.phish.example/",
+    "http://evil.example/login?q=1", "http://1.2.3.4/login",
+])
+def test_lookup_url_equals_expression_lookup(store: IndexStore, url: str) -> None:
+    idx = UrlIndex.open(store.index_path)
+    c = canonicalize(url)
+    fast = sorted((h.expression, h.list, h.label) for h in idx.lookup_url(c))
+    full = sorted((h.expression, h.list, h.label) for h in idx.lookup(expressions(c)))
+    assert fast == full
+
+
+def test_append_keeps_markers(tmp_path: Path) -> None:
+    b = make_list("a", {"evil.example/login": "L"})
+    data = b.build()
+    b2 = ListBuilder("a", "block")
+    b2.extend_from(data)
+    b2.add(list_expression("other.example"), "")
+    idx = UrlIndex.from_lists([b2.build()])
+    assert [h.label for h in idx.lookup_url(canonicalize("http://evil.example/login/x"))] == ["L"]
