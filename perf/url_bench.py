@@ -29,11 +29,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from gateway.urls.canon import canonicalize, expressions, list_expression  # noqa: E402
-from gateway.urls.extract import extract_urls  # noqa: E402
-from gateway.urls.index import IndexHolder, Tag, UrlIndex, key_of, write_index  # noqa: E402
-from gateway.urls.lookalike import Lookalikes  # noqa: E402
-from gateway.urls.scan import UrlScanner, url_data  # noqa: E402
+from gateway.urls.canon import canonicalize, expressions, list_expression
+from gateway.urls.extract import extract_urls
+from gateway.urls.index import IndexHolder, Tag, UrlIndex, key_of, write_index
+from gateway.urls.lookalike import Lookalikes
+from gateway.urls.scan import UrlScanner, url_data
 
 
 def rss_mb() -> float:

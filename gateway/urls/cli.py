@@ -177,9 +177,11 @@ def check(source: str) -> None:
               help="SpamAssassin corpus folder (default: MAMORI_SHARED_DATA/email/spamassassin)")
 @click.option("--split", default="2024-01", show_default=True,
               help="lists are built from months before this, evaluated on the months from it")
+@click.option("--until", default="9999-99", help="last month evaluated (YYYY-MM; default: all)")
 @click.option("--scope", type=click.Choice(["url", "host", "domain"]), default="host",
               show_default=True, help="list entry scope for the headline figure")
-def evaluate(jpcert_dir: Path | None, sa_dir: Path | None, split: str, scope: str) -> None:
+def evaluate(jpcert_dir: Path | None, sa_dir: Path | None, split: str, until: str,
+             scope: str) -> None:
     """Recall on later JPCERT/CC URLs (list alone, list + lookalikes) and the lookalike
     false-positive rate on URLs of SpamAssassin ham. Prints JSON."""
     from gateway.urls.evaluate import run_evaluation
@@ -189,7 +191,7 @@ def evaluate(jpcert_dir: Path | None, sa_dir: Path | None, split: str, scope: st
     try:
         result = run_evaluation(jpcert_dir or shared / "urls" / "jpcert_phishurl",
                                 sa_dir or shared / "email" / "spamassassin", split=split,
-                                scope_default=scope,
+                                scope_default=scope, until=until,
                                 progress=lambda m: click.echo(m, err=True))
     except (GatewayError, OSError) as exc:
         _fail(str(exc))

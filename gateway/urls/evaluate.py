@@ -60,14 +60,14 @@ def ham_urls(sa_dir: Path) -> list[list[str]]:
 
 
 def run_evaluation(jpcert_dir: Path, sa_dir: Path, *, split: str = "2024-01",
-                   scope_default: str = "host",
+                   scope_default: str = "host", until: str = "9999-99",
                    progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     say = progress or (lambda _m: None)
     if not jpcert_dir.is_dir():
         raise GatewayError(f"JPCERT/CC folder {jpcert_dir} not found")
     months = _months(jpcert_dir)
     train = [p for m, p in months if m < split]
-    test = [p for m, p in months if m >= split]
+    test = [p for m, p in months if split <= m <= until]
     if not train or not test:
         raise GatewayError(f"need months before and from {split} in {jpcert_dir}")
     t0 = time.perf_counter()
@@ -142,6 +142,7 @@ def run_evaluation(jpcert_dir: Path, sa_dir: Path, *, split: str = "2024-01",
 
     return {
         "split": split,
+        "until": until if until != "9999-99" else months[-1][0],
         "list": {"months": len(train), "entries": sizes, "rejected_lines": report.rejected,
                  "scope": scope_default},
         "test": {"months": len(test), "urls": total, "unparsable": bad,

@@ -26,8 +26,8 @@ import os
 import struct
 import sys
 import threading
-from bisect import bisect_left
 import time
+from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path

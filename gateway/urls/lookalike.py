@@ -65,9 +65,12 @@ _JOIN_WORDS = (
 )
 _JOIN_RE = re.compile("^(?:" + "|".join(sorted(_JOIN_WORDS, key=len, reverse=True)) + ")+$")
 
+# a Japanese second-level suffix or .com inside the subdomain part: the host pretends to be
+# another site (www.amazon.co.jp.evil.top, www.eki.co.jp-admin.evil.cn)
+_FAKE_SUFFIX_RE = re.compile(r"(?:^|[.-])(?:co|ne|or|go)[.-]jp(?:$|[.-])|(?:^|[.-])com[.-](?:jp|[a-z]{3,})")
 REASON_STRENGTH = {
     "homoglyph": 1.0, "edit-distance": 1.0, "other-tld": 1.0,
-    "brand-in-subdomain": 0.9, "brand-plus-word": 0.85,
+    "brand-in-subdomain": 0.9, "brand-plus-word": 0.85, "domain-in-subdomain": 0.8,
 }
 
 
@@ -204,13 +207,23 @@ class Lookalikes:
             m = extractOne(name, targets, scorer=OSA.distance, score_cutoff=limit)
             if m is not None and m[0] != name:
                 return LookalikeHit(self.keywords[m[0]].name, "edit-distance", m[0])
-        # 4. a brand keyword as a label (or a token of one) of the subdomain part
+        # 4. a brand keyword as a label (or a token of one) of the subdomain part, or a
+        #    keyword of 6+ letters inside one (paypayycas-jp.example.com)
         if sub:
             for lab in sub.split("."):
                 for tok in (lab, *_TOKEN_SPLIT.split(lab)):
                     b = self.keywords.get(tok)
                     if b is not None:
                         return LookalikeHit(b.name, "brand-in-subdomain", tok)
+                if self._kw_re is not None and len(lab) >= 6:
+                    for m in self._kw_re.finditer(lab):
+                        if len(m.group(0)) >= 6:
+                            kw = m.group(0)
+                            return LookalikeHit(self.keywords[kw].name, "brand-in-subdomain", kw)
+            # 4b. a registrable-looking name in the subdomain (www.eki.co.jp-admin.evil.cn)
+            if _FAKE_SUFFIX_RE.search(sub):
+                return LookalikeHit("", "domain-in-subdomain", _FAKE_SUFFIX_RE.search(sub)
+                                    .group(0).strip(".-"))
         # 5. brand keyword plus other words in the registered name
         tokens = [t for t in _TOKEN_SPLIT.split(uname) if t]
         if len(tokens) > 1:

@@ -151,7 +151,8 @@ class UrlScanner:
                 if la is not None:
                     name = ("URL_LOOKALIKE" if la.reason in ("homoglyph", "edit-distance",
                                                              "other-tld") else "URL_BRAND_ABUSE")
-                    hit(name, la.strength, host, f"brand:{la.brand}", f"reason:{la.reason}")
+                    hit(name, la.strength, host, f"brand:{la.brand}" if la.brand else "",
+                        f"reason:{la.reason}")
             tld = host.rsplit(".", 1)[-1]
             if not c.is_ip and tld in self.risky_tlds:
                 hit("URL_RISKY_TLD", 1.0, host)
