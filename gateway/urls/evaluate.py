@@ -88,6 +88,7 @@ def run_evaluation(jpcert_dir: Path, sa_dir: Path, *, split: str = "2024-01",
 
     look = Lookalikes.default(risky_tlds=url_data()["risky_tlds"])
     by_scope: Counter[str] = Counter()
+    either_by_scope: Counter[str] = Counter()
 
     total = listed = either = look_only = bad = 0
     reasons: Counter[str] = Counter()
@@ -105,11 +106,14 @@ def run_evaluation(jpcert_dir: Path, sa_dir: Path, *, split: str = "2024-01",
             total += 1
             key = c.url
             distinct.add(key)
+            hit = None if c.is_ip or look.is_official(c.host) else look.classify(c.host)
             for scope, idx in indexes.items():
                 if idx.lookup_url(c):
                     by_scope[scope] += 1
+                    either_by_scope[scope] += 1
+                elif hit is not None:
+                    either_by_scope[scope] += 1
             is_listed = bool(index.lookup_url(c))
-            hit = None if c.is_ip or look.is_official(c.host) else look.classify(c.host)
             if is_listed:
                 listed += 1
                 distinct_listed.add(key)
@@ -152,6 +156,8 @@ def run_evaluation(jpcert_dir: Path, sa_dir: Path, *, split: str = "2024-01",
                            "percent_by_scope": {k: pct(v, total) for k, v in by_scope.items()}},
         "caught_with_lookalikes": {"urls": either, "percent": pct(either, total),
                                    "distinct_percent": pct(len(distinct_either), len(distinct)),
+                                   "percent_by_scope": {k: pct(v, total)
+                                                        for k, v in either_by_scope.items()},
                                    "added_by_lookalikes": look_only,
                                    "lookalike_reasons": dict(reasons.most_common())},
         "top_brands_caught": dict(brands_caught.most_common(10)),
