@@ -31,7 +31,7 @@ from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -92,8 +92,10 @@ def bucket_offsets(sorted_keys: U64) -> U64:
     return np.append(offs, np.uint64(len(sorted_keys)))
 
 
-def _view(arr: npt.NDArray[Any], fmt: str) -> memoryview:
-    return memoryview(np.ascontiguousarray(arr)).cast("B").cast(fmt)
+def _view(arr: npt.NDArray[Any], fmt: Literal["Q", "H"]) -> Sequence[int]:
+    buf: Any = np.ascontiguousarray(arr)
+    view: Sequence[int] = memoryview(buf).cast("B").cast(fmt)
+    return view
 
 
 class UrlIndex:
@@ -169,8 +171,11 @@ class UrlIndex:
             off = 16 + hlen
             if st.st_size != off + OFFSETS_BYTES + n * 10:
                 raise ConfigError(f"{path}: truncated or corrupt (size {st.st_size})")
-            offs = np.memmap(path, dtype="<u8", mode="r", offset=off, shape=(N_BUCKETS + 1,))
+            offs: npt.NDArray[Any] = np.memmap(path, dtype="<u8", mode="r", offset=off,
+                                               shape=(N_BUCKETS + 1,))
             off += OFFSETS_BYTES
+            keys: npt.NDArray[Any]
+            tags: npt.NDArray[Any]
             if n:
                 keys = np.memmap(path, dtype="<u8", mode="r", offset=off, shape=(n,))
                 tags = np.memmap(path, dtype="<u2", mode="r", offset=off + 8 * n, shape=(n,))

@@ -216,14 +216,14 @@ class Lookalikes:
                     if b is not None:
                         return LookalikeHit(b.name, "brand-in-subdomain", tok)
                 if self._kw_re is not None and len(lab) >= 6:
-                    for m in self._kw_re.finditer(lab):
-                        if len(m.group(0)) >= 6:
-                            kw = m.group(0)
+                    for km in self._kw_re.finditer(lab):
+                        kw = km.group(0)
+                        if len(kw) >= 6:
                             return LookalikeHit(self.keywords[kw].name, "brand-in-subdomain", kw)
             # 4b. a registrable-looking name in the subdomain (www.eki.co.jp-admin.evil.cn)
-            if _FAKE_SUFFIX_RE.search(sub):
-                return LookalikeHit("", "domain-in-subdomain", _FAKE_SUFFIX_RE.search(sub)
-                                    .group(0).strip(".-"))
+            fake = _FAKE_SUFFIX_RE.search(sub)
+            if fake is not None:
+                return LookalikeHit("", "domain-in-subdomain", fake.group(0).strip(".-"))
         # 5. brand keyword plus other words in the registered name
         tokens = [t for t in _TOKEN_SPLIT.split(uname) if t]
         if len(tokens) > 1:
@@ -232,9 +232,9 @@ class Lookalikes:
                 if b is not None:
                     return LookalikeHit(b.name, "brand-plus-word", t)
         if self._kw_re is not None and name not in self.keywords:
-            for m in self._kw_re.finditer(name):
-                kw = m.group(0)
-                rest = (name[:m.start()] + name[m.end():]).replace("-", "")
+            for km in self._kw_re.finditer(name):
+                kw = km.group(0)
+                rest = (name[:km.start()] + name[km.end():]).replace("-", "")
                 if not rest or _JOIN_RE.match(rest):
                     return LookalikeHit(self.keywords[kw].name, "brand-plus-word", kw)
         return None
