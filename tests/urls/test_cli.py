@@ -128,3 +128,18 @@ def test_evaluate_small(runner: CliRunner, tmp_path: Path) -> None:
     assert res["caught_with_lookalikes"]["urls"] == 2
     assert res["ham"]["distinct_hosts"] == 2
     assert res["ham"]["lookalike_fp_hosts"] == 1
+
+
+@pytest.mark.slow
+def test_evaluate_on_shared_data(runner: CliRunner, shared_data: Path) -> None:
+    """The figures in docs/urls.md: second half of 2023 (a quicker run than 2024)."""
+    r = runner.invoke(main, ["urls", "evaluate", "--split", "2023-10", "--until", "2023-12",
+                             "--jpcert", str(shared_data / "urls" / "jpcert_phishurl"),
+                             "--spamassassin", str(shared_data / "email" / "spamassassin")])
+    assert r.exit_code == 0, r.output
+    res = json.loads(r.stdout)
+    assert res["test"]["urls"] > 5000
+    listed = res["caught_by_list"]["percent"]
+    assert res["caught_with_lookalikes"]["percent"] > listed
+    assert res["ham"]["messages"] == 4150
+    assert res["ham"]["lookalike_fp_rate_hosts_percent"] < 1.0
