@@ -50,7 +50,7 @@ def discover() -> list[tuple[str, Callable[[PluginEnv], Iterable[Check]]]]:
     return found
 
 
-def build_checks(env: PluginEnv) -> list[Check]:
+def build_checks(env: PluginEnv, *, include_disabled: bool = False) -> list[Check]:
     checks: list[Check] = []
     disabled = set(env.settings.pipeline.disabled_checks)
     for name, factory in discover():
@@ -63,15 +63,18 @@ def build_checks(env: PluginEnv) -> list[Check]:
         for check in made:
             if not isinstance(check, Check):
                 raise ConfigError(f"plugin {name} returned {type(check).__name__}, not a Check")
-            if check.name not in disabled:
+            if include_disabled or check.name not in disabled:
                 checks.append(check)
     return checks
 
 
 def build_pipeline(settings: Settings, env: PluginEnv | None = None) -> Pipeline:
     env = env or PluginEnv(settings)
-    checks = build_checks(env)
-    specs = [s for c in checks for s in c.symbols]
+    every = build_checks(env, include_disabled=True)
+    disabled = set(settings.pipeline.disabled_checks)
+    checks = [c for c in every if c.name not in disabled]
+    # weights of a disabled check's symbols stay valid in the scores file
+    specs = [s for c in every for s in c.symbols]
     p = settings.pipeline
     scores = load_scores(specs, scores_file=p.scores_file or None, weights=p.weights,
                          thresholds=p.thresholds)

@@ -74,6 +74,11 @@ def _unescape_fully(s: str) -> bytes:
     return data
 
 
+def _plain(s: str) -> bool:
+    """Printable ASCII without `%`, `#` or space: canonicalisation leaves it as it is."""
+    return s.isascii() and s.isprintable() and "%" not in s and " " not in s and "#" not in s
+
+
 def _escape(data: bytes) -> str:
     return _ESCAPE_RE.sub(lambda m: b"%%%02X" % m.group(0)[0], data).decode("ascii")
 
@@ -199,10 +204,16 @@ def canonicalize(url: str, *, default_scheme: str = "http") -> CanonicalUrl:
     tail = tail.replace("\\", "/") if "?" not in tail else (
         tail.split("?", 1)[0].replace("\\", "/") + "?" + tail.split("?", 1)[1])
     path_raw, qmark, query_raw = tail.partition("?")
-    path_bytes = _unescape_fully(path_raw or "/")
-    path = _escape(path_bytes)
-    path = _normalize_path(path)
-    query = _escape(_unescape_fully(query_raw)) if qmark else ""
+    if _plain(path_raw) and "//" not in path_raw and "/." not in path_raw:
+        path = path_raw or "/"  # nothing to unescape, escape or resolve: the common case
+    else:
+        path = _normalize_path(_escape(_unescape_fully(path_raw or "/")))
+    if not qmark:
+        query = ""
+    elif _plain(query_raw):
+        query = query_raw
+    else:
+        query = _escape(_unescape_fully(query_raw))
     return CanonicalUrl(scheme, host, port, path, query, bool(qmark), is_ip)
 
 

@@ -154,6 +154,7 @@ class Lookalikes:
         self._skeletons = {skeleton(k): b for k, b in self.keywords.items() if len(k) >= 4}
         long_kw = sorted((k for k in self.keywords if len(k) >= 5), key=len, reverse=True)
         self._kw_re = re.compile("|".join(map(re.escape, long_kw))) if long_kw else None
+        self._cached = lru_cache(maxsize=65536)(self._classify)
 
     @classmethod
     def default(cls, extra_file: str | Path | None = None,
@@ -171,9 +172,9 @@ class Lookalikes:
             h = h.split(".", 1)[1]
 
     def classify(self, host: str) -> LookalikeHit | None:
-        return self._classify(host.lower().rstrip("."))
+        """The strongest lookalike reason for a host, or None (cached: campaigns repeat)."""
+        return self._cached(host.lower().rstrip("."))
 
-    @lru_cache(maxsize=65536)  # noqa: B019 - one long-lived instance; hosts repeat in campaigns
     def _classify(self, host: str) -> LookalikeHit | None:
         if not host or host[0] == "[" or host.replace(".", "").isdigit():
             return None
