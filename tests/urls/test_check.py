@@ -125,3 +125,11 @@ async def test_reload_waits_for_the_interval(url_settings: Settings) -> None:
     save_list(url_settings.data_dir, "openphish", {"fresh-campaign.example": ""})
     v = await scan_sms(gw, "https://fresh-campaign.example/a")
     assert "URL_LISTED" not in v.symbols  # picked up at the next check, not on every message
+
+
+async def test_disabling_the_url_check_keeps_its_weights_valid(url_settings: Settings) -> None:
+    url_settings.pipeline.disabled_checks = ["urls"]
+    gw = make_gateway(url_settings)  # scores.toml names URL_* symbols: must still start
+    assert "urls" not in gw.pipeline.by_name
+    v = await scan_sms(gw, "https://www.listed-phish.example/")
+    assert "URL_LISTED" not in v.symbols
