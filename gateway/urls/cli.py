@@ -105,7 +105,7 @@ def update(fmt: str, list_name: str, allow: bool, append: bool, max_rejected_rat
                    f"{meta['generation']}, {sum(v['count'] for v in meta['lists'].values())} "
                    f"entries in {len(meta['lists'])} lists, built in "
                    f"{time.perf_counter() - t0:.2f}s: {store.index_path}", err=True)
-    except GatewayError as exc:
+    except (GatewayError, OSError, ValueError) as exc:
         _fail(str(exc))
 
 
@@ -129,7 +129,7 @@ def lists_cmd(remove: str) -> None:
         click.echo(orjson.dumps({"generation": idx.generation, "entries": len(idx),
                                  "lists": idx.meta.get("lists", {})},
                                 option=orjson.OPT_INDENT_2).decode())
-    except GatewayError as exc:
+    except (GatewayError, OSError) as exc:
         _fail(str(exc))
 
 

@@ -143,3 +143,14 @@ def test_evaluate_on_shared_data(runner: CliRunner, shared_data: Path) -> None:
     assert res["caught_with_lookalikes"]["percent"] > listed
     assert res["ham"]["messages"] == 4150
     assert res["ham"]["lookalike_fp_rate_hosts_percent"] < 1.0
+
+
+def test_update_into_unwritable_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                         settings: Settings) -> None:
+    blocker = tmp_path / "file-not-dir"
+    blocker.write_text("x")
+    monkeypatch.setenv("MAMORI_DATA_DIR", str(blocker))
+    feed = write(tmp_path, "f.txt", "bad.example\n")
+    r = CliRunner().invoke(main, ["urls", "update", "--format", "plain", "-q", str(feed)])
+    assert r.exit_code == 2
+    assert "error" in r.stderr and "Traceback" not in r.output

@@ -148,3 +148,14 @@ def test_deduplicated_in_order_and_capped() -> None:
 def test_ip_and_port_urls() -> None:
     assert urls("http://1.2.3.4:8080/x") == ["http://1.2.3.4:8080/x"]
     assert urls("http://3279880203/blah") == ["http://195.127.0.11/blah"]
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("text", [
+    "a." * 20000 + "1", "a-" * 20000 + ".x", "https://" + "a." * 20000, "www." * 20000,
+    ".".join(["abcdefgh"] * 20000) + "!", "hxxp[.]" * 20000, " .a" * 20000, "&amp;" * 20000,
+    "https://x.example/" + "%25" * 20000, "\u200b." * 20000, "ｗｗｗ．" * 20000,
+])
+def test_pathological_input_completes(text: str) -> None:
+    found = extract_urls(text, html=f"<a href='{text[:5000]}'>{text[:5000]}</a>" * 3)
+    assert len(found) <= 500
