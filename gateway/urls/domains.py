@@ -27,13 +27,22 @@ def icann_registered_domain(host: str) -> str:
     return _PSL_ICANN.privatesuffix(host) or host
 
 
-@lru_cache(maxsize=4096)
+def _tlds() -> frozenset[str]:
+    rules: frozenset[str] = getattr(_PSL_ICANN, "_publicsuffix", frozenset())
+    out = {r.rsplit(".", 1)[-1].lstrip("!*") for r in rules}
+    out.discard("")
+    return frozenset(out)
+
+
+_TLDS = _tlds()
+
+
 def is_tld(label: str) -> bool:
     """Whether `label` is a top-level domain in the ICANN section of the PSL."""
     label = label.lower()
-    if not label or "." in label:
-        return False
-    return _PSL_ICANN.publicsuffix("x." + label) == label
+    if _TLDS:
+        return label in _TLDS
+    return bool(label) and "." not in label and _PSL_ICANN.publicsuffix("x." + label) == label
 
 
 @lru_cache(maxsize=65536)

@@ -162,3 +162,14 @@ def test_real_jpcert_month_parses(shared_data: Path, tmp_path: Path) -> None:
     load_feed(p, "jpcert", b, r)
     assert r.accepted > 1000
     assert r.rejected < r.accepted * 0.01
+
+
+@pytest.mark.parametrize("name", ["urlhaus-filter-domains.txt", "urlhaus-filter-online.txt",
+                                  "urlhaus-filter-hosts.txt", "urlhaus-filter-splunk-online.csv"])
+def test_real_urlhaus_lists_load_whole(shared_data: Path, name: str) -> None:
+    p = shared_data / "urls" / "urlhaus" / name
+    b = ListBuilder("urlhaus", "block")
+    r = FeedReport(str(p))
+    load_feed(p, "urlhaus", b, r)
+    assert r.accepted > 2000
+    assert r.rejected == 0, r.samples[:3]
