@@ -34,7 +34,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from gateway.urls.canon import canonicalize, expressions, list_expression
 from gateway.urls.extract import extract_urls
-from gateway.urls.index import IndexHolder, Tag, UrlIndex, key_of, write_index
+from gateway.urls.feeds import FeedReport, load_feed
+from gateway.urls.index import IndexHolder, ListBuilder, Tag, UrlIndex, key_of, write_index
 from gateway.urls.lookalike import Lookalikes
 from gateway.urls.scan import UrlScanner, url_data
 
@@ -87,6 +88,7 @@ def main() -> None:
     ap.add_argument("--entries", type=int, default=20_000_000)
     ap.add_argument("--messages", type=int, default=20_000)
     ap.add_argument("--dir", default="")
+    ap.add_argument("--feed-lines", type=int, default=200_000)
     args = ap.parse_args()
     n = args.entries
     tmp = Path(args.dir or tempfile.mkdtemp(prefix="mamori-urlbench-"))
@@ -129,6 +131,24 @@ def main() -> None:
     print(f"alternative: Python set of ints {cur / m:.0f} bytes/entry -> "
           f"{cur / m * n / 1e9:.1f} GB for {n:,} (per process), vs {size / n:.0f} bytes/entry mapped")
     del s
+
+    print("== feed ingestion")
+    feed = tmp / "feed.txt"
+    rnd = random.Random(5)
+    with feed.open("w") as f:
+        for i in range(args.feed_lines):
+            host = "".join(rnd.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(10))
+            f.write(f"https://{host}.example.com/login/{i}?id={i}\n" if i % 2 else f"{host}.top\n")
+    builder = ListBuilder("bench", "block")
+    report = FeedReport(str(feed))
+    t0 = time.process_time()
+    load_feed(feed, "plain", builder, report)
+    data = builder.build()
+    dt = time.process_time() - t0
+    print(f"parse + validate + canonicalise + hash: {rate(args.feed_lines, dt)} lines "
+          f"({report.accepted} accepted) -> {n / (args.feed_lines / dt) / 60:.1f} min for "
+          f"{n:,} lines; {len(data.keys)} keys with path markers")
+    feed.unlink()
 
     print("== lookups")
     probe = np.random.default_rng(3).integers(0, 2**63, size=10_000, dtype=np.uint64)
