@@ -44,11 +44,14 @@ _IDEO_DOT_RE = re.compile(r"(?<=[A-Za-z0-9-])[\u3002\uff61](?=[A-Za-z0-9])")
 _STOP = "\\s<>\"'`{}|\\\\^\u3001\u3002\u300c\u300d\u300e\u300f\uff08\uff09\u3010\u3011"
 _SCHEME_URL_RE = re.compile(
     rf"(?i)(?<![a-z0-9])(?:https?|ftp)://[^{_STOP}]+|(?<![a-z0-9.-])www\d{{0,3}}\.[^{_STOP}]+")
+# Bare domains: labels of ASCII, Latin, Greek and Cyrillic letters (IDN homoglyphs), not CJK or
+# kana, so that Japanese prose glued to a domain ("登録したAmazon.co.jpのアカウント") stays out.
+_LABEL_CH = "a-z0-9\u00c0-\u024f\u0370-\u04ff"
 _BARE_RE = re.compile(
-    r"(?i)(?<![\w@.\-/])"
-    r"((?:[a-z0-9\u00c0-\uffff](?:[a-z0-9\u00c0-\uffff-]{0,61}[a-z0-9\u00c0-\uffff])?\.)+"
+    rf"(?i)(?<![{_LABEL_CH}@.\-/_])"
+    rf"((?:[{_LABEL_CH}](?:[{_LABEL_CH}-]{{0,61}}[{_LABEL_CH}])?\.)+"
     r"(?:[a-z]{2,24}|xn--[a-z0-9-]{2,59}))"
-    r"(?![\w@-])"
+    rf"(?![{_LABEL_CH}@_-])"
     rf"([/?#:][^{_STOP}]*)?"
 )
 _QUICK_RE = re.compile(r"(?i)[.:&\uff0e\u3002\uff61\uff1a]|[\[({]dot[\])}]")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 from gateway.urls.lookalike import Lookalikes, load_brands, skeleton
@@ -58,3 +61,25 @@ def test_brands_file_is_complete() -> None:
     for b in brands:
         assert b.domains and b.name
         assert all(len(k) >= 3 for k in b.keywords)
+
+
+def test_japanese_messages(shared_data: Path) -> None:
+    """Real Japanese texts: legitimate ones raise no brand symbol, and prose glued to a domain
+    does not become part of it."""
+    from gateway.config import load_settings
+    from gateway.urls.extract import extract_urls
+    from gateway.urls.scan import UrlScanner
+
+    scanner = UrlScanner.from_settings(load_settings(data_dir=shared_data / "no-index-here"))
+    brand_symbols = {"URL_LOOKALIKE", "URL_BRAND_ABUSE", "URL_BRAND_TEXT"}
+    legit = 0
+    for line in (shared_data / "ja" / "ja_messages_dev.jsonl").read_text("utf-8").splitlines():
+        msg = json.loads(line)
+        found = extract_urls(msg["text"])
+        for f in found:
+            assert not any("\u3040" <= ch <= "\u9fff" for ch in f.url), f.url
+        if msg["label"] == "legit":
+            legit += 1
+            names = {s.name for s in scanner.scan(found, text=msg["text"], sms=True)}
+            assert not names & brand_symbols, (msg["brand"], names)
+    assert legit >= 5
