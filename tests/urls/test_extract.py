@@ -159,3 +159,11 @@ def test_ip_and_port_urls() -> None:
 def test_pathological_input_completes(text: str) -> None:
     found = extract_urls(text, html=f"<a href='{text[:5000]}'>{text[:5000]}</a>" * 3)
     assert len(found) <= 500
+
+
+def test_scan_context_urls_uses_the_extractor() -> None:
+    from gateway.message import Message, ScanContext
+    from gateway.policy import DEFAULT_POLICY
+
+    ctx = ScanContext(Message.sms("hxxps://evil[.]example/a and www.ok.example"), DEFAULT_POLICY)
+    assert ctx.urls == ("https://evil.example/a", "http://www.ok.example/")
