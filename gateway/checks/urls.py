@@ -42,6 +42,9 @@ class UrlCheck(Check):
     def __init__(self, scanner: UrlScanner) -> None:
         self.scanner = scanner
 
+    async def start(self) -> None:
+        self.scanner.holder.current()  # map the index now, not on the first message
+
     def run(self, ctx: ScanContext) -> list[Symbol]:
         found = found_urls(ctx)
         if not found:

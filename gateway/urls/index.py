@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import struct
 import sys
@@ -50,6 +51,8 @@ KINDS = ("block", "allow")
 MAX_TAGS = 65535
 RELOAD_INTERVAL = 1.0
 MARKER = "\x00"  # key of MARKER + host: the host has path-scoped entries
+
+log = logging.getLogger("mamori.urls")
 
 U64 = npt.NDArray[np.uint64]
 U16 = npt.NDArray[np.uint16]
@@ -444,11 +447,15 @@ class IndexHolder:
             try:
                 new = UrlIndex.open(self.path)
             except ConfigError as exc:
+                if self.last_error != str(exc):
+                    log.warning("URL index not loaded, keeping generation %d: %s",
+                                self._index.generation, exc)
                 self.last_error = str(exc)
                 return
             self._index = new  # a single reference assignment: atomic for readers
             self.reloads += 1
             self.last_error = None
+            log.info("URL index generation %d loaded: %d entries", new.generation, len(new))
         finally:
             self._lock.release()
 
