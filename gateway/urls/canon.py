@@ -15,6 +15,7 @@ matches whether or not the feed wrote the slash.
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
 from urllib.parse import unquote_to_bytes
@@ -138,8 +139,6 @@ def canonical_host(raw: str) -> tuple[str, bool]:
 
 
 def _nameprep(host: str) -> str:
-    import unicodedata
-
     return unicodedata.normalize("NFKC", host).replace("\u3002", ".").lower()
 
 

@@ -48,3 +48,20 @@ def is_tld(label: str) -> bool:
 @lru_cache(maxsize=65536)
 def public_suffix(host: str) -> str:
     return _PSL_ICANN.publicsuffix(host) or host.rsplit(".", 1)[-1]
+
+
+RESERVED_TLDS = frozenset({"test", "example", "invalid", "localhost"})  # RFC 2606 names
+
+
+def known_tld(label: str) -> bool:
+    """A TLD of the PSL, or a name reserved for tests and documentation (RFC 2606)."""
+    return is_tld(label) or label.lower() in RESERVED_TLDS
+
+
+def split_domain(host: str) -> tuple[str, str, str]:
+    """(registered domain, public suffix, name): `a.evil.co.jp` -> (`evil.co.jp`, `co.jp`,
+    `evil`). The name is the registered domain when there is no suffix."""
+    rd = registered_domain(host)
+    suffix = public_suffix(rd)
+    name = rd[: -len(suffix) - 1] if rd != suffix and rd.endswith("." + suffix) else rd
+    return rd, suffix, name

@@ -20,7 +20,7 @@ import unicodedata
 from dataclasses import dataclass, field
 
 from gateway.urls.canon import CanonicalUrl, UrlError, canonicalize
-from gateway.urls.domains import is_tld, registered_domain
+from gateway.urls.domains import RESERVED_TLDS, is_tld, known_tld, registered_domain
 
 MAX_URLS = 500
 MAX_TEXT = 1_000_000  # characters of one text part examined
@@ -140,15 +140,11 @@ def _host_of(candidate: str) -> str:
     return s.rsplit("@", 1)[-1].split(":", 1)[0]
 
 
-_RESERVED_TLDS = frozenset({"test", "example", "invalid", "localhost"})  # RFC 2606 names
-
-
 def _host_complete(host: str) -> bool:
     if "." not in host.strip("."):
         return False
     tld = host.rstrip(".").rsplit(".", 1)[-1].lower()
-    return (is_tld(tld) or tld in _RESERVED_TLDS or tld.startswith("xn--") or tld.isdigit()
-            or not tld.isascii())
+    return known_tld(tld) or tld.startswith("xn--") or tld.isdigit() or not tld.isascii()
 
 
 def _trim(url: str) -> str:
@@ -246,7 +242,7 @@ def _from_text(text: str, source: str) -> list[FoundUrl]:
         for m in _BARE_RE.finditer(t, a, b):
             host, path = m.group(1), m.group(2) or ""
             tld = host.rsplit(".", 1)[-1].lower()
-            if not (tld in _BARE_TLDS or tld in _RESERVED_TLDS
+            if not (tld in _BARE_TLDS or tld in RESERVED_TLDS
                     or (path.startswith("/") and is_tld(tld))
                     or (tld.startswith("xn--") and is_tld(tld))):
                 continue

@@ -28,12 +28,11 @@ from functools import lru_cache
 from pathlib import Path
 
 from gateway.urls.canon import CanonicalUrl, UrlError, canonicalize
-from gateway.urls.domains import registered_domain
+from gateway.urls.domains import known_tld, registered_domain
 from gateway.urls.index import ListBuilder
 
 FORMATS = ("jpcert", "urlhaus", "phishtank", "openphish", "plain")
 MAX_LINE = 8192
-_RESERVED_TLDS = frozenset({"test", "example", "invalid", "localhost"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,8 +222,6 @@ def protected_host(host: str) -> bool:
 
 def validate(entry: Entry, scope: str = "url") -> str | Rejected:
     """The list expression of an entry, or why it is rejected."""
-    from gateway.urls.domains import is_tld
-
     url = entry.url.strip()
     if not url:
         return Rejected(entry.line, "empty", "")
@@ -235,7 +232,7 @@ def validate(entry: Entry, scope: str = "url") -> str | Rejected:
     if not c.is_ip:
         labels = c.host.split(".")
         tld = labels[-1]
-        if len(labels) < 2 or not (is_tld(tld) or tld in _RESERVED_TLDS):
+        if len(labels) < 2 or not known_tld(tld):
             return Rejected(entry.line, "not a domain with a known TLD", url[:80])
     if scope != "url" and protected_host(c.host):
         scope = "url"

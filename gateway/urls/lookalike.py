@@ -36,7 +36,7 @@ from rapidfuzz.distance import OSA
 from rapidfuzz.process import extractOne
 
 from gateway.errors import ConfigError
-from gateway.urls.domains import public_suffix, registered_domain
+from gateway.urls.domains import split_domain
 
 # Confusables: letters of other scripts and digit/letter pairs that read as Latin letters.
 _CONFUSABLE = str.maketrans({p[0]: p[1] for p in (  # (confusable, Latin letter) pairs
@@ -142,8 +142,7 @@ class Lookalikes:
         for b in self.brands:
             for d in b.domains:
                 self.official[d] = b
-                rd = registered_domain(d)
-                self._official_names.add(rd[: -len(public_suffix(rd)) - 1] or rd)
+                self._official_names.add(split_domain(d)[2])
             for k in b.keywords:
                 self.keywords.setdefault(k, b)
         # edit distance only against distinctive keywords: short ones collide with words
@@ -180,9 +179,7 @@ class Lookalikes:
             return None
         if self.is_official(host):
             return None
-        rd = registered_domain(host)
-        suffix = public_suffix(rd)
-        name = rd[: -len(suffix) - 1] if rd != suffix and rd.endswith("." + suffix) else rd
+        rd, suffix, name = split_domain(host)
         sub = host[: -len(rd) - 1] if host != rd else ""
         uname = _unpuny(name)
         # 1. homoglyph: an IDN (or digit swaps) whose skeleton is a brand keyword
