@@ -291,13 +291,15 @@ def _join_broken(t: str, url: str, end: int) -> tuple[str, int, bool]:
     return url, end, joined
 
 
+_HAS_SCHEME_RE = re.compile(r"(?i)(?:https?|ftp)://")
+
+
 def _make(candidate: str, source: str, original: str, ev: tuple[str, ...],
           display_host: str = "") -> FoundUrl | None:
     url = _trim(_cut_unicode_tail(_trim(candidate)))
     if not url:
         return None
-    low = url.lower()
-    if low.startswith("www") or ("://" not in low.split("/", 1)[0] + "/" and not low.startswith(("http:", "https:", "ftp:"))):
+    if not _HAS_SCHEME_RE.match(url):
         url = "http://" + url
     try:
         c = canonicalize(url)
@@ -307,17 +309,14 @@ def _make(candidate: str, source: str, original: str, ev: tuple[str, ...],
         return None
     evasions = list(ev)
     raw_host = _host_of(url)
-    if "split" in evasions or (raw_host and raw_host not in original):
-        pass  # the URL only appears after normalisation: keep the text-level evasions
-    else:
+    if "split" not in evasions and raw_host in original:
+        # the URL stands in the text as it is: text-level evasions elsewhere are not its own
         evasions = [e for e in evasions if e == "no-scheme"]
     if "%" in raw_host:
         evasions.append("percent")
     if "xn--" in c.host or not raw_host.isascii():
         evasions.append("idn")
-    # the URL as the user's browser would request it (scheme kept, host canonical)
-    norm = c.url if c.scheme in ("http", "https", "ftp") else url
-    return FoundUrl(norm, source, c.host, tuple(dict.fromkeys(evasions)), display_host, c)
+    return FoundUrl(c.url, source, c.host, tuple(dict.fromkeys(evasions)), display_host, c)
 
 
 _ANCHOR_RE = re.compile(
