@@ -2,7 +2,7 @@
 
 Layout of `MAMORI_DATA_DIR/urls/index.bin` (little endian):
 
-    b"MAMURLX2"  u64 header_len  header (JSON, padded to 8 bytes)
+    b"MAMURLX3"  u64 generation  u64 header_len  header (JSON, padded to 8 bytes)
     offsets: u64[65537]  start of each bucket of keys by their top 16 bits
     keys: u64[n]  sorted BLAKE2b-64 of each expression
     tags: u16[n]  index into header["tags"]: (list, kind "block"|"allow", label e.g. the brand)
@@ -14,8 +14,9 @@ prefix gives about 20e6 / 2**64 = 1e-12 false matches per lookup: treated as exa
 Each feed is kept on its own under `urls/lists/<name>.npz` (keys, tags of that list) so that
 `mamori urls update` replaces one feed and rebuilds the merged index. The index is written to
 a temporary file and renamed over the old one: a reader that has the old file mapped keeps
-it, and `IndexHolder` notices the new one by its (inode, mtime, size) at most once a second
-and swaps the reference, so scanning never pauses.
+it, and `IndexHolder` notices the new one by its (inode, mtime, size, generation) at most once a second
+and swaps the reference, so scanning never pauses. The generation sits in the file's fixed
+prefix, so that two rebuilds within one timestamp tick are told apart.
 """
 
 from __future__ import annotations
@@ -40,7 +41,8 @@ import numpy.typing as npt
 from gateway.errors import ConfigError
 from gateway.urls.canon import CanonicalUrl, host_suffixes, path_prefixes
 
-MAGIC = b"MAMURLX2"
+MAGIC = b"MAMURLX3"
+PREFIX = 24  # magic, u64 generation, u64 header length
 BUCKET_BITS = 16
 N_BUCKETS = 1 << BUCKET_BITS
 SHIFT = 64 - BUCKET_BITS
@@ -112,7 +114,7 @@ class UrlIndex:
     """
 
     def __init__(self, keys: U64, tags: U16, tag_table: Sequence[Tag], meta: dict[str, Any],
-                 path: Path | None = None, ident: tuple[int, int, int] | None = None,
+                 path: Path | None = None, ident: tuple[int, ...] | None = None,
                  offsets: U64 | None = None) -> None:
         self.keys = keys
         self.tags = tags
@@ -163,15 +165,15 @@ class UrlIndex:
         try:
             st = os.stat(path)
             with open(path, "rb") as f:
-                head = f.read(16)
-                if len(head) != 16 or head[:8] != MAGIC:
+                head = f.read(PREFIX)
+                if len(head) != PREFIX or head[:8] != MAGIC:
                     raise ConfigError(f"{path} is not a mamori URL index")
-                (hlen,) = struct.unpack("<Q", head[8:16])
+                generation, hlen = struct.unpack("<QQ", head[8:PREFIX])
                 if hlen > 64 * 1024 * 1024:
                     raise ConfigError(f"{path}: header too large")
                 meta = json.loads(f.read(hlen))
             n = int(meta["count"])
-            off = 16 + hlen
+            off = PREFIX + hlen
             if st.st_size != off + OFFSETS_BYTES + n * 10:
                 raise ConfigError(f"{path}: truncated or corrupt (size {st.st_size})")
             offs: npt.NDArray[Any] = np.memmap(path, dtype="<u8", mode="r", offset=off,
@@ -189,7 +191,8 @@ class UrlIndex:
             table = [Tag(*t) for t in meta["tags"]]
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ConfigError(f"cannot open URL index {path}: {exc}") from exc
-        return cls(keys, tags, table, meta, path, (st.st_ino, st.st_mtime_ns, st.st_size), offs)
+        ident = (st.st_ino, st.st_mtime_ns, st.st_size, generation)
+        return cls(keys, tags, table, meta, path, ident, offs)
 
     def find(self, key: int) -> list[Tag]:
         """The tags of one key (several when lists share an entry)."""
@@ -264,7 +267,7 @@ def write_index(path: Path, keys: U64, tags: U16, tag_table: Sequence[Tag],
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with open(tmp, "wb") as f:
-        f.write(MAGIC + struct.pack("<Q", len(header)) + header)
+        f.write(MAGIC + struct.pack("<QQ", int(meta.get("generation", 0)), len(header)) + header)
         f.write(offs.tobytes())
         f.write(keys.tobytes())
         f.write(tags.tobytes())
@@ -408,6 +411,19 @@ class IndexStore:
         return meta
 
 
+def _generation_of(path: Path) -> int:
+    """The generation in a file's fixed prefix (-1 when unreadable): a rebuild within the
+    file system's timestamp granularity, into a reused inode, of the same size, still differs."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(PREFIX)
+    except OSError:
+        return -1
+    if len(head) != PREFIX or head[:8] != MAGIC:
+        return -1
+    return int(struct.unpack("<Q", head[8:16])[0])
+
+
 class IndexHolder:
     """Holds the current index and swaps in a new file when one appears (hot reload).
 
@@ -441,7 +457,7 @@ class IndexHolder:
                 st = os.stat(self.path)
             except FileNotFoundError:
                 return
-            ident = (st.st_ino, st.st_mtime_ns, st.st_size)
+            ident = (st.st_ino, st.st_mtime_ns, st.st_size, _generation_of(self.path))
             if ident == self._index.ident:
                 return
             try:

@@ -172,3 +172,25 @@ def test_append_keeps_markers(tmp_path: Path) -> None:
     b2.add(list_expression("other.example"), "")
     idx = UrlIndex.from_lists([b2.build()])
     assert [h.label for h in idx.lookup_url(canonicalize("http://evil.example/login/x"))] == ["L"]
+
+
+def test_reload_sees_a_rebuild_within_one_timestamp_tick(store: IndexStore, tmp_path: Path) -> None:
+    """Same inode, same size, same mtime (a rebuild within the file system's timestamp
+    granularity into a reused inode): the generation in the prefix still tells them apart."""
+    holder = IndexHolder(store.index_path, interval=0.0)
+    first = holder.current()
+    st = os.stat(store.index_path)
+    other = IndexStore(tmp_path / "other")
+    other.save_list(make_list("jpcert", {"evil.example/login": "Amazon",
+                                         "https://phish.example/": "楽天"}).build())
+    other.save_list(make_list("carrier-allow", {"good.example": ""}, "allow").build())
+    other.rebuild()
+    other.rebuild()  # generation 2, same content and size
+    data = other.index_path.read_bytes()
+    assert len(data) == st.st_size
+    with open(store.index_path, "r+b") as f:  # in place: same inode
+        f.write(data)
+    os.utime(store.index_path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    second = holder.current()
+    assert second is not first
+    assert second.generation == 2
