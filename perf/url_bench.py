@@ -22,6 +22,7 @@ import asyncio
 import os
 import random
 import resource
+import shutil
 import sys
 import tempfile
 import time
@@ -219,7 +220,7 @@ def main() -> None:
         dt = asyncio.run(run())
         print(f"whole pipeline ({', '.join(names)}), SMS mix: {rate(len(msgs), dt)} per core")
     if not args.dir:
-        path.unlink()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":
