@@ -195,6 +195,18 @@ class AuthSettings(BaseModel):
     report_smtp: str = Field("", description="host:port of the relay `mamori auth report --send` mails reports through; empty: write files only")
 
 
+class UrlsSettings(BaseModel):
+    """URL intelligence: lists (index under MAMORI_DATA_DIR/urls), lookalikes, shorteners."""
+
+    index_file: str = Field("", description="URL index file (default MAMORI_DATA_DIR/urls/index.bin)")
+    reload_interval: float = Field(1.0, description="seconds between checks for a new index file")
+    lookalike: bool = Field(True, description="detect brand lookalike domains")
+    brands_file: str = Field("", description="TOML file of extra brands (shape of gateway/data/brands.toml)")
+    extra_shorteners: list[str] = Field(default_factory=list, description="JSON list of more shortener hosts")
+    expand_shorteners: bool = Field(False, description="follow shortener redirects (network; off)")
+    expand_timeout: float = Field(1.5, description="seconds for one shortener expansion")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="MAMORI_",
@@ -217,6 +229,7 @@ class Settings(BaseSettings):
     store: StoreSettings = Field(default_factory=StoreSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
+    urls: UrlsSettings = Field(default_factory=UrlsSettings)
 
     @field_validator("data_dir", "shared_data", mode="after")
     @classmethod

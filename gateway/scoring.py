@@ -80,6 +80,7 @@ def load_scores(
     # The shipped file covers every built-in check, some of which may be disabled: its entries
     # for symbols no running check declares are dropped (a contract test keeps it consistent).
     # An operator's overrides naming an undeclared symbol are a typo: refuse to start.
+    shipped = set(doc.get("symbols", {})) | set(doc.get("force_actions", {}))
     for section in ("symbols", "force_actions"):
         doc[section] = {k: v for k, v in doc.get(section, {}).items() if k in declared}
     overrides: dict[str, Any] = {}
@@ -90,9 +91,12 @@ def load_scores(
     if thresholds:
         _merge(overrides, {"thresholds": dict(thresholds)})
     for section in ("symbols", "force_actions"):
-        unknown = sorted(set(overrides.get(section, {})) - set(declared))
+        names = set(overrides.get(section, {}))
+        unknown = sorted(names - set(declared) - shipped)
         if unknown:
             raise ConfigError(f"scores name undeclared symbols: {', '.join(unknown)}")
+        # a known symbol of a disabled check: valid, but nothing emits it
+        overrides[section] = {k: v for k, v in overrides.get(section, {}).items() if k in declared}
     _merge(doc, overrides)
 
     file_weights: dict[str, Any] = doc.get("symbols", {})

@@ -1,34 +1,382 @@
-"""URL extraction from text and HTML."""
+"""URL extraction from SMS text, email text and HTML, undoing the usual evasions.
+
+Handled: a missing scheme (`evil.example/login`, `www.evil.example`), full-width characters
+(NFKC), zero-width characters and soft hyphens, defanging (`hxxp`, `[.]`, `(.)`, `[dot]`,
+`[:]`), line breaks and spaces inside a URL (an SMS split in the middle of a host, `evil . com`),
+IDN (Unicode hosts become punycode; `xn--` hosts are kept), percent-encoding (in the host too)
+and HTML entities (`&#46;`, `&period;`), and in HTML the href/visible-text mismatch (the text
+shows one site, the link goes to another; after rspamd's phishing module).
+
+`extract_urls(text, html=...)` returns `FoundUrl`s in order of appearance, deduplicated by
+their canonical URL; `.url` is the normalised URL with a scheme. Each carries the evasion forms
+that were undone to find it. Text with no URL costs a couple of regular-expression scans.
+"""
 
 from __future__ import annotations
 
+import html as htmlmod
 import re
-from dataclasses import dataclass
+import unicodedata
+from dataclasses import dataclass, field
 
-_URL_RE = re.compile(
-    r"""(?ix)
-    \b(?:(?:https?|ftp)://|www\.)[^\s<>"'`{}|\\^]+
-    """
-)
-_HREF_RE = re.compile(r"""(?i)\bhref\s*=\s*["']?([^"'\s>]+)""")
+from gateway.urls.canon import CanonicalUrl, UrlError, canonicalize
+from gateway.urls.domains import RESERVED_TLDS, is_tld, known_tld, registered_domain
+
 MAX_URLS = 500
+MAX_TEXT = 1_000_000  # characters of one text part examined
+
+# Zero-width and invisible formatting characters used to break up URLs.
+_INVISIBLE = dict.fromkeys(
+    map(ord, "\u200b\u200c\u200d\u200e\u200f\u2060\u2061\u2062\u2063\u2064\ufeff\u00ad\u180e\u034f"),
+    None,
+)
+_INVISIBLE_RE = re.compile("[" + "".join(chr(c) for c in _INVISIBLE) + "]")
+_FULLWIDTH_RE = re.compile("[\uff01-\uff5e\u3002\uff61]")
+_ENTITY_RE = re.compile(r"&(?:#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});?")
+_DEFANG_RE = re.compile(
+    r"(?i)\b(h(?:xx|\*\*|XX|tt)ps?)(?=\[?:)|"  # hxxp, h**p
+    r"\[\.\]|\(\.\)|\{\.\}|\[dot\]|\(dot\)|\{dot\}|"
+    r"\[:\]|\[://\]"
+)
+_SPACED_DOT_RE = re.compile(r"(?<=[A-Za-z0-9])[ \t]+\.[ \t]*(?=[A-Za-z0-9])")
+_IDEO_DOT_RE = re.compile(r"(?<=[A-Za-z0-9-])[\u3002\uff61](?=[A-Za-z0-9])")
+
+_STOP = "\\s<>\"'`{}|\\\\^\u3001\u3002\u300c\u300d\u300e\u300f\uff08\uff09\u3010\u3011"
+_SCHEME_URL_RE = re.compile(
+    rf"(?i)(?<![a-z0-9])(?:https?|ftp)://[^{_STOP}]+|(?<![a-z0-9.-])www\d{{0,3}}\.[^{_STOP}]+")
+# Bare domains: labels of ASCII, Latin, Greek and Cyrillic letters (IDN homoglyphs), not CJK or
+# kana, so that Japanese prose glued to a domain ("登録したAmazon.co.jpのアカウント") stays out.
+_LABEL_CH = "a-z0-9\u00c0-\u024f\u0370-\u04ff"
+_BARE_RE = re.compile(
+    rf"(?i)(?<![{_LABEL_CH}@.\-/_])"
+    rf"((?:[{_LABEL_CH}](?:[{_LABEL_CH}-]{{0,61}}[{_LABEL_CH}])?\.)+"
+    r"(?:[a-z]{2,24}|xn--[a-z0-9-]{2,59}))"
+    rf"(?![{_LABEL_CH}@_-])"
+    rf"([/?#:][^{_STOP}]*)?"
+)
+_QUICK_RE = re.compile(r"(?i)[.:&\uff0e\u3002\uff61\uff1a]|[\[({]dot[\])}]")
+_TRAIL = ".,;:!?)]}'\"*>\u3001\u3002\uff01\uff1f"
+# TLDs that a bare host (no scheme, no path) may end in; file names (readme.txt, setup.py)
+# and abbreviations are kept out this way.
+_BARE_TLDS = frozenset(
+    ["com", "net", "org", "info", "biz", "jp", "top", "xyz", "icu", "cn", "ru", "io", "co", "me", "us", "uk", "de", "fr", "it", "es", "nl", "be", "ch", "at", "se", "no", "dk", "fi", "pl", "cz", "hu", "ro", "gr", "pt", "ie", "eu", "ca", "au", "nz", "br", "mx", "ar", "cl", "kr", "tw", "hk", "sg", "my", "th", "vn", "id", "ph", "in", "pk", "bd", "app", "dev", "shop", "online", "site", "store", "club", "live", "life", "link", "click", "buzz", "cc", "tk", "ml", "ga", "cf", "gq", "work", "fun", "vip", "asia", "mobi", "tv", "ws", "pw", "su", "ua", "kz", "tr", "ir", "il", "sa", "ae", "za", "ng", "ke", "eg", "ma", "cyou", "sbs", "bond", "cfd", "lol", "monster", "rest", "mom", "one", "best", "today", "pro", "tech", "website", "space", "host", "fit", "ltd", "xin", "win", "bid", "loan", "men", "date", "party", "review", "trade", "racing", "cam", "gdn", "cloud", "page", "kim", "wang", "ink", "run", "digital", "email", "support", "services", "solutions", "network", "company", "center", "global", "world", "group", "market", "help", "tokyo", "osaka", "nagoya", "yokohama", "ooo"]
+)
+_SKIP_SCHEMES = ("mailto:", "tel:", "javascript:", "cid:", "data:", "sms:", "callto:", "#")
 
 
 @dataclass(frozen=True, slots=True)
 class FoundUrl:
-    url: str
+    url: str  # normalised, with a scheme; what lists and lookalike checks examine
     source: str  # "text" or "html"
+    host: str = ""  # canonical host (lower case, punycode)
+    evasions: tuple[str, ...] = ()  # forms undone to find it: "defanged", "fullwidth", ...
+    display_host: str = ""  # HTML: the host the visible link text shows, when it shows one
+    canonical: CanonicalUrl | None = field(default=None, compare=False, repr=False)
 
 
 def extract_urls(text: str, *, html: str = "") -> list[FoundUrl]:
-    seen: set[str] = set()
+    """URLs in `text` (SMS or plain email text) and `html`, in order, deduplicated."""
+    seen: dict[str, FoundUrl] = {}
+    if text:
+        for f in _from_text(text[:MAX_TEXT], "text"):
+            _add(seen, f)
+    if html and len(seen) < MAX_URLS:
+        for f in _from_html(html[:MAX_TEXT]):
+            _add(seen, f)
+    return list(seen.values())[:MAX_URLS]
+
+
+def _add(seen: dict[str, FoundUrl], f: FoundUrl) -> None:
+    old = seen.get(f.url)
+    if old is None or (f.display_host and not old.display_host):
+        seen[f.url] = f
+
+
+def normalize_text(text: str) -> tuple[str, tuple[str, ...]]:
+    """Undo text-level evasions; returns the text and which forms were found."""
+    ev: list[str] = []
+    t = text
+    if "&" in t and _ENTITY_RE.search(t):
+        t2 = htmlmod.unescape(t)
+        if t2 != t:
+            ev.append("entity")
+            t = t2
+    if _INVISIBLE_RE.search(t):
+        ev.append("zero-width")
+        t = t.translate(_INVISIBLE)
+    if not t.isascii():
+        if _FULLWIDTH_RE.search(t):
+            ev.append("fullwidth")
+        t = unicodedata.normalize("NFKC", t)
+        t2 = _IDEO_DOT_RE.sub(".", t)
+        if t2 != t:
+            if "fullwidth" not in ev:
+                ev.append("fullwidth")
+            t = t2
+    if ("[" in t or "(" in t or "{" in t or "xx" in t.lower() or "**" in t) and _DEFANG_RE.search(t):
+        ev.append("defanged")
+        t = _DEFANG_RE.sub(_undefang, t)
+    if " ." in t or "\t." in t:
+        t2 = _SPACED_DOT_RE.sub(".", t)
+        if t2 != t:
+            ev.append("split")
+            t = t2
+    return t, tuple(ev)
+
+
+def _undefang(m: re.Match[str]) -> str:
+    g = m.group(0)
+    if m.group(1):
+        return "https" if g.lower().endswith("s") else "http"
+    if "dot" in g.lower() or "." in g:
+        return "."
+    return g.strip("[]")
+
+
+def _host_of(candidate: str) -> str:
+    s = candidate.split("://", 1)[-1]
+    for ch in "/?#\\":
+        s = s.split(ch, 1)[0]
+    return s.rsplit("@", 1)[-1].split(":", 1)[0]
+
+
+def _host_complete(host: str) -> bool:
+    if "." not in host.strip("."):
+        return False
+    tld = host.rstrip(".").rsplit(".", 1)[-1].lower()
+    return known_tld(tld) or tld.startswith("xn--") or tld.isdigit() or not tld.isascii()
+
+
+def _trim(url: str) -> str:
+    while url and url[-1] in _TRAIL:
+        if url[-1] == ")" and url.count("(") >= url.count(")"):
+            break
+        url = url[:-1]
+    return url
+
+
+def _cut_unicode_tail(url: str) -> str:
+    """Japanese text glued to a URL: keep a Unicode host (IDN) but cut prose after it."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        rest, scheme = url, ""
+    host = _host_of(rest)
+    hend = rest.find(host) + len(host) if host else 0
+    tail = rest[hend:]
+    if not host.isascii():
+        # "evil.comこちら": the ASCII part is a full host and the rest is prose
+        i = next(i for i, ch in enumerate(host) if not ch.isascii())
+        head = host[:i]
+        if i and _host_complete(head) and (i == len(host) or host[i] != "."):
+            return (scheme + sep if sep else "") + head
+    for i, ch in enumerate(tail):
+        if not ch.isascii():
+            tail = tail[:i]
+            break
+    return (scheme + sep if sep else "") + rest[:hend] + tail
+
+
+_STOP_CHARS = frozenset(" \t\r\n\f\v<>\"'`{}|\\^\u3000\u3001\u3002\u300c\u300d\u300e\u300f"
+                        "\uff08\uff09\u3010\u3011")
+
+
+def _maybe_url(t: str) -> bool:
+    """Cheap test (string methods only) whether `t` may hold a URL: the SMS path calls this
+    for every message and most have none."""
+    if "://" in t or "&" in t or "[" in t or "(" in t or "{" in t:
+        return True
+    if not t.isascii() and (_FULLWIDTH_RE.search(t) or _INVISIBLE_RE.search(t)):
+        return True
+    n = len(t)
+    i = t.find(".")
+    while i != -1:
+        if 0 < i < n - 1:
+            a, b = t[i - 1], t[i + 1]
+            if b.isascii() and b.isalnum() and (a.isalnum() or a in "- \t"):
+                return True
+        i = t.find(".", i + 1)
+    return False
+
+
+def _dot_tokens(t: str) -> list[tuple[int, int]]:
+    """Spans of the whitespace-delimited tokens that contain `x.y` (bare-domain candidates)."""
+    spans: list[tuple[int, int]] = []
+    n = len(t)
+    i = t.find(".")
+    while i != -1:
+        if 0 < i < n - 1 and t[i + 1].isalnum() and (t[i - 1].isalnum() or t[i - 1] == "-"):
+            a = i
+            while a > 0 and t[a - 1] not in _STOP_CHARS:
+                a -= 1
+            b = i
+            while b < n and t[b] not in _STOP_CHARS:
+                b += 1
+            if not spans or spans[-1][1] < a:
+                spans.append((a, b))
+            i = t.find(".", b)
+            continue
+        i = t.find(".", i + 1)
+    return spans
+
+
+def _from_text(text: str, source: str) -> list[FoundUrl]:
+    if not _maybe_url(text):
+        return []
+    t, ev = normalize_text(text)
     out: list[FoundUrl] = []
-    for source, blob, rx in (("text", text, _URL_RE), ("html", html, _HREF_RE)):
-        for m in rx.finditer(blob):
-            url = (m.group(1) if rx is _HREF_RE else m.group(0)).rstrip(".,;:!?)]")
-            if url and url not in seen:
-                seen.add(url)
-                out.append(FoundUrl(url, source))
+    taken: list[tuple[int, int]] = []
+    if "://" in t or "www" in t.lower():
+        for m in _SCHEME_URL_RE.finditer(t):
+            start, end = m.span()
+            url = m.group(0)
+            url, end, joined = _join_broken(t, url, end)
+            taken.append((start, end))
+            f = _make(url, source, text, (*ev, "split") if joined else ev)
+            if f is not None:
+                out.append(f)
+                if len(out) >= MAX_URLS:
+                    return out
+    for a, b in _dot_tokens(t):
+        if any(x <= a < y or a <= x < b for x, y in taken):
+            continue
+        for m in _BARE_RE.finditer(t, a, b):
+            host, path = m.group(1), m.group(2) or ""
+            tld = host.rsplit(".", 1)[-1].lower()
+            if not (tld in _BARE_TLDS or tld in RESERVED_TLDS
+                    or (path.startswith("/") and is_tld(tld))
+                    or (tld.startswith("xn--") and is_tld(tld))):
+                continue
+            if host.lower().startswith(("e.g", "i.e")):
+                continue
+            url, _, joined = _join_broken(t, host + path, m.end())
+            f = _make(url, source, text,
+                      (*ev, "no-scheme", "split") if joined else (*ev, "no-scheme"))
+            if f is not None:
+                out.append(f)
                 if len(out) >= MAX_URLS:
                     return out
     return out
+
+
+_CONT_RE = re.compile(rf"[ \t]*\r?\n?[ \t]*([^{_STOP}]+)")
+
+
+def _join_broken(t: str, url: str, end: int) -> tuple[str, int, bool]:
+    """Join a URL broken by a line break or a space: the host is not complete yet, the URL
+    ends with a joining character, or the continuation starts with `/`, `.` or `?`."""
+    joined = False
+    for _ in range(3):
+        if end >= len(t) or t[end] not in " \t\r\n":
+            break
+        m = _CONT_RE.match(t, end)
+        if m is None or ("\n" in t[end:m.start(1)] and t[end:m.start(1)].count("\n") > 1):
+            break
+        cont = _trim(m.group(1))
+        if not cont:
+            break
+        host = _host_of(url)
+        has_newline = "\n" in t[end:m.start(1)]
+        incomplete = not _host_complete(host) and "/" not in url.split("://", 1)[-1]
+        joiner = url[-1] in ".-=&%_" and has_newline
+        continues = cont[0] in "/?.&=" and (has_newline or cont[0] in "/?")
+        if incomplete and not (cont[0].isalnum() or cont[0] in ".-"):
+            break
+        if not (incomplete or joiner or continues):
+            break
+        if incomplete and not has_newline and not _host_complete(host + cont.split("/")[0]):
+            break
+        url += cont
+        end = m.start(1) + len(cont)
+        joined = True
+    return url, end, joined
+
+
+_HAS_SCHEME_RE = re.compile(r"(?i)(?:https?|ftp)://")
+
+
+def _make(candidate: str, source: str, original: str, ev: tuple[str, ...],
+          display_host: str = "") -> FoundUrl | None:
+    url = _trim(_cut_unicode_tail(_trim(candidate)))
+    if not url:
+        return None
+    if not _HAS_SCHEME_RE.match(url):
+        url = "http://" + url
+    try:
+        c = canonicalize(url)
+    except UrlError:
+        return None
+    if not c.is_ip and not _host_complete(c.host):
+        return None
+    evasions = list(ev)
+    raw_host = _host_of(url)
+    if "split" not in evasions and raw_host in original:
+        # the URL stands in the text as it is: text-level evasions elsewhere are not its own
+        evasions = [e for e in evasions if e == "no-scheme"]
+    if "%" in raw_host:
+        evasions.append("percent")
+    if "xn--" in c.host or not raw_host.isascii():
+        evasions.append("idn")
+    return FoundUrl(c.url, source, c.host, tuple(dict.fromkeys(evasions)), display_host, c)
+
+
+_ANCHOR_RE = re.compile(
+    r"""(?is)<a\b[^>]*?\bhref\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>]+))[^>]*>(.*?)</a\s*>"""
+)
+_ATTR_URL_RE = re.compile(
+    r"""(?i)\b(?:href|src|action|background|formaction)\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>]+))"""
+)
+_TAG_RE = re.compile(r"(?s)<[^>]*>")
+
+
+def _from_html(html: str) -> list[FoundUrl]:
+    out: list[FoundUrl] = []
+    anchored: set[str] = set()
+    for m in _ANCHOR_RE.finditer(html):
+        href = htmlmod.unescape(m.group(1) or m.group(2) or m.group(3) or "").strip()
+        if not href or href.lower().startswith(_SKIP_SCHEMES):
+            continue
+        visible = htmlmod.unescape(_TAG_RE.sub("", m.group(4)))
+        shown = ""
+        vis_urls = _from_text(visible, "html") if visible.strip() else []
+        if vis_urls:
+            shown = vis_urls[0].host
+        f = _href(href, shown)
+        if f is not None:
+            anchored.add(f.url)
+            out.append(f)
+        if len(out) >= MAX_URLS:
+            return out
+    for m in _ATTR_URL_RE.finditer(html):
+        href = htmlmod.unescape(m.group(1) or m.group(2) or m.group(3) or "").strip()
+        if not href or href.lower().startswith(_SKIP_SCHEMES):
+            continue
+        f = _href(href, "")
+        if f is not None and f.url not in anchored:
+            out.append(f)
+            if len(out) >= MAX_URLS:
+                break
+    return out
+
+
+def _href(href: str, shown: str) -> FoundUrl | None:
+    low = href.lower()
+    if not (low.startswith(("http:", "https:", "ftp:", "//", "www.")) or "://" in low[:12]):
+        return None  # relative link: no host of its own
+    if low.startswith("//"):
+        href = "http:" + href
+    t, ev = normalize_text(href)
+    f = _make(t.strip(), "html", href, ev)
+    if f is None:
+        return None
+    display = shown if shown and mismatch(shown, f.host) else ""
+    if display:
+        return FoundUrl(f.url, f.source, f.host, f.evasions, display, f.canonical)
+    return f
+
+
+def mismatch(shown_host: str, real_host: str) -> bool:
+    """The visible link text names another site than the link goes to (by registered domain;
+    `www.` and subdomains of the same site are not a mismatch)."""
+    if shown_host == real_host:
+        return False
+    return registered_domain(shown_host) != registered_domain(real_host)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 import orjson
@@ -31,7 +32,10 @@ MAX_EXAMPLES = 15
 def _ndjson(ctx: object, value: object) -> bytes:
     if isinstance(value, str):
         return value.encode("utf-8", "surrogatepass")
-    return orjson.dumps(value, default=str)
+    try:
+        return orjson.dumps(value, default=str)
+    except TypeError:  # integers beyond 64 bits, which orjson refuses: the client's problem
+        return json.dumps(value, default=str).encode()
 
 
 @pytest.fixture(scope="module")

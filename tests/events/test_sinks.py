@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import calendar
-import time
 from pathlib import Path
 
 import orjson
@@ -144,7 +143,6 @@ async def test_kafka_sink_spools_when_broker_unreachable(settings: Settings) -> 
                                             "queue_size": 5, "close_timeout": 1.0})
     sink = KafkaEventSink(cfg, settings.data_dir / "spool")
     await sink.start()
-    t0 = time.perf_counter()
     for i in range(20):
         sink.emit("verdicts", f"k{i % 2}", {"n": i})  # never blocks, never raises
     await asyncio.sleep(0.3)
