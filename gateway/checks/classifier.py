@@ -3,10 +3,11 @@
 One check per channel scores the message with the channel's model and emits
 `CLASSIFIER_SPAM` with a factor derived from the calibrated probability:
 
-- p below `TAG_P` (0.5): no symbol
-- p from 0.5 up to the model's 1%-FP threshold: factor 5/12 .. 9/12 (tag, then quarantine
-  with the default weight 12 and thresholds tag 5 / quarantine 9 / reject 12)
-- p at the model's 0.1%-FP threshold: factor 1.0 (reject); up to 1.1 at p = 1
+- below the model's tag threshold (at most 1% ham flagged in cross-validation): no symbol
+- from the tag threshold up to the quarantine threshold: factor 5/12 .. <9/12 (tag, with the
+  default weight 12 and action thresholds tag 5 / quarantine 9 / reject 12)
+- the quarantine threshold (at most 0.1% ham in cross-validation): 9/12, blocking starts
+- the reject threshold (at most 0.01% ham): 1.0; up to 1.1 at p = 1
 
 Which model: `env.overrides["model.<channel>"]` (`mamori scan --model DIR`), else
 `MAMORI_MODEL__SMS` / `MAMORI_MODEL__EMAIL`, else the live pointer of the channel in
@@ -56,27 +57,33 @@ SHADOW_SCORED = Counter(
 )
 
 
-def factor_for(p: float, t_reject: float, t_quarantine: float) -> float:
-    """Map a calibrated probability to the symbol factor (0 means: no symbol)."""
-    if p < TAG_P:
+def factor_for(p: float, t_tag: float, t_quarantine: float, t_reject: float) -> float:
+    """Map a calibrated probability to the symbol factor (0 means: no symbol).
+
+    The model's thresholds are tied to ham false-positive rates in cross-validation (tag 1%,
+    quarantine 0.1%, reject 0.01%). With the default weight 12: the tag threshold scores 5,
+    the quarantine threshold 9, the reject threshold 12, p = 1 13.2; anything below the
+    quarantine threshold stays under 9, so only the blocking tiers block.
+    """
+    t_tag = t_tag if 0.0 < t_tag <= t_quarantine else min(TAG_P, t_quarantine)
+    if p < t_tag:
         return 0.0
-    t_reject = min(max(t_reject, TAG_P + 1e-6), 0.999999)
-    if not TAG_P < t_quarantine < t_reject:
-        t_quarantine = (TAG_P + t_reject) / 2
-    xs = (TAG_P, t_quarantine, t_reject, 1.0)
+    t_quarantine = min(max(t_quarantine, t_tag + 1e-9), 0.999998)
+    if not t_quarantine < t_reject < 1.0:
+        t_reject = (t_quarantine + 1.0) / 2
+    xs = (t_tag, t_quarantine, t_reject, 1.0)
     ys = (5.0 / REJECT_WEIGHT, 9.0 / REJECT_WEIGHT, 1.0, 1.1)
-    return float(np.interp(p, xs, ys))
+    f = float(np.interp(p, xs, ys))
+    if p < t_quarantine:
+        return min(f, 8.99 / REJECT_WEIGHT)
+    return f
 
 
-def thresholds_of(model: LoadedModel) -> tuple[float, float]:
-    """(reject, quarantine) probability thresholds: the model's 0.1% and 1% FP points."""
-    t_reject = model.threshold
-    t_q = float("nan")
-    cv = model.metrics.get("cv") or {}
-    at = (cv.get("recall_at_fpr") or {}).get("0.01")
-    if isinstance(at, dict):
-        t_q = float(at.get("threshold", float("nan")))
-    return t_reject, t_q
+def thresholds_of(model: LoadedModel) -> tuple[float, float, float]:
+    """(tag, quarantine, reject) probability thresholds recorded with the model."""
+    t = model.metrics.get("thresholds") or {}
+    q = float(t.get("quarantine", model.threshold))
+    return float(t.get("tag", min(TAG_P, q))), q, float(t.get("reject", float("nan")))
 
 
 class ModelSlot:
@@ -192,8 +199,7 @@ class ClassifierCheck(Check):
         ctx.data["classifier.p"] = p
         if self.shadow is not None and self.shadow.model is not None:
             self._shadow(ctx, model, p, idx, val)
-        t_rej, t_q = thresholds_of(model)
-        f = factor_for(p, t_rej, t_q)
+        f = factor_for(p, *thresholds_of(model))
         if f <= 0.0:
             return []
         return [Symbol(SYMBOL, f, (f"p={p:.4f}", f"model={model.ident}"))]

@@ -19,8 +19,9 @@ def render_card(doc: dict[str, Any]) -> str:
         f"`{doc['features_version']}` ({doc['n_features']} hashed columns)",
         f"- Estimator: {doc['estimator']} (scikit-learn built-ins only, persisted with skops)",
         f"- model.skops sha256: `{doc['sha256']}`",
-        f"- Decision threshold (calibrated probability): {doc['threshold']:.4f}, chosen for "
-        f"<= {_pct(doc['target_fpr'])} ham flagged in cross-validation",
+        f"- Blocking threshold (calibrated probability): {doc['threshold']:.4f}, chosen for "
+        f"<= {_pct(doc['target_fpr'])} ham flagged in cross-validation; action thresholds "
+        f"{doc.get('thresholds')}",
         "",
         "## Training data",
         "",
@@ -72,6 +73,25 @@ def render_card(doc: dict[str, Any]) -> str:
                 f"{pf['f1_pooled']:.4f}, {pf['ham_blocked']} ham blocked in total "
                 f"({_pct(pf['fpr_mean'])} mean, {_pct(pf['fpr_max'])} worst fold).",
             ]
+    t = cv.get("tiers")
+    if t:
+        lines += ["", _tiers_md(t, "cross-validation")]
+    for src, d in (cv.get("by_source") or {}).items():
+        a = d["at_threshold"]
+        lines += ["", f"Out-of-fold on **{src}** only: AUC {d['auc']:.4f}, recall "
+                  f"{a['recall']:.4f} with {a['fp']} ham flagged at the quarantine threshold; "
+                  + _tiers_md(d["tiers"], src)]
+    h = doc.get("holdout")
+    if h:
+        a = h["at_threshold"]
+        lines += ["", f"## Temporal hold-out (latest {h['fraction']:.0%} of the messages)", "",
+                  f"Trained on the earlier messages only. AUC {h['auc']:.4f}; at the threshold "
+                  f"{a['threshold']:.4f}: recall {a['recall']:.4f} "
+                  f"({h['recall_ci'][0]:.4f} - {h['recall_ci'][1]:.4f}), {a['fp']} ham flagged "
+                  f"({_pct(a['fpr'])})."]
+        for f, r in h["recall_at_fpr"].items():
+            lines.append(f"- recall at {_pct(float(f))} ham flagged: {r['recall']:.4f} "
+                         f"({r['recall_ci'][0]:.4f} - {r['recall_ci'][1]:.4f})")
     extra = doc.get("evaluations") or {}
     if extra:
         lines += ["", "## Further evaluations", ""]
@@ -88,6 +108,16 @@ def render_card(doc: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _tiers_md(t: dict[str, Any], where: str) -> str:
+    return (f"Action tiers ({where}): tag at p >= {t['tag']:.4f} detects spam with F1 "
+            f"{t['detected_f1']:.4f} ({t['detected_f1_ci'][0]:.4f} - {t['detected_f1_ci'][1]:.4f}),"
+            f" recall {t['detected_recall']:.4f}, {t['ham_tagged']} ham tagged (delivered with a "
+            f"label); quarantine at p >= {t['quarantine']:.4f} blocks {t['ham_blocked']} ham "
+            f"({_pct(t['ham_blocked_rate'])}, 95% CI up to {_pct(t['ham_blocked_ci'][1])}) and "
+            f"{t['spam_blocked_recall']:.2%} of spam; reject at p >= {t['reject']:.4f} rejects "
+            f"{t['spam_rejected_recall']:.2%} of spam and {t['ham_rejected']} ham.")
 
 
 def write_card(path: Path, doc: dict[str, Any]) -> None:

@@ -47,9 +47,12 @@ def model() -> None:
 @click.option("--C", "C", type=float, default=None, help="inverse regularisation strength")
 @click.option("--target-fpr", default=0.001, show_default=True,
               help="ham false-positive rate the decision threshold is chosen for")
+@click.option("--holdout-last", type=float, default=0.0,
+              help="temporal split: hold out this fraction of the latest messages for testing")
 @click.option("--quiet", is_flag=True, help="no progress bars")
 def train(channel: str, data: tuple[str, ...], out: Path, name: str | None, version: str | None,
-          cv_folds: int, C: float | None, target_fpr: float, quiet: bool) -> None:
+          cv_folds: int, C: float | None, target_fpr: float, holdout_last: float,
+          quiet: bool) -> None:
     """Train a model on labelled data and write a model directory with its card."""
     from gateway.learn.datasets import load_many
     from gateway.learn.train import train as do_train
@@ -59,7 +62,7 @@ def train(channel: str, data: tuple[str, ...], out: Path, name: str | None, vers
         ch = Channel(channel)
         records = load_many(list(data), ch)
         doc = do_train(ch, records, out, name=name, version=version, C=C, cv_folds=cv_folds,
-                       target_fpr=target_fpr, progress=not quiet,
+                       target_fpr=target_fpr, progress=not quiet, holdout_last=holdout_last,
                        log=lambda s: click.echo(s, err=True))
     except GatewayError as exc:
         _fail(exc)

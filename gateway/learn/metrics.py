@@ -108,6 +108,41 @@ def summary(y: np.ndarray, p: np.ndarray, folds: Sequence[dict[str, float]] = ()
     return out
 
 
+def tiers(y: np.ndarray, p: np.ndarray, *, block_fpr: float = 0.001, tag_fpr: float = 0.01,
+          reject_fpr: float = 0.0001) -> dict[str, Any]:
+    """The three action thresholds of a model, each tied to a ham false-positive rate, and
+    what they do on scores p: tag (delivered with a label) at <= `tag_fpr` ham, quarantine
+    (blocking) at <= `block_fpr`, reject at <= `reject_fpr`."""
+    y = np.asarray(y)
+    p = np.asarray(p)
+    t_block = threshold_at_fpr(y, p, block_fpr)
+    t_tag = min(threshold_at_fpr(y, p, tag_fpr), t_block)
+    t_reject = max(threshold_at_fpr(y, p, reject_fpr), t_block)
+    det = at_threshold(y, p, t_tag)
+    blk = at_threshold(y, p, t_block)
+    rej = at_threshold(y, p, t_reject)
+    return {
+        "tag": t_tag, "quarantine": t_block, "reject": t_reject,
+        "detected_f1": det["f1"], "detected_recall": det["recall"],
+        "detected_precision": det["precision"], "ham_tagged": det["fp"],
+        "detected_f1_ci": bootstrap_ci(y, p, lambda a, b: at_threshold(a, b, t_tag)["f1"]),
+        "ham_blocked": blk["fp"], "ham_blocked_rate": blk["fpr"],
+        "ham_blocked_ci": wilson(blk["fp"], blk["fp"] + blk["tn"]),
+        "spam_blocked_recall": blk["recall"], "blocked_f1": blk["f1"],
+        "spam_rejected_recall": rej["recall"], "ham_rejected": rej["fp"],
+    }
+
+
+def describe_tiers(t: dict[str, Any]) -> str:
+    return (f"tiers: tag p>={t['tag']:.4f} -> spam F1 {t['detected_f1']:.4f} "
+            f"[{t['detected_f1_ci'][0]:.4f}, {t['detected_f1_ci'][1]:.4f}] (recall "
+            f"{t['detected_recall']:.4f}, {t['ham_tagged']} ham tagged); quarantine p>="
+            f"{t['quarantine']:.4f} -> {t['ham_blocked']} ham blocked ({t['ham_blocked_rate']:.3%},"
+            f" CI up to {t['ham_blocked_ci'][1]:.3%}), spam blocked {t['spam_blocked_recall']:.4f};"
+            f" reject p>={t['reject']:.4f} -> spam rejected {t['spam_rejected_recall']:.4f}, "
+            f"{t['ham_rejected']} ham")
+
+
 def _pooled_f1(folds: Sequence[dict[str, float]]) -> float:
     tp = sum(f["tp"] for f in folds)
     fp = sum(f["fp"] for f in folds)

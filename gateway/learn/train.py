@@ -129,6 +129,7 @@ def train(
     target_fpr: float = TARGET_FPR,
     progress: bool = True,
     log: Callable[[str], None] = print,
+    holdout_last: float = 0.0,
 ) -> dict[str, Any]:
     """Train, cross-validate and write a model directory. Returns the metrics document."""
     import skops.io as sio
@@ -137,6 +138,18 @@ def train(
     if not records:
         raise InputError(f"no {channel.value} records in the given data")
     recs, dstats = dedup(records)
+    held: list[Record] = []
+    if holdout_last > 0:
+        # temporal split: train on the earlier messages, test on the later ones (by order)
+        recs = sorted(recs, key=lambda r: r.order)
+        cut = int(round(len(recs) * (1 - holdout_last)))
+        recs, held = recs[:cut], recs[cut:]
+        held_groups = {r.group for r in held}
+        leaked = [r for r in recs if r.group in held_groups]
+        recs = [r for r in recs if r.group not in held_groups]  # no template on both sides
+        log(f"temporal hold-out: training on {len(recs)} earlier messages, testing on "
+            f"{len(held)} later ones ({len(leaked)} training messages sharing a template "
+            f"with the hold-out dropped)")
     c = counts(recs)
     if c["spam"] < 2 or c["ham"] < 2:
         raise InputError(f"need spam and ham examples, got {c}")
@@ -153,13 +166,39 @@ def train(
         cv_doc = M.summary(res.y, res.oof, res.folds, target_fpr=target_fpr)
         cv_doc["folds"] = k
         cv_doc["grouped"] = True
+        cv_doc["tiers"] = M.tiers(res.y, res.oof, block_fpr=target_fpr)
+        by_source: dict[str, Any] = {}
+        for src in sorted({r.source for r in recs}):
+            mask = np.array([r.source == src for r in recs])
+            ys = res.y[mask]
+            if 0 < ys.sum() < ys.size and len(by_source) < 10:
+                doc_s = M.summary(ys, res.oof[mask], threshold=cv_doc["threshold_at_target"])
+                doc_s["tiers"] = M.tiers(ys, res.oof[mask], block_fpr=target_fpr)
+                by_source[src] = doc_s
+        if len(by_source) > 1:
+            cv_doc["by_source"] = by_source
         log(M.describe(cv_doc))
+        log(M.describe_tiers(cv_doc["tiers"]))
+        for src, d in cv_doc.get("by_source", {}).items():
+            log(f"-- {src} only:\n" + M.describe(d) + "\n" + M.describe_tiers(d["tiers"]))
     est = fit(X, y, C)
     p_all = est.predict_proba(X)[:, 1]
     if cv_doc:
         threshold = float(cv_doc["threshold_at_target"])
+        tiers = {k: cv_doc["tiers"][k] for k in ("tag", "quarantine", "reject")}
     else:
-        threshold = M.threshold_at_fpr(y, p_all, target_fpr)
+        t = M.tiers(y, p_all, block_fpr=target_fpr)  # no CV: from training scores (optimistic)
+        threshold = t["quarantine"]
+        tiers = {k: t[k] for k in ("tag", "quarantine", "reject")}
+    holdout_doc: dict[str, Any] = {}
+    if held:
+        yh = np.array([r.label for r in held])
+        ph = est.predict_proba(featurise(held, progress=progress, desc="hold-out"))[:, 1]
+        holdout_doc = M.summary(yh, ph, threshold=threshold, target_fpr=target_fpr)
+        holdout_doc["tiers"] = M.tiers(yh, ph, block_fpr=target_fpr)
+        holdout_doc["fraction"] = holdout_last
+        log("-- temporal hold-out (later messages):\n" + M.describe(holdout_doc) + "\n"
+            + M.describe_tiers(holdout_doc["tiers"]))
     sources: dict[str, dict[str, Any]] = {}
     for r in recs:
         s = sources.setdefault(r.source, {"licence": licence_of(r.source), "spam": 0, "ham": 0})
@@ -184,12 +223,15 @@ def train(
         "estimator": f"CalibratedClassifierCV(LinearSVC(C={C:g}), sigmoid, ensemble=False)",
         "sha256": sha256_file(model_path),
         "threshold": threshold,
+        "thresholds": tiers,
         "target_fpr": target_fpr,
         "counts": c,
         "dedup": dstats,
         "sources": sources,
         "cv": cv_doc,
     }
+    if holdout_doc:
+        doc["holdout"] = holdout_doc
     (out_dir / METRICS_FILE).write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2))
     from gateway.learn.card import write_card
 

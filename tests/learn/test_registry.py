@@ -134,10 +134,13 @@ def test_shadow_scores_to_events_only(tiny_models: Path) -> None:
 
 def test_factor_mapping_reaches_each_action() -> None:
     w = C.REJECT_WEIGHT
-    assert C.factor_for(0.3, 0.9, 0.7) == 0.0
-    assert w * C.factor_for(0.5, 0.9, 0.7) == pytest.approx(5.0)
-    assert w * C.factor_for(0.7, 0.9, 0.7) == pytest.approx(9.0)
-    assert w * C.factor_for(0.9, 0.9, 0.7) == pytest.approx(12.0)
-    assert C.factor_for(1.0, 0.9, 0.7) == pytest.approx(1.1)
-    # a missing/odd quarantine point falls back to the middle
-    assert 5.0 < w * C.factor_for(0.7, 0.9, float("nan")) < 12.0
+    assert C.factor_for(0.3, 0.4, 0.7, 0.9) == 0.0
+    assert w * C.factor_for(0.4, 0.4, 0.7, 0.9) == pytest.approx(5.0)
+    assert 5.0 < w * C.factor_for(0.69, 0.4, 0.7, 0.9) < 9.0  # tagged, never blocked
+    assert w * C.factor_for(0.7, 0.4, 0.7, 0.9) == pytest.approx(9.0)
+    assert w * C.factor_for(0.9, 0.4, 0.7, 0.9) == pytest.approx(12.0)
+    assert C.factor_for(1.0, 0.4, 0.7, 0.9) == pytest.approx(1.1)
+    # a missing reject point falls back between quarantine and 1
+    assert 9.0 < w * C.factor_for(0.8, 0.4, 0.7, float("nan")) < 12.0
+    # an old model without a tag threshold tags from p = 0.5
+    assert w * C.factor_for(0.5, float("nan"), 0.7, 0.9) == pytest.approx(5.0)
