@@ -184,10 +184,11 @@ def load_jsonl(path: Path, channel: Channel | None = None) -> Iterator[Record]:
             if rec is None:
                 continue
             if channel is not None and rec.channel is not channel:
-                if obj.get("channel") not in (None, "", channel.value):
-                    # LINE and other chat texts are short messages: treat them as SMS
-                    if not (channel is Channel.SMS and obj.get("channel") == "line"):
-                        continue
+                named = obj.get("channel")
+                # LINE and other chat texts are short messages: they count as SMS
+                if named not in (None, "", channel.value) and not (
+                        channel is Channel.SMS and named == "line"):
+                    continue
                 rec = replace(rec, channel=channel)
             yield rec
 

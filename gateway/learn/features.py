@@ -17,7 +17,6 @@ own and scaled by its block weight, so long emails do not drown the structure to
 
 from __future__ import annotations
 
-import math
 import re
 import unicodedata
 import zlib
@@ -44,15 +43,14 @@ MAX_CHAR_CHARS = 3_000  # character n-grams on the first 3,000 characters only
 _WORD_RE = re.compile(r"\w+", re.U)
 _DIGITS_RE = re.compile(r"\d")
 _WS_RE = re.compile(r"\s+")
-_URL_RE = re.compile(r"(?i)\b(?:https?://|www\.)[^\s<>\"'　）)」】]+")
+_URL_RE = re.compile(r"(?i)\b(?:https?://|www\.)[^\s<>\"'　）)」】]+")  # noqa: RUF001
 _BARE_DOMAIN_RE = re.compile(r"(?i)\b[a-z0-9-]{2,63}\.(?:com|net|org|jp|info|top|xyz|cn|ru|co|ly|me|io|biz)\b")
 _CJK_RE = re.compile(r"[\u2e80-\u9fff\uf900-\ufaff\uff66-\uff9f]")
 _PHONE_RE = re.compile(r"(?:\+?\d[\d\- ]{7,}\d)")
 _MONEY_RE = re.compile(r"[£$€¥￥]|\b\d+ ?(?:円|万円|pounds?|usd|dollars?)\b", re.I)
 _IP_HOST_RE = re.compile(r"^\d{1,3}(?:\.\d{1,3}){3}$")
 SHORTENERS = frozenset(
-    "bit.ly tinyurl.com t.co goo.gl ow.ly is.gd buff.ly rebrand.ly cutt.ly t.ly x.gd "
-    "shorturl.at rb.gy tiny.cc bit.do qr.paypal.com lnkd.in s.id".split()
+    ["bit.ly", "tinyurl.com", "t.co", "goo.gl", "ow.ly", "is.gd", "buff.ly", "rebrand.ly", "cutt.ly", "t.ly", "x.gd", "shorturl.at", "rb.gy", "tiny.cc", "bit.do", "qr.paypal.com", "lnkd.in", "s.id"]
 )
 # header names worth noting by presence (anomalies / mailer shape), never corpus-specific tags
 _NOTED_HEADERS = (
@@ -92,7 +90,7 @@ class Features:
         if m.channel is Channel.SMS:
             text = m.text
             return cls(Channel.SMS, text, sender=m.sender, urls=tuple(_find_urls(text)))
-        plain, html = ctx.text_parts
+        _plain, html = ctx.text_parts
         text = ctx.text
         try:
             subject = str(ctx.mime.get("Subject", "") or "")
@@ -146,12 +144,12 @@ def _url_tokens(urls: Iterable[str], out: Counter[str]) -> None:
             out["m:url_masked"] = 1
         if re.search(r"[?&](?:id|uid|token|session|login|verify|account)=", low):
             out["m:url_idparam"] = 1
-    out["m:nurl=%d" % _bucket(n, (0, 1, 2, 4, 9, 20))] = 1
+    out[f"m:nurl={_bucket(n, (0, 1, 2, 4, 9, 20))}"] = 1
 
 
 def _text_meta(text: str, out: Counter[str]) -> None:
     n = len(text)
-    out["m:len=%d" % _bucket(n, (20, 50, 100, 160, 320, 1000, 3000, 10000))] = 1
+    out[f"m:len={_bucket(n, (20, 50, 100, 160, 320, 1000, 3000, 10000))}"] = 1
     if not text:
         out["m:empty"] = 1
         return
@@ -159,15 +157,15 @@ def _text_meta(text: str, out: Counter[str]) -> None:
     n_alpha = sum(map(str.isalpha, sample))
     if n_alpha:
         upper = sum(map(str.isupper, sample)) / n_alpha
-        out["m:upper=%d" % _bucket(upper, (0.05, 0.15, 0.3, 0.6))] = 1
+        out[f"m:upper={_bucket(upper, (0.05, 0.15, 0.3, 0.6))}"] = 1
         cjk = len(_CJK_RE.findall(sample)) / n_alpha
-        out["m:cjk=%d" % _bucket(cjk, (0.0, 0.3, 0.7))] = 1
+        out[f"m:cjk={_bucket(cjk, (0.0, 0.3, 0.7))}"] = 1
     if _PHONE_RE.search(sample):
         out["m:phone"] = 1
     if _MONEY_RE.search(sample):
         out["m:money"] = 1
-    excl = sample.count("!") + sample.count("！")
-    out["m:excl=%d" % _bucket(excl, (0, 1, 3))] = 1
+    excl = sample.count("!") + sample.count("！")  # noqa: RUF001
+    out[f"m:excl={_bucket(excl, (0, 1, 3))}"] = 1
     if _BARE_DOMAIN_RE.search(sample):
         out["m:bare_domain"] = 1
 
@@ -200,7 +198,7 @@ def _email_meta(f: Features, out: Counter[str]) -> None:
         names.setdefault(ln, v)
     for h in _NOTED_HEADERS:
         out[("m:has_" if h in names else "m:no_") + h] = 1
-    out["m:recv=%d" % _bucket(received, (0, 1, 2, 4, 7))] = 1
+    out[f"m:recv={_bucket(received, (0, 1, 2, 4, 7))}"] = 1
     frm = names.get("from", "")
     from_dom = _domain_of(frm)
     if from_dom:

@@ -20,8 +20,8 @@ import numpy as np
 import orjson
 import scipy.sparse as sp
 from sklearn.calibration import CalibratedClassifierCV
-from sklearn.svm import LinearSVC
 from sklearn.model_selection import StratifiedGroupKFold
+from sklearn.svm import LinearSVC
 from tqdm import tqdm
 
 from gateway.errors import InputError
@@ -142,7 +142,7 @@ def train(
     if holdout_last > 0:
         # temporal split: train on the earlier messages, test on the later ones (by order)
         recs = sorted(recs, key=lambda r: r.order)
-        cut = int(round(len(recs) * (1 - holdout_last)))
+        cut = round(len(recs) * (1 - holdout_last))
         recs, held = recs[:cut], recs[cut:]
         held_groups = {r.group for r in held}
         leaked = [r for r in recs if r.group in held_groups]
@@ -204,9 +204,10 @@ def train(
         s = sources.setdefault(r.source, {"licence": licence_of(r.source), "spam": 0, "ham": 0})
         s["spam" if r.label else "ham"] += 1
     now = dt.datetime.now(dt.UTC)
-    name = name or f"{channel.value}-linear"
-    version = version or now.strftime("%Y.%m.%d-%H%M")
     out_dir = Path(out_dir)
+    # models/<name>/<version>: the directory names are the defaults
+    name = name or out_dir.resolve().parent.name or f"{channel.value}-linear"
+    version = version or out_dir.name or now.strftime("%Y.%m.%d-%H%M")
     out_dir.mkdir(parents=True, exist_ok=True)
     model_path = out_dir / MODEL_FILE
     import zipfile

@@ -70,10 +70,11 @@ def test_features_deterministic_and_japanese() -> None:
     assert i1.max() < F.N_FEATURES and i1.min() >= 0
     toks = F.meta_tokens(f)
     assert toks["m:url"] == 1 and toks["m:tld=org"] == 1 and toks["m:sender=alpha"] == 1
-    # full-width and half-width forms hash the same after NFKC
-    a = F.row(F.Features(Channel.SMS, "ＷＩＮ　１０００"))[0]
-    b = F.row(F.Features(Channel.SMS, "WIN 1000"))[0]
-    assert set(a) == set(b)
+    # full-width and half-width forms share their word and character features after NFKC
+    # (only the script-mix structure token differs)
+    a = set(F.row(F.Features(Channel.SMS, "ＷＩＮ　１０００"))[0])  # noqa: RUF001
+    b = set(F.row(F.Features(Channel.SMS, "WIN 1000"))[0])
+    assert len(a ^ b) <= 2 and len(a & b) >= 10
     X = F.vectorise([f, F.Features(Channel.SMS, "")])
     assert X.shape == (2, F.N_FEATURES)
 
