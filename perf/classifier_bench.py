@@ -30,7 +30,9 @@ from gateway.policy import DEFAULT_POLICY  # noqa: E402
 from gateway.runtime import Gateway  # noqa: E402
 from gateway.store.policy import MemoryPolicyStore  # noqa: E402
 
-SHARED = Path(os.environ.get("MAMORI_SHARED_DATA", ROOT.parent / "shared" / "data"))
+SHARED = Path(os.environ.get("MAMORI_SHARED_DATA") or next(
+    (p for p in (ROOT.parent / "shared" / "data", ROOT.parent.parent / "shared" / "data")
+     if p.is_dir()), ROOT.parent / "shared" / "data"))
 
 
 def cpu() -> float:

@@ -17,6 +17,7 @@ own and scaled by its block weight, so long emails do not drown the structure to
 
 from __future__ import annotations
 
+import math
 import re
 import unicodedata
 import zlib
@@ -341,21 +342,32 @@ def _block(ids: np.ndarray, weight: float) -> tuple[np.ndarray, np.ndarray]:
     return cols.astype(np.int64), v
 
 
+_META_COLS: dict[str, int] = {}
+
+
+def _meta_col(tok: str) -> int:
+    """The column of a structure token (cached: the same tokens recur in every message)."""
+    col = _META_COLS.get(tok)
+    if col is None:
+        h = np.array([_token_hash(tok)], dtype=np.uint64)
+        col = int((_mix(h ^ _SEEDS["m"]) & _MASK)[0])
+        if len(_META_COLS) < _CACHE_MAX:
+            _META_COLS[tok] = col
+    return col
+
+
 def _meta_block(tokens: Counter[str]) -> tuple[np.ndarray, np.ndarray]:
-    out = []
+    cols: list[int] = []
+    vals: list[float] = []
     for prefix in ("m", "h"):
         items = [(k, c) for k, c in tokens.items() if k[0] == prefix]
         if not items:
             continue
-        h = np.fromiter((_token_hash(k) for k, _ in items), dtype=np.uint64, count=len(items))
-        ids = _mix(h ^ _SEEDS["m"]) & _MASK
-        v = np.array([float(c) for _, c in items])
-        v = np.where(v > 1, 1.0 + np.log(np.maximum(v, 1.0)), v)
-        v *= BLOCK_WEIGHTS[prefix] / np.sqrt(v @ v)
-        out.append((ids.astype(np.int64), v))
-    if not out:
-        return np.zeros(0, dtype=np.int64), np.zeros(0)
-    return np.concatenate([o[0] for o in out]), np.concatenate([o[1] for o in out])
+        v = [1.0 + math.log(c) if c > 1 else float(c) for _, c in items]
+        scale = BLOCK_WEIGHTS[prefix] / math.sqrt(sum(x * x for x in v))
+        cols.extend(_meta_col(k) for k, _ in items)
+        vals.extend(x * scale for x in v)
+    return np.array(cols, dtype=np.int64), np.array(vals, dtype=np.float64)
 
 
 def row(f: Features) -> tuple[np.ndarray, np.ndarray]:
