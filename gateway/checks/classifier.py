@@ -188,7 +188,7 @@ class ClassifierCheck(Check):
         if cached is None:
             cached = row(Features.from_context(ctx))
             ctx.data["classifier.features"] = cached
-        return cached  # type: ignore[no-any-return]
+        return cached
 
     def score(self, ctx: ScanContext, idx: np.ndarray, val: np.ndarray) -> list[Symbol]:
         model = self.slot.model

@@ -204,7 +204,7 @@ def _from_json(obj: dict[str, Any], path: Path, lineno: int) -> Record | None:
     raw = obj.get("raw") or b""
     if isinstance(raw, str):
         raw = raw.encode("utf-8", "surrogateescape")
-    meta = {k: obj[k] for k in ("category", "brand", "part", "channel", "date") if k in obj}
+    meta: dict[str, Any] = {k: obj[k] for k in ("category", "brand", "part", "channel", "date") if k in obj}
     return Record(channel, parse_label(label), text=str(obj.get("text") or ""), raw=raw,
                   sender=str(obj.get("sender") or ""), source=path.name, order=lineno, meta=meta)
 

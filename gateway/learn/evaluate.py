@@ -114,7 +114,7 @@ def _plots(y: np.ndarray, p: np.ndarray, t: float, out: Path, title: str) -> Non
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(5, 4))
-    bins = np.linspace(0, 1, 41)
+    bins = np.linspace(0, 1, 41).tolist()
     ax.hist(p[y == 0], bins=bins, alpha=0.6, label="ham", color="tab:blue", log=True)
     ax.hist(p[y == 1], bins=bins, alpha=0.6, label="spam/fraud", color="tab:red", log=True)
     ax.axvline(t, color="black", ls="--", lw=1, label=f"threshold {t:.3f}")
@@ -154,8 +154,8 @@ def category_table(records: Sequence[Record], p: np.ndarray, t: float,
             row["pipeline"] += int(actions[i] != "accept")
     out = sorted(rows.values(), key=lambda r: (r["label"], r["category"]))
     if actions is None:
-        for r in out:
-            r.pop("pipeline")
+        for line in out:
+            line.pop("pipeline")
     return out
 
 

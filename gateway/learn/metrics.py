@@ -57,7 +57,7 @@ def bootstrap_ci(y: np.ndarray, p: np.ndarray, fn: Any, *, n: int = 500, seed: i
     return float(lo), float(hi)
 
 
-def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+def wilson(k: float, n: float, z: float = 1.96) -> tuple[float, float]:
     """Wilson score interval of a proportion k/n."""
     if n == 0:
         return 0.0, 1.0
