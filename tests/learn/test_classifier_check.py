@@ -64,3 +64,44 @@ def test_corrupt_model_refuses_to_start(settings, tmp_path: Path) -> None:
         _gw(settings, **{"model.sms": bad})
     with pytest.raises((ModelError, ConfigError), match="does not exist"):
         _gw(settings, **{"model.sms": tmp_path / "missing"})
+
+
+SPAM_EMAIL = (b"From: \"Best Deals\" <offers@cheap-pills-online.biz>\r\nTo: undisclosed-recipients:;\r\n"
+              b"Subject: CHEAP VIAGRA 80% OFF!!! Limited time offer\r\nContent-Type: text/html\r\n\r\n"
+              b"<html><body><a href=\"http://192.168.10.5/buy\">Click here</a> to buy cheap meds "
+              b"online, no prescription needed! Best prices guaranteed. Remove me from your list "
+              b"<a href=\"http://bit.ly/x\">here</a></body></html>\r\n")
+HAM_EMAIL = (b"From: Alice Smith <alice@example.org>\r\nTo: bob@example.org\r\n"
+             b"Subject: Re: notes from Tuesday's meeting\r\nDate: Tue, 3 Sep 2024 10:00:00 +0200\r\n"
+             b"Message-ID: <abc123@example.org>\r\nIn-Reply-To: <xyz@example.org>\r\n\r\n"
+             b"Hi Bob,\r\n\r\nthanks for the notes. I think the second option for the build "
+             b"script is fine; can you push the patch to the branch so I can review it "
+             b"tomorrow?\r\n\r\nAlice\r\n")
+
+
+def test_email_spam_high_ham_low(settings) -> None:
+    gw = _gw(settings)
+    spam = _scan(gw, Message.email(SPAM_EMAIL))
+    ham = _scan(gw, Message.email(HAM_EMAIL))
+    assert spam.symbols["CLASSIFIER_SPAM"].score >= 9, spam.to_json()
+    assert ham.score < 5, ham.to_json()
+    assert spam.model_version and spam.model_version.startswith("email-")
+
+
+@pytest.mark.parametrize("raw", [b"", b"\x00\xff" * 5000, b"Content-Type: multipart/mixed; "
+                                 b"boundary=x\r\n\r\n--x\r\nContent-Type: text/plain; charset=bogus"
+                                 b"\r\nContent-Transfer-Encoding: base64\r\n\r\n!!!notbase64",
+                                 b"Subject: big\r\n\r\n" + b"word " * 2_000_000])
+def test_malformed_and_huge_email_never_crash(settings, raw: bytes) -> None:
+    v = _scan(_gw(settings), Message.email(raw))
+    assert "classifier_email" not in v.failed_checks
+    assert v.model_version is not None
+
+
+def test_empty_sms_and_contract(settings) -> None:
+    gw = _gw(settings)
+    v = _scan(gw, Message.sms(""))
+    assert v.action is Action.ACCEPT and "classifier_sms" not in v.failed_checks
+    for c in gw.pipeline.checks:
+        if c.name.startswith("classifier_"):
+            assert {s.name for s in c.symbols} == {"CLASSIFIER_SPAM"}
