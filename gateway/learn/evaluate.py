@@ -21,6 +21,7 @@ from gateway.learn.train import featurise
 from gateway.message import Channel, Message
 
 PLOTS = ("roc.png", "pr.png", "hist.png", "confusion.png")
+BLOCKING = frozenset({"quarantine", "soft_reject", "reject"})
 
 
 @dataclass
@@ -147,15 +148,17 @@ def category_table(records: Sequence[Record], p: np.ndarray, t: float,
     for i, r in enumerate(records):
         cat = str(r.meta.get("category") or ("spam" if r.label else "ham"))
         row = rows.setdefault(cat, {"category": cat, "label": "fraud" if r.label else "legit",
-                                    "n": 0, "classifier": 0, "pipeline": 0})
+                                    "n": 0, "classifier": 0, "pipeline": 0, "pipeline_blocked": 0})
         row["n"] += 1
         row["classifier"] += int(p[i] >= t)
         if actions is not None:
             row["pipeline"] += int(actions[i] != "accept")
+            row["pipeline_blocked"] += int(actions[i] in BLOCKING)
     out = sorted(rows.values(), key=lambda r: (r["label"], r["category"]))
     if actions is None:
         for line in out:
             line.pop("pipeline")
+            line.pop("pipeline_blocked")
     return out
 
 
@@ -197,13 +200,14 @@ def evaluate(model_dir: Path | str, data: Sequence[str], report_dir: Path | str,
 
 
 def format_categories(cats: Sequence[dict[str, Any]]) -> str:
-    head = "| category | label | n | caught by classifier |" + (
-        " flagged by pipeline |" if cats and "pipeline" in cats[0] else "")
-    lines = [head, "|---|---|---|---|" + ("---|" if "pipeline" in cats[0] else "")]
+    whole = bool(cats) and "pipeline" in cats[0]
+    head = "| category | label | n | blocked by classifier |" + (
+        " blocked by pipeline | flagged by pipeline (tag or more) |" if whole else "")
+    lines = [head, "|---|---|---|---|" + ("---|---|" if whole else "")]
     for r in cats:
         line = f"| {r['category']} | {r['label']} | {r['n']} | {r['classifier']} |"
-        if "pipeline" in r:
-            line += f" {r['pipeline']} |"
+        if whole:
+            line += f" {r['pipeline_blocked']} | {r['pipeline']} |"
         lines.append(line)
     return "\n".join(lines)
 
@@ -219,10 +223,12 @@ def _html(title: str, model: LoadedModel, s: dict[str, Any], cats: Sequence[dict
         for f, r in s["recall_at_fpr"].items())
     cat_rows = "".join(
         f"<tr><td>{e(c['category'])}</td><td>{c['label']}</td><td>{c['n']}</td>"
-        f"<td>{c['classifier']}</td>" + (f"<td>{c['pipeline']}</td>" if "pipeline" in c else "")
+        f"<td>{c['classifier']}</td>" + (f"<td>{c['pipeline_blocked']}</td><td>{c['pipeline']}</td>"
+                                         if "pipeline" in c else "")
         + "</tr>" for c in cats)
     cat_html = (f"<h2>Per category</h2><table><tr><th>category</th><th>label</th><th>n</th>"
-                f"<th>classifier</th>{'<th>pipeline</th>' if cats and 'pipeline' in cats[0] else ''}"
+                f"<th>classifier blocks</th>"
+                f"{'<th>pipeline blocks</th><th>pipeline flags</th>' if cats and 'pipeline' in cats[0] else ''}"
                 f"</tr>{cat_rows}</table>") if cats else ""
 
     def ex(items: Sequence[tuple[float, str]]) -> str:
