@@ -105,3 +105,17 @@ def test_empty_sms_and_contract(settings) -> None:
     for c in gw.pipeline.checks:
         if c.name.startswith("classifier_"):
             assert {s.name for s in c.symbols} == {"CLASSIFIER_SPAM"}
+
+
+def test_model_setting_selects_the_model(settings, tiny_models: Path) -> None:
+    """MAMORI_MODEL__SMS (settings.model.sms) overrides the live pointer."""
+    from gateway.config import load_settings
+
+    s = load_settings(data_dir=settings.data_dir, hash_key="k" * 24,
+                      model={"sms": str(tiny_models / "sms-tiny" / "2")})
+    v = _scan(_gw(s), Message.sms("WIN a free prize now"))
+    assert v.model_version == "sms-tiny/2"
+    wrong = load_settings(data_dir=settings.data_dir, hash_key="k" * 24,
+                          model={"sms": str(tiny_models / "email-tiny" / "1")})
+    with pytest.raises((ModelError, ConfigError), match="not sms"):
+        _gw(wrong)
