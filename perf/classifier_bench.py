@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT))
 from gateway.config import load_settings  # noqa: E402
 from gateway.events import NullSink  # noqa: E402
 from gateway.learn.datasets import load  # noqa: E402
-from gateway.learn.features import Features, row, vectorise  # noqa: E402
+from gateway.learn.features import Features, row  # noqa: E402
 from gateway.learn.registry import live_dir, load_model  # noqa: E402
 from gateway.message import Channel, Message, ScanContext  # noqa: E402
 from gateway.policy import DEFAULT_POLICY  # noqa: E402
@@ -52,15 +52,11 @@ def bench_model(channel: Channel, messages: list[Message], batch: int) -> None:
     report("  parse + text extraction (shared with other checks)", len(ctxs), cpu() - t)
     t = cpu()
     for f in feats:
-        idx, val = row(f)
-        s = model.scorer
-        assert s is not None
-        float(val @ s.w[idx])
+        model.proba_row(*row(f))
     report("  classifier, one at a time (featurise + score)", len(feats), cpu() - t)
     t = cpu()
     for i in range(0, len(feats), batch):
-        X = vectorise(feats[i : i + batch])
-        s.proba(X)
+        model.proba(feats[i : i + batch])
     report(f"  classifier, batches of {batch}", len(feats), cpu() - t)
 
 

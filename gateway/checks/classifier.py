@@ -194,7 +194,7 @@ class ClassifierCheck(Check):
         model = self.slot.model
         if model is None:
             raise CheckError(self.slot.error or "no model")
-        p = proba_row(model, idx, val)
+        p = model.proba_row(idx, val)
         ctx.versions["model"] = model.ident
         ctx.data["classifier.p"] = p
         if self.shadow is not None and self.shadow.model is not None:
@@ -210,7 +210,7 @@ class ClassifierCheck(Check):
         if cand is None:
             return
         try:
-            q = proba_row(cand, idx, val)
+            q = cand.proba_row(idx, val)
         except Exception as exc:  # a shadow never affects the scan
             log.warning("shadow model failed: %s", type(exc).__name__)
             return
@@ -227,20 +227,6 @@ class ClassifierCheck(Check):
                 "live": live.ident, "live_p": round(p, 6), "live_spam": live_spam,
                 "shadow": cand.ident, "shadow_p": round(q, 6), "shadow_spam": cand_spam,
             })
-
-
-def proba_row(model: LoadedModel, idx: np.ndarray, val: np.ndarray) -> float:
-    if model.scorer is not None:
-        s = model.scorer
-        d = float(val @ s.w[idx]) + s.b
-        z = s.a * d + s.c
-        return float(1.0 / (1.0 + np.exp(min(z, 700.0))))
-    import scipy.sparse as sp
-
-    from gateway.learn.features import N_FEATURES
-
-    X = sp.csr_matrix((val, idx, np.array([0, idx.size])), shape=(1, N_FEATURES))
-    return float(model.estimator.predict_proba(X)[0, 1])
 
 
 class SmsClassifierCheck(ClassifierCheck):

@@ -10,17 +10,12 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click
 
+from gateway.cli import _fail
 from gateway.errors import GatewayError
-
-
-def _fail(exc: Exception) -> None:
-    click.echo(f"mamori: error: {exc}", err=True)
-    sys.exit(2)
 
 
 def _models_dir() -> Path:

@@ -17,7 +17,7 @@ from gateway.errors import InputError
 from gateway.learn import metrics as M
 from gateway.learn.datasets import Record, dedup, load_many
 from gateway.learn.registry import LoadedModel, load_model
-from gateway.learn.train import featurise
+from gateway.learn.train import featurise, record_message
 from gateway.message import Channel, Message
 
 PLOTS = ("roc.png", "pr.png", "hist.png", "confusion.png")
@@ -71,9 +71,7 @@ def pipeline_actions(model_dir: Path, records: Sequence[Record], *, progress: bo
         out = []
         try:
             for r in tqdm(records, desc="pipeline", disable=not progress, leave=False):
-                msg = (Message.email(r.raw, sender=r.sender) if r.channel is Channel.EMAIL
-                       else Message.sms(r.text, sender=r.sender))
-                v = await gw.pipeline.scan(msg)
+                v = await gw.pipeline.scan(record_message(r))
                 out.append(v.action.value)
         finally:
             await gw.close()

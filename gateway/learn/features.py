@@ -13,6 +13,9 @@ own and scaled by its block weight, so long emails do not drown the structure to
 - ``m:``  structure: URL count and kind (IP host, shortener, TLD, https), phone numbers,
   money, sender type (SMS), header anomalies and mailer/MIME shape (email)
 - ``h:``  email only: words of the subject and the From display name
+
+Structure tokens saying that a header field is present or absent (``m:has_*``, ``m:no_*``)
+form their own block (``n``), weighted low for email: they are the most corpus-specific signal.
 """
 
 from __future__ import annotations
@@ -35,9 +38,12 @@ from gateway.message import Channel
 if TYPE_CHECKING:
     from gateway.message import ScanContext
 
-FEATURES_VERSION = "f1"
+FEATURES_VERSION = "f2"
 N_FEATURES = 2**19
-BLOCK_WEIGHTS = {"w": 1.0, "c": 1.0, "m": 0.8, "h": 0.6}
+BLOCK_WEIGHTS = {"w": 1.0, "c": 1.0, "m": 0.8, "n": 0.3, "h": 0.6}
+# email: structure counts more, the presence/absence of individual header fields less (it is
+# the most corpus-specific signal: mailing-list ham has List-Id, personal ham does not)
+EMAIL_BLOCK_WEIGHTS = {**BLOCK_WEIGHTS, "m": 1.0}
 MAX_WORD_CHARS = 20_000  # email text beyond this is not featurised (head of the message)
 MAX_CHAR_CHARS = 3_000  # character n-grams on the first 3,000 characters only
 
@@ -357,15 +363,27 @@ def _meta_col(tok: str) -> int:
     return col
 
 
-def _meta_block(tokens: Counter[str]) -> tuple[np.ndarray, np.ndarray]:
+def _meta_key(tok: str) -> str:
+    if tok[0] == "h":
+        return "h"
+    return "n" if tok.startswith(("m:has_", "m:no_")) else "m"
+
+
+def _meta_block(tokens: Counter[str], weights: dict[str, float] = BLOCK_WEIGHTS
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Structure tokens (``m``), header presence tokens (``n``) and header words (``h``),
+    each block L2-normalised and scaled by its weight."""
+    groups: dict[str, list[tuple[str, int]]] = {}
+    for k, c in tokens.items():
+        groups.setdefault(_meta_key(k), []).append((k, c))
     cols: list[int] = []
     vals: list[float] = []
-    for prefix in ("m", "h"):
-        items = [(k, c) for k, c in tokens.items() if k[0] == prefix]
+    for key in ("m", "n", "h"):
+        items = groups.get(key)
         if not items:
             continue
         v = [1.0 + math.log(c) if c > 1 else float(c) for _, c in items]
-        scale = BLOCK_WEIGHTS[prefix] / math.sqrt(sum(x * x for x in v))
+        scale = weights[key] / math.sqrt(sum(x * x for x in v))
         cols.extend(_meta_col(k) for k, _ in items)
         vals.extend(x * scale for x in v)
     return np.array(cols, dtype=np.int64), np.array(vals, dtype=np.float64)
@@ -375,9 +393,10 @@ def row(f: Features) -> tuple[np.ndarray, np.ndarray]:
     """(column indices, values) of one message; indices may repeat across blocks (summed)."""
     text = normalise(f.text[:MAX_WORD_CHARS])
     text0 = _DIGITS_RE.sub("0", text)
-    wi, wv = _block(_word_ids(_WORD_RE.findall(text0)), BLOCK_WEIGHTS["w"])
-    ci, cv = _block(_char_ids(text0[:MAX_CHAR_CHARS]), BLOCK_WEIGHTS["c"])
-    mi, mv = _meta_block(meta_tokens(f))
+    weights = EMAIL_BLOCK_WEIGHTS if f.channel is Channel.EMAIL else BLOCK_WEIGHTS
+    wi, wv = _block(_word_ids(_WORD_RE.findall(text0)), weights["w"])
+    ci, cv = _block(_char_ids(text0[:MAX_CHAR_CHARS]), weights["c"])
+    mi, mv = _meta_block(meta_tokens(f), weights)
     return np.concatenate((wi, ci, mi)), np.concatenate((wv, cv, mv))
 
 

@@ -129,9 +129,10 @@ class LinearScorer:
     def proba(self, X: sp.csr_matrix) -> np.ndarray:
         return 1.0 / (1.0 + np.exp(self.a * self.decision(X) + self.c))
 
-    def proba_one(self, X: sp.csr_matrix) -> float:
-        d = float(X.data @ self.w[X.indices]) + self.b
-        return 1.0 / (1.0 + float(np.exp(self.a * d + self.c)))
+    def proba_row(self, idx: np.ndarray, val: np.ndarray) -> float:
+        """One message from its (column, value) pairs: no sparse matrix at all."""
+        z = self.a * (float(val @ self.w[idx]) + self.b) + self.c
+        return 1.0 / (1.0 + float(np.exp(min(z, 700.0))))
 
 
 @dataclass
@@ -157,10 +158,12 @@ class LoadedModel:
             return self.scorer.proba(X)
         return np.asarray(self.estimator.predict_proba(X)[:, 1])
 
-    def proba_one(self, item: Features) -> float:
-        X = vectorise((item,))
+    def proba_row(self, idx: np.ndarray, val: np.ndarray) -> float:
+        """The probability of one message given its hashed features (see features.row)."""
         if self.scorer is not None:
-            return self.scorer.proba_one(X)
+            return self.scorer.proba_row(idx, val)
+        X = sp.csr_matrix((val, idx, np.array([0, idx.size])), shape=(1, N_FEATURES))
+        X.sum_duplicates()
         return float(self.estimator.predict_proba(X)[0, 1])
 
 

@@ -45,15 +45,18 @@ KNOWN_LICENCES = {
 }
 
 
+def record_message(rec: Record) -> Message:
+    """The Message an ingress would build for a record."""
+    if rec.channel is Channel.EMAIL and rec.raw:
+        return Message.email(rec.raw, sender=rec.sender)
+    if rec.channel is Channel.EMAIL:
+        return Message.email(b"Subject: \r\n\r\n" + rec.text.encode("utf-8", "surrogatepass"))
+    return Message.sms(rec.text, sender=rec.sender)
+
+
 def record_features(rec: Record) -> Features:
     """Build features for a record exactly as the gateway does for a live message."""
-    if rec.channel is Channel.EMAIL and rec.raw:
-        msg = Message.email(rec.raw, sender=rec.sender)
-    elif rec.channel is Channel.EMAIL:
-        msg = Message.email(b"Subject: \r\n\r\n" + rec.text.encode("utf-8", "surrogatepass"))
-    else:
-        msg = Message.sms(rec.text, sender=rec.sender)
-    return Features.from_context(ScanContext(msg, DEFAULT_POLICY))
+    return Features.from_context(ScanContext(record_message(rec), DEFAULT_POLICY))
 
 
 def featurise(records: Sequence[Record], *, progress: bool = True, desc: str = "features"
