@@ -78,8 +78,10 @@ def render_card(doc: dict[str, Any]) -> str:
         lines += ["", _tiers_md(t, "cross-validation")]
     for src, d in (cv.get("by_source") or {}).items():
         a = d["at_threshold"]
-        lines += ["", f"Out-of-fold on **{src}** only: AUC {d['auc']:.4f}, recall "
-                  f"{a['recall']:.4f} with {a['fp']} ham flagged at the quarantine threshold; "
+        lines += ["", f"Out-of-fold on **{src}** only: AUC {d['auc']:.4f}; at the quarantine "
+                  f"threshold spam F1 {a['f1']:.4f} ({d['f1_ci'][0]:.4f} - {d['f1_ci'][1]:.4f}),"
+                  f" recall {a['recall']:.4f}, {a['fp']} of {a['fp'] + a['tn']} ham blocked "
+                  f"({_pct(a['fpr'])}, 95% CI up to {_pct(d['fpr_ci'][1])}). "
                   + _tiers_md(d["tiers"], src)]
     h = doc.get("holdout")
     if h:

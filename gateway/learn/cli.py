@@ -75,15 +75,20 @@ def train(channel: str, data: tuple[str, ...], out: Path, name: str | None, vers
               help="decision threshold (default: the model's own)")
 @click.option("--pipeline", "whole", is_flag=True,
               help="also score through the whole pipeline (per-category tables)")
+@click.option("--record", is_flag=True,
+              help="add the result to the model's metrics.json and card.md")
 @click.option("--quiet", is_flag=True, help="no progress bars")
 def evaluate(model_dir: Path, data: tuple[str, ...], report: Path | None,
-             threshold: float | None, whole: bool, quiet: bool) -> None:
+             threshold: float | None, whole: bool, record: bool, quiet: bool) -> None:
     """Evaluate a model on labelled data: HTML report with PNG plots."""
     from gateway.learn.evaluate import evaluate as do_eval
+    from gateway.learn.evaluate import record_in_card
 
     try:
         res = do_eval(model_dir, list(data), report or (Path(model_dir) / "report"),
                       threshold=threshold, whole_pipeline=whole, progress=not quiet)
+        if record:
+            record_in_card(model_dir, res, list(data))
     except GatewayError as exc:
         _fail(exc)
         return

@@ -197,6 +197,31 @@ def evaluate(model_dir: Path | str, data: Sequence[str], report_dir: Path | str,
     return EvalResult(model.ident, s, text, html_path, cats)
 
 
+def record_in_card(model_dir: Path | str, res: EvalResult, data: Sequence[str]) -> None:
+    """Add an evaluation to the model's metrics.json and card.md (model.skops is untouched,
+    so its sha256 stays valid)."""
+    from gateway.learn.card import write_card
+    from gateway.learn.registry import CARD_FILE, METRICS_FILE, read_metrics
+
+    d = Path(model_dir)
+    doc = read_metrics(d)
+    s = res.summary
+    a = s["at_threshold"]
+    names = ", ".join(Path(x).name for x in data)
+    text = (f"{s['n']} messages ({s['spam']} spam/fraud, {s['ham']} ham), AUC "
+            + (f"{s['auc']:.4f}" if s.get("auc") is not None else "-")
+            + f"; at the blocking threshold recall {a['recall']:.4f}, {a['fp']} ham blocked "
+            f"({a['fpr']:.2%}); " + "; ".join(
+                f"recall at {float(f):.2%} ham flagged {r['recall']:.4f} "
+                f"({r['recall_ci'][0]:.4f} - {r['recall_ci'][1]:.4f})"
+                for f, r in s["recall_at_fpr"].items()))
+    if res.categories:
+        text += "\n\n" + format_categories(res.categories)
+    doc.setdefault("evaluations", {})[f"on {names}"] = text
+    (d / METRICS_FILE).write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2))
+    write_card(d / CARD_FILE, doc)
+
+
 def format_categories(cats: Sequence[dict[str, Any]]) -> str:
     whole = bool(cats) and "pipeline" in cats[0]
     head = "| category | label | n | blocked by classifier |" + (

@@ -36,8 +36,11 @@ def test_train_evaluate_promote_rollback_list(data: Path, tmp_path: Path, settin
     assert "Cross-validation" in card and "licence" in card
 
     res = r.invoke(main, ["model", "evaluate", str(models / "sms-t" / "1"), "--data", str(data),
-                          "--report", str(tmp_path / "rep"), "--quiet"])
+                          "--report", str(tmp_path / "rep"), "--quiet", "--record"])
     assert res.exit_code == 0, res.output
+    assert "Further evaluations" in (models / "sms-t" / "1" / "card.md").read_text()
+    assert "on sms.tsv" in orjson.loads((models / "sms-t" / "1" / "metrics.json").read_bytes())[
+        "evaluations"]
     for f in ("report.html", "roc.png", "pr.png", "hist.png", "confusion.png"):
         assert (tmp_path / "rep" / f).stat().st_size > 0
     assert "Worst false positives" in (tmp_path / "rep" / "report.html").read_text()
