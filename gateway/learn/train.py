@@ -133,6 +133,7 @@ def train(
     progress: bool = True,
     log: Callable[[str], None] = print,
     holdout_last: float = 0.0,
+    notes: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Train, cross-validate and write a model directory. Returns the metrics document."""
     import skops.io as sio
@@ -236,6 +237,8 @@ def train(
     }
     if holdout_doc:
         doc["holdout"] = holdout_doc
+    if notes:
+        doc["notes"] = list(notes)
     (out_dir / METRICS_FILE).write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2))
     from gateway.learn.card import write_card
 

@@ -27,13 +27,14 @@ def test_train_evaluate_promote_rollback_list(data: Path, tmp_path: Path, settin
     r = CliRunner()
     for v in ("1", "2"):
         res = r.invoke(main, ["model", "train", "--channel", "sms", "--data", str(data), "--out",
-                              str(models / "sms-t" / v), "--version", v, "--cv", "3", "--quiet"])
+                              str(models / "sms-t" / v), "--version", v, "--cv", "3", "--quiet",
+                              "--note", "trained for the test"])
         assert res.exit_code == 0, res.output
         assert "threshold" in res.output
     meta = orjson.loads((models / "sms-t" / "1" / "metrics.json").read_bytes())
     assert meta["cv"]["folds"] == 3 and meta["sources"]["sms.tsv"]["spam"] > 0
     card = (models / "sms-t" / "1" / "card.md").read_text()
-    assert "Cross-validation" in card and "licence" in card
+    assert "Cross-validation" in card and "licence" in card and "trained for the test" in card
 
     res = r.invoke(main, ["model", "evaluate", str(models / "sms-t" / "1"), "--data", str(data),
                           "--report", str(tmp_path / "rep"), "--quiet", "--record"])
