@@ -162,6 +162,8 @@ class ModelSettings(BaseModel):
     dir: str = Field("", description="models directory (default: the repository's models/)")
     sms: str = Field("", description="SMS model directory overriding the live one")
     email: str = Field("", description="email model directory overriding the live one")
+    shadow_sms: str = Field("", description="candidate SMS model scored in shadow mode (events only)")
+    shadow_email: str = Field("", description="candidate email model scored in shadow mode (events only)")
 
 
 class StoreSettings(BaseModel):

@@ -247,7 +247,8 @@ class Pipeline:
         reason = ""
         for name in symbols:
             forced = scores.force_actions.get(name)
-            if forced is not None and forced.severity > action.severity:
+            if forced is not None and (forced.severity > action.severity
+                                       or (forced is action and not reason)):
                 action, reason = forced, name
         if not policy.protection and action is not Action.ACCEPT:
             action, reason = Action.ACCEPT, "protection off"

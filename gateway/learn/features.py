@@ -1,0 +1,421 @@
+"""Versioned feature extraction, shared by training and scanning.
+
+One function turns a scan context (SMS or email) into a sparse hashed vector. Nothing here is
+persisted: a model records `FEATURES_VERSION` and refuses to load against other feature code.
+The persisted model is only scikit-learn built-ins that consume these vectors.
+
+Feature families (each token is namespaced by a prefix, hashed into one space of
+`N_FEATURES` columns with scikit-learn's `FeatureHasher`; every family is L2-normalised on its
+own and scaled by its block weight, so long emails do not drown the structure tokens):
+
+- ``w:``  word unigrams and bigrams of the NFKC-normalised, lower-cased text (digits as 0)
+- ``c:``  character 2..4-grams (works for Japanese and English without a dictionary)
+- ``m:``  structure: URL count and kind (IP host, shortener, TLD, https), phone numbers,
+  money, sender type (SMS), header anomalies and mailer/MIME shape (email)
+- ``h:``  email only: words of the subject and the From display name
+
+Structure tokens saying that a header field is present or absent (``m:has_*``, ``m:no_*``)
+form their own block (``n``), weighted low for email: they are the most corpus-specific signal.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import unicodedata
+import zlib
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+import numpy as np
+import scipy.sparse as sp
+
+from gateway.message import Channel
+
+if TYPE_CHECKING:
+    from gateway.message import ScanContext
+
+FEATURES_VERSION = "f2"
+N_FEATURES = 2**19
+BLOCK_WEIGHTS = {"w": 1.0, "c": 1.0, "m": 0.8, "n": 0.3, "h": 0.6}
+# email: structure counts more, the presence/absence of individual header fields less (it is
+# the most corpus-specific signal: mailing-list ham has List-Id, personal ham does not)
+EMAIL_BLOCK_WEIGHTS = {**BLOCK_WEIGHTS, "m": 1.0}
+MAX_WORD_CHARS = 20_000  # email text beyond this is not featurised (head of the message)
+MAX_CHAR_CHARS = 3_000  # character n-grams on the first 3,000 characters only
+
+_WORD_RE = re.compile(r"\w+", re.U)
+_DIGITS_RE = re.compile(r"\d")
+_WS_RE = re.compile(r"\s+")
+_URL_RE = re.compile(r"(?i)\b(?:https?://|www\.)[^\s<>\"'　）)」】]+")  # noqa: RUF001
+_BARE_DOMAIN_RE = re.compile(r"(?i)\b[a-z0-9-]{2,63}\.(?:com|net|org|jp|info|top|xyz|cn|ru|co|ly|me|io|biz)\b")
+_CJK_RE = re.compile(r"[\u2e80-\u9fff\uf900-\ufaff\uff66-\uff9f]")
+_PHONE_RE = re.compile(r"(?:\+?\d[\d\- ]{7,}\d)")
+_MONEY_RE = re.compile(r"[£$€¥￥]|\b\d+ ?(?:円|万円|pounds?|usd|dollars?)\b", re.I)
+_IP_HOST_RE = re.compile(r"^\d{1,3}(?:\.\d{1,3}){3}$")
+SHORTENERS = frozenset(
+    ["bit.ly", "tinyurl.com", "t.co", "goo.gl", "ow.ly", "is.gd", "buff.ly", "rebrand.ly", "cutt.ly", "t.ly", "x.gd", "shorturl.at", "rb.gy", "tiny.cc", "bit.do", "qr.paypal.com", "lnkd.in", "s.id"]
+)
+# header names worth noting by presence (anomalies / mailer shape), never corpus-specific tags
+_NOTED_HEADERS = (
+    "date", "message-id", "from", "to", "cc", "reply-to", "subject", "mime-version",
+    "list-id", "list-unsubscribe", "in-reply-to", "references", "x-mailer", "user-agent",
+    "content-type", "precedence", "x-priority", "errors-to", "organization", "sender",
+)
+
+
+def normalise(text: str) -> str:
+    """NFKC (full-width to half-width, compatibility forms), lower case, collapsed space."""
+    return _WS_RE.sub(" ", unicodedata.normalize("NFKC", text)).strip().lower()
+
+
+def _bucket(n: float, edges: Sequence[float]) -> int:
+    for i, e in enumerate(edges):
+        if n <= e:
+            return i
+    return len(edges)
+
+
+@dataclass(slots=True)
+class Features:
+    """The input of featurisation, built the same way for training and scanning."""
+
+    channel: Channel
+    text: str
+    sender: str = ""
+    headers: tuple[tuple[str, str], ...] = ()
+    html: str = ""
+    urls: tuple[str, ...] = ()
+    subject: str = ""
+
+    @classmethod
+    def from_context(cls, ctx: ScanContext) -> Features:
+        m = ctx.message
+        if m.channel is Channel.SMS:
+            text = m.text
+            return cls(Channel.SMS, text, sender=m.sender, urls=tuple(_find_urls(text)))
+        _plain, html = ctx.text_parts
+        text = ctx.text
+        try:
+            subject = str(ctx.mime.get("Subject", "") or "")
+        except Exception:
+            subject = m.header("Subject")
+        return cls(Channel.EMAIL, text, sender=m.sender, headers=m.headers, html=html,
+                   urls=ctx.urls, subject=subject)
+
+
+def _find_urls(text: str) -> list[str]:
+    return [u.rstrip(".,;:!?") for u in _URL_RE.findall(text)]
+
+
+def _host(url: str) -> str:
+    if not re.match(r"(?i)^[a-z][a-z0-9+.-]*://", url):
+        url = "http://" + url
+    try:
+        return (urlsplit(url).hostname or "").lower()
+    except ValueError:
+        return ""
+
+
+def _url_tokens(urls: Iterable[str], out: Counter[str]) -> None:
+    n = 0
+    for url in urls:
+        n += 1
+        if n > 50:
+            break
+        host = _host(url)
+        low = url.lower()
+        out["m:url"] += 1
+        out["m:url_https" if low.startswith("https") else "m:url_nohttps"] = 1
+        if not host:
+            out["m:url_nohost"] = 1
+            continue
+        if _IP_HOST_RE.match(host):
+            out["m:url_ip"] = 1
+        if host in SHORTENERS:
+            out["m:url_short"] = 1
+        labels = host.split(".")
+        out["m:tld=" + labels[-1]] = 1
+        if len(labels) >= 2:
+            out["m:dom=" + ".".join(labels[-2:])] = 1
+        if len(labels) > 4:
+            out["m:url_deep_host"] = 1
+        if "@" in url.split("//", 1)[-1].split("/", 1)[0]:
+            out["m:url_userinfo"] = 1
+        if any(ord(ch) > 127 for ch in host) or "xn--" in host:
+            out["m:url_idn"] = 1
+        if "~" in url or "*" in url:
+            out["m:url_masked"] = 1
+        if re.search(r"[?&](?:id|uid|token|session|login|verify|account)=", low):
+            out["m:url_idparam"] = 1
+    out[f"m:nurl={_bucket(n, (0, 1, 2, 4, 9, 20))}"] = 1
+
+
+def _text_meta(text: str, out: Counter[str]) -> None:
+    n = len(text)
+    out[f"m:len={_bucket(n, (20, 50, 100, 160, 320, 1000, 3000, 10000))}"] = 1
+    if not text:
+        out["m:empty"] = 1
+        return
+    sample = text[:5000]
+    n_alpha = sum(map(str.isalpha, sample))
+    if n_alpha:
+        upper = sum(map(str.isupper, sample)) / n_alpha
+        out[f"m:upper={_bucket(upper, (0.05, 0.15, 0.3, 0.6))}"] = 1
+        cjk = len(_CJK_RE.findall(sample)) / n_alpha
+        out[f"m:cjk={_bucket(cjk, (0.0, 0.3, 0.7))}"] = 1
+    if _PHONE_RE.search(sample):
+        out["m:phone"] = 1
+    if _MONEY_RE.search(sample):
+        out["m:money"] = 1
+    excl = sample.count("!") + sample.count("！")  # noqa: RUF001
+    out[f"m:excl={_bucket(excl, (0, 1, 3))}"] = 1
+    if _BARE_DOMAIN_RE.search(sample):
+        out["m:bare_domain"] = 1
+
+
+def _sender_type(sender: str) -> str:
+    s = sender.strip()
+    if not s:
+        return "none"
+    digits = s.lstrip("+")
+    if digits.isdigit():
+        if len(digits) <= 6:
+            return "short"
+        return "intl" if s.startswith("+") or len(digits) > 11 else "long"
+    return "alpha"
+
+
+def _domain_of(addr: str) -> str:
+    if "<" in addr and ">" in addr:
+        addr = addr[addr.rfind("<") + 1 : addr.rfind(">")]
+    return addr.rpartition("@")[2].strip().strip(">").lower()
+
+
+def _email_meta(f: Features, out: Counter[str]) -> None:
+    names: dict[str, str] = {}
+    received = 0
+    for n, v in f.headers:
+        ln = n.lower()
+        if ln == "received":
+            received += 1
+        names.setdefault(ln, v)
+    for h in _NOTED_HEADERS:
+        out[("m:has_" if h in names else "m:no_") + h] = 1
+    out[f"m:recv={_bucket(received, (0, 1, 2, 4, 7))}"] = 1
+    frm = names.get("from", "")
+    from_dom = _domain_of(frm)
+    if from_dom:
+        out["m:from_tld=" + from_dom.rsplit(".", 1)[-1]] = 1
+    display = frm.split("<", 1)[0] if "<" in frm else ""
+    if "@" in display:
+        out["m:from_display_addr"] = 1
+    if not display.strip():
+        out["m:from_no_display"] = 1
+    rt = names.get("reply-to", "")
+    if rt and _domain_of(rt) != from_dom:
+        out["m:replyto_other_domain"] = 1
+    mid = names.get("message-id", "")
+    if mid:
+        mid_dom = _domain_of(mid)
+        if from_dom and mid_dom and not (mid_dom.endswith(from_dom) or from_dom.endswith(mid_dom)):
+            out["m:mid_other_domain"] = 1
+    if f.sender and from_dom and _domain_of(f.sender) != from_dom:
+        out["m:envfrom_other_domain"] = 1
+    mailer = (names.get("x-mailer") or names.get("user-agent") or "").lower()
+    if mailer:
+        word = _WORD_RE.findall(mailer)
+        if word:
+            out["m:mailer=" + word[0]] = 1
+    ctype = names.get("content-type", "text/plain").lower()
+    out["m:ctype=" + ctype.split(";", 1)[0].strip()[:40]] = 1
+    m = re.search(r'charset="?([\w-]+)', ctype)
+    if m:
+        out["m:charset=" + m.group(1)] = 1
+    if f.html and not f.text.strip():
+        out["m:html_only"] = 1
+    if f.html:
+        out["m:html"] = 1
+        low = f.html[:50_000].lower()
+        if "<img" in low:
+            out["m:html_img"] = 1
+        if "<form" in low:
+            out["m:html_form"] = 1
+        if "<script" in low:
+            out["m:html_script"] = 1
+        if re.search(r"font[^>]{0,40}(?:size=[\"']?[01]\b|color=[\"']?#?fff)", low):
+            out["m:html_hidden_text"] = 1
+    subj = f.subject
+    if not subj:
+        out["m:no_subject"] = 1
+    else:
+        letters = [ch for ch in subj if ch.isalpha()]
+        if letters and sum(ch.isupper() for ch in letters) / len(letters) > 0.6:
+            out["m:subject_caps"] = 1
+        if re.match(r"(?i)\s*(re|fwd?|aw)\s*:", subj):
+            out["m:subject_reply"] = 1
+        if "=?" in subj:
+            out["m:subject_encoded"] = 1
+        if re.search(r"[!$%]{2,}|\d{2,}%", subj):
+            out["m:subject_shouty"] = 1
+    for tok in _WORD_RE.findall(normalise(subj))[:30]:
+        out["h:s:" + _DIGITS_RE.sub("0", tok)] += 1
+    for tok in _WORD_RE.findall(normalise(display))[:10]:
+        out["h:f:" + tok] += 1
+
+
+def meta_tokens(f: Features) -> Counter[str]:
+    """Structure tokens (``m:``) and email header words (``h:``) of one message."""
+    out: Counter[str] = Counter()
+    urls = f.urls if f.urls else tuple(_find_urls(f.text[:MAX_WORD_CHARS]))
+    _url_tokens(urls, out)
+    _text_meta(f.text, out)
+    if f.channel is Channel.SMS:
+        out["m:sender=" + _sender_type(f.sender)] = 1
+    else:
+        _email_meta(f, out)
+    return out
+
+
+# -- hashing ---------------------------------------------------------------------------------
+# Deterministic hashing in numpy (no per-token Python call for character n-grams): code points
+# are combined by a polynomial rolling hash and a 64-bit finaliser (splitmix64), words and
+# structure tokens by CRC-32 (cached). Different seeds keep the blocks apart.
+
+_MASK = np.uint64(N_FEATURES - 1)
+_P = np.uint64(1_000_003)
+_SEEDS = {"c": np.uint64(0x9E3779B97F4A7C15), "w": np.uint64(0xC2B2AE3D27D4EB4F),
+          "b": np.uint64(0x165667B19E3779F9), "m": np.uint64(0x27D4EB2F165667C5)}
+_CACHE_MAX = 200_000
+_TOKEN_IDS: dict[str, int] = {}
+
+
+def _mix(h: np.ndarray) -> np.ndarray:
+    h = h ^ (h >> np.uint64(30))
+    h = h * np.uint64(0xBF58476D1CE4E5B9)
+    h = h ^ (h >> np.uint64(27))
+    h = h * np.uint64(0x94D049BB133111EB)
+    out: np.ndarray = h ^ (h >> np.uint64(31))
+    return out
+
+
+def _char_ids(text: str) -> np.ndarray:
+    if len(text) < 2:
+        return np.zeros(0, dtype=np.uint64)
+    cp = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
+    parts = []
+    h = cp[:-1] ^ _SEEDS["c"]
+    for n in (2, 3, 4):
+        if len(cp) < n:
+            break
+        h = h[: len(cp) - n + 1] * _P + cp[n - 1 :]
+        parts.append(h)
+    return _mix(np.concatenate(parts)) & _MASK
+
+
+def _token_hash(tok: str) -> int:
+    v = _TOKEN_IDS.get(tok)
+    if v is None:
+        v = zlib.crc32(tok.encode("utf-8", "surrogatepass"))
+        if len(_TOKEN_IDS) < _CACHE_MAX:
+            _TOKEN_IDS[tok] = v
+    return v
+
+
+def _word_ids(words: list[str]) -> np.ndarray:
+    if not words:
+        return np.zeros(0, dtype=np.uint64)
+    h = np.fromiter(map(_token_hash, words), dtype=np.uint64, count=len(words))
+    uni = _mix(h ^ _SEEDS["w"])
+    if len(words) < 2:
+        return uni & _MASK
+    bi = _mix((h[:-1] * _P + h[1:]) ^ _SEEDS["b"])
+    return np.concatenate((uni, bi)) & _MASK
+
+
+def _block(ids: np.ndarray, weight: float) -> tuple[np.ndarray, np.ndarray]:
+    """Unique columns and values: sub-linear term frequency, L2-normalised, scaled."""
+    if ids.size == 0:
+        return ids.astype(np.int64), np.zeros(0)
+    cols, cnt = np.unique(ids, return_counts=True)
+    v = cnt.astype(np.float64)
+    big = v > 1
+    if big.any():
+        v[big] = 1.0 + np.log(v[big])
+    v *= weight / np.sqrt(v @ v)
+    return cols.astype(np.int64), v
+
+
+_META_COLS: dict[str, int] = {}
+
+
+def _meta_col(tok: str) -> int:
+    """The column of a structure token (cached: the same tokens recur in every message)."""
+    col = _META_COLS.get(tok)
+    if col is None:
+        h = np.array([_token_hash(tok)], dtype=np.uint64)
+        col = int((_mix(h ^ _SEEDS["m"]) & _MASK)[0])
+        if len(_META_COLS) < _CACHE_MAX:
+            _META_COLS[tok] = col
+    return col
+
+
+def _meta_key(tok: str) -> str:
+    if tok[0] == "h":
+        return "h"
+    return "n" if tok.startswith(("m:has_", "m:no_")) else "m"
+
+
+def _meta_block(tokens: Counter[str], weights: dict[str, float] = BLOCK_WEIGHTS
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Structure tokens (``m``), header presence tokens (``n``) and header words (``h``),
+    each block L2-normalised and scaled by its weight."""
+    groups: dict[str, list[tuple[str, int]]] = {}
+    for k, c in tokens.items():
+        groups.setdefault(_meta_key(k), []).append((k, c))
+    cols: list[int] = []
+    vals: list[float] = []
+    for key in ("m", "n", "h"):
+        items = groups.get(key)
+        if not items:
+            continue
+        v = [1.0 + math.log(c) if c > 1 else float(c) for _, c in items]
+        scale = weights[key] / math.sqrt(sum(x * x for x in v))
+        cols.extend(_meta_col(k) for k, _ in items)
+        vals.extend(x * scale for x in v)
+    return np.array(cols, dtype=np.int64), np.array(vals, dtype=np.float64)
+
+
+def row(f: Features) -> tuple[np.ndarray, np.ndarray]:
+    """(column indices, values) of one message; indices may repeat across blocks (summed)."""
+    text = normalise(f.text[:MAX_WORD_CHARS])
+    text0 = _DIGITS_RE.sub("0", text)
+    weights = EMAIL_BLOCK_WEIGHTS if f.channel is Channel.EMAIL else BLOCK_WEIGHTS
+    wi, wv = _block(_word_ids(_WORD_RE.findall(text0)), weights["w"])
+    ci, cv = _block(_char_ids(text0[:MAX_CHAR_CHARS]), weights["c"])
+    mi, mv = _meta_block(meta_tokens(f), weights)
+    return np.concatenate((wi, ci, mi)), np.concatenate((wv, cv, mv))
+
+
+def vectorise(items: Iterable[Features]) -> sp.csr_matrix:
+    """Hash a batch of messages into a CSR matrix of shape (n, N_FEATURES)."""
+    indptr = [0]
+    idx: list[np.ndarray] = []
+    val: list[np.ndarray] = []
+    for f in items:
+        i, v = row(f)
+        idx.append(i)
+        val.append(v)
+        indptr.append(indptr[-1] + i.size)
+    n = len(indptr) - 1
+    X = sp.csr_matrix(
+        (np.concatenate(val) if val else np.zeros(0),
+         np.concatenate(idx) if idx else np.zeros(0, dtype=np.int64),
+         np.array(indptr, dtype=np.int64)),
+        shape=(n, N_FEATURES),
+    )
+    X.sum_duplicates()
+    return X
