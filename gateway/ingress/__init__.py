@@ -1,0 +1,1 @@
+"""Ingress adapters: wire protocols <-> Message/Verdict."""
