@@ -214,6 +214,7 @@ class EsmeSession(asyncio.Protocol):
         self.tokens = float(max(proxy.cfg.throttle_rate, 1.0))
         self.token_t = time.monotonic()
         self.closing = False
+        self.discarding = False
 
     # connection ---------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -256,13 +257,20 @@ class EsmeSession(asyncio.Protocol):
 
     # receiving ------------------------------------------------------------------------
     def data_received(self, data: bytes) -> None:
+        if self.discarding:
+            return
         self.last_rx = time.monotonic()
         try:
             pdus = self.decoder.feed(data)
         except P.PduError as e:
-            # the stream cannot be resynchronised: generic_nack, then close (SMPP 3.4 2.8)
+            # the stream cannot be resynchronised: generic_nack, then close (SMPP 3.4 2.8).
+            # Half-close and drain what the peer still sends, so the nack is not lost to a RST.
             self.respond(P.GENERIC_NACK, 0, e.status)
-            self.close()
+            self.out.flush()
+            self.discarding = True
+            if self.transport is not None and self.transport.can_write_eof():
+                self.transport.write_eof()
+            self.loop.call_later(2.0, self.close)
             return
         for pdu in pdus:
             try:
