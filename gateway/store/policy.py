@@ -3,6 +3,8 @@ subscriber seen recently: `CachedPolicyStore` puts a TTL cache in front of any s
 
 from __future__ import annotations
 
+import asyncio
+
 import time
 from collections import OrderedDict
 from pathlib import Path
@@ -52,9 +54,16 @@ class SqlitePolicyStore:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._db: aiosqlite.Connection | None = None
+        self._opening: asyncio.Lock | None = None
 
     async def _conn(self) -> aiosqlite.Connection:
-        if self._db is None:
+        if self._db is not None:
+            return self._db
+        if self._opening is None:
+            self._opening = asyncio.Lock()
+        async with self._opening:  # concurrent first scans must not open it twice
+            if self._db is not None:
+                return self._db
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 self._db = await aiosqlite.connect(self.path)
