@@ -29,6 +29,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import orjson
 import pytest
+from conftest import service_env  # tests/conftest.py (rootdir conftest)
 
 from gateway.config import Settings
 from gateway.ingress.smpp import SmppProxy
@@ -36,7 +37,6 @@ from gateway.message import Message
 from gateway.runtime import Gateway
 from gateway.sms.registry import SenderIdEntry, registry_for
 from gateway.verdict import Verdict
-from conftest import service_env  # tests/conftest.py (rootdir conftest)
 
 pytestmark = pytest.mark.e2e
 
