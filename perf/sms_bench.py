@@ -21,7 +21,6 @@ import multiprocessing as mp
 import os
 import random
 import socket
-import struct
 import sys
 import tempfile
 import time
@@ -30,8 +29,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from gateway.ingress import smpp_pdu as P  # noqa: E402
-from gateway.sms.encoding import concat_udh  # noqa: E402
+import contextlib
+
+from gateway.ingress import smpp_pdu as P
+from gateway.sms.encoding import concat_udh
 
 HAM = ["Running late, see you at 7", "Can you pick up milk on the way home?",
        "Meeting moved to 3pm, room B", "Happy birthday! Dinner on Saturday?"]
@@ -174,10 +175,8 @@ def run_smpp_load(port: int, binds: int, window: int, seconds: float, q: Any) ->
                 sent[s] = time.perf_counter()
                 w.write(P.encode(P.SUBMIT_SM, s, body))
         done.set()
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(rt, 10)
-        except TimeoutError:
-            pass
         w.write(P.encode(P.UNBIND, next(seq)))
         w.close()
 
