@@ -4,7 +4,6 @@ subscriber seen recently: `CachedPolicyStore` puts a TTL cache in front of any s
 from __future__ import annotations
 
 import asyncio
-
 import time
 from collections import OrderedDict
 from pathlib import Path

@@ -49,7 +49,7 @@ def run_script(routable: Any, env: dict[str, str]) -> dict[str, Any]:
 
 
 async def test_ham_passes_spoof_refused(api) -> None:  # type: ignore[no-untyped-def]
-    gw, env = api
+    _gw, env = api
     ham = SimpleNamespace(user=SimpleNamespace(uid="shop"), pdu=pdu({
         "source_addr": b"+819011112222", "destination_addr": b"+818033334444",
         "short_message": b"Your order has shipped", "data_coding": 0, "esm_class": 0}))
