@@ -20,7 +20,7 @@ import logging
 import os
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Any
 
@@ -164,8 +164,12 @@ class UpstreamLink(asyncio.Protocol):
             return
         loop = asyncio.get_running_loop()
         done: asyncio.Future[None] = loop.create_future()
-        self.request(P.Pdu(P.UNBIND, 0, 0),
-                     lambda _r: done.done() or done.set_result(None))
+
+        def answered(_r: P.Pdu | None) -> None:
+            if not done.done():
+                done.set_result(None)
+
+        self.request(P.Pdu(P.UNBIND, 0, 0), answered)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(done, timeout)
         self.close()
@@ -489,7 +493,7 @@ class SmppProxy:
         self.tasks: set[asyncio.Task[Any]] = set()
         self.concat = Reassembler(wait=cfg.concat_wait, max_groups=cfg.concat_max_groups,
                                   max_bytes=cfg.concat_max_bytes)
-        self.judged: OrderedDict[tuple[Any, ...], tuple[Action, float]] = OrderedDict()
+        self.judged: OrderedDict[Hashable, tuple[Action, float]] = OrderedDict()
         self.server: asyncio.Server | None = None
         self._ticker: asyncio.Task[None] | None = None
 
@@ -534,7 +538,7 @@ class SmppProxy:
         self.spawn(self._judge([p.item for p in parts], text, g.total, key=g.key))
 
     async def _judge(self, items: list[_MtItem], text: str, total: int,
-                     key: tuple[Any, ...] | None = None) -> None:
+                     key: Hashable | None = None) -> None:
         first = items[0]
         sm = first.sm
         proto = {"ton": str(sm.source_addr_ton), "npi": str(sm.source_addr_npi),
@@ -546,8 +550,9 @@ class SmppProxy:
             proto["parts_received"] = str(len(items))
         msg = Message.sms(text, sender=sm.source_addr, recipient=sm.destination_addr,
                           protocol=proto, peer=first.session.peer)
+        verdict: Verdict | None = None
         try:
-            verdict: Verdict | None = await self.gw.process(msg, "smpp")
+            verdict = await self.gw.process(msg, "smpp")
             action = verdict.action
         except Exception:
             log.exception("smpp: scan failed; answering a temporary failure")

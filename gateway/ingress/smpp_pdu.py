@@ -94,8 +94,9 @@ def status_value(name_or_int: str | int) -> int:
     if isinstance(name_or_int, int):
         return name_or_int
     s = name_or_int.strip()
-    if s.upper() in (n.upper() for n in STATUS_NAMES.values()):
-        return next(v for v, n in STATUS_NAMES.items() if n.upper() == s.upper())
+    for value, name in STATUS_NAMES.items():
+        if name.upper() == s.upper():
+            return int(value)
     try:
         return int(s, 0)
     except ValueError:
