@@ -535,7 +535,7 @@ class SmppProxy:
         first: _MtItem = parts[0].item
         shift = (concat_info(first.sm) or (0, 0, 0, b"", 0))[4]
         text = decode_payload(g.payload(), first.sm.data_coding, shift_table=shift)
-        self.spawn(self._judge([p.item for p in parts], text, g.total, key=g.key))
+        self.spawn(self._judge([it for p in parts for it in p.items()], text, g.total, key=g.key))
 
     async def _judge(self, items: list[_MtItem], text: str, total: int,
                      key: Hashable | None = None) -> None:
@@ -609,8 +609,9 @@ class SmppProxy:
                 await self._ticker
         for g in self.concat.drain():  # held parts: a temporary failure, the ESME retries
             for p in g.ordered():
-                if not p.item.session.closing:
-                    p.item.session.answer(p.item, self.tempfail_status)
+                for it in p.items():
+                    if not it.session.closing:
+                        it.session.answer(it, self.tempfail_status)
         if self.tasks:
             await asyncio.wait(list(self.tasks), timeout=5.0)
         for s in list(self.sessions):

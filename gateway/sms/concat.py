@@ -20,6 +20,10 @@ class Part:
     seq: int
     data: bytes
     item: Any = None  # what the caller needs to answer this part (PDU, session, ...)
+    earlier: list[Any] = field(default_factory=list)  # items of replaced duplicates
+
+    def items(self) -> list[Any]:
+        return [*self.earlier, self.item]
 
 
 @dataclass(slots=True)
@@ -61,11 +65,13 @@ class Reassembler:
         if g is None:
             g = Group(key, max(total, 1), self.clock())
             self._groups[key] = g
-        if seq in g.parts:  # a duplicate part replaces the first (resubmission)
-            old = g.parts[seq]
+        earlier: list[Any] = []
+        if seq in g.parts:  # a duplicate part replaces the text of the first (resubmission);
+            old = g.parts[seq]  # both submissions are still answered
             g.size -= len(old.data)
             self.bytes -= len(old.data)
-        g.parts[seq] = Part(seq, data, item)
+            earlier = old.items()
+        g.parts[seq] = Part(seq, data, item, earlier)
         g.size += len(data)
         self.bytes += len(data)
         done: Group | None = None

@@ -267,3 +267,16 @@ async def test_upstream_down_fails_bind(make_proxy, smsc: FakeSmsc) -> None:  # 
     r = await c.bind()
     assert r.status == P.ESME_RBINDFAIL
     c.close()
+
+
+async def test_duplicate_part_is_answered_too(make_proxy, smsc: FakeSmsc) -> None:  # type: ignore[no-untyped-def]
+    proxy = await make_proxy()
+    c = await RawEsme.connect(proxy)
+    await c.bind()
+    for seq, part in ((1, 1), (2, 1), (3, 2)):  # part 1 resubmitted before part 2
+        await c.send(P.encode(P.SUBMIT_SM, seq, submit_body(
+            concat_udh(5, 2, part) + b"chunk", esm_class=P.ESM_UDHI)))
+    resps = [await c.read() for _ in range(3)]
+    assert sorted(r.sequence for r in resps) == [1, 2, 3]
+    assert all(r.status == P.ESME_ROK for r in resps)
+    c.close()
