@@ -9,6 +9,8 @@ caller or route), `parts` (segments of a reassembled long SMS).
 
 from __future__ import annotations
 
+import hashlib
+import os
 import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -161,9 +163,10 @@ class _FloodBase(Check):
     depends_on = ("sms_sender",)
     symbols = _FLOOD_SPECS
 
-    def __init__(self, flood_recipients: int, burst_recipients: int) -> None:
+    def __init__(self, flood_recipients: int, burst_recipients: int, key: bytes) -> None:
         self.flood_n = max(flood_recipients, 2)
         self.burst_n = max(burst_recipients, 2)
+        self.key = hashlib.blake2b(key or os.urandom(32), digest_size=32).digest()
 
     def _keys(self, ctx: ScanContext) -> tuple[str, str, str] | None:
         m = ctx.message
@@ -172,8 +175,9 @@ class _FloodBase(Check):
         text = ctx.text
         if not text.strip():
             return None
-        # keyed hash of the recipient: counters never hold numbers
-        member = m.recipients[0]
+        # keyed hash of the recipient: counters (and Redis) never hold numbers
+        member = hashlib.blake2b(m.recipients[0].encode("utf-8", "replace"), key=self.key,
+                                 digest_size=12).hexdigest()
         return "t:" + text_fingerprint(text), "s:" + m.sender.casefold(), member
 
     def _symbols(self, n_text: int, n_sender: int) -> list[Symbol]:
@@ -190,18 +194,16 @@ class SmsFloodCheck(_FloodBase):
     """Floods and bursts counted in this process."""
 
     def __init__(self, window: float, flood_recipients: int, burst_recipients: int,
-                 max_keys: int, hasher: Any) -> None:
-        super().__init__(flood_recipients, burst_recipients)
+                 max_keys: int, key: bytes) -> None:
+        super().__init__(flood_recipients, burst_recipients, key)
         cap = max(self.flood_n, self.burst_n) * 2
         self.counter = MemoryCounter(window, max_keys=max_keys, cap=cap)
-        self.hasher = hasher
 
     def run(self, ctx: ScanContext) -> list[Symbol]:
         keys = self._keys(ctx)
         if keys is None:
             return []
-        tkey, skey, recipient = keys
-        member = self.hasher(recipient) if self.hasher else recipient
+        tkey, skey, member = keys
         return self._symbols(self.counter.add(tkey, member), self.counter.add(skey, member))
 
 
@@ -211,17 +213,15 @@ class SmsRedisFloodCheck(_FloodBase):
     timeout = 0.5
 
     def __init__(self, url: str, window: float, flood_recipients: int, burst_recipients: int,
-                 hasher: Any) -> None:
-        super().__init__(flood_recipients, burst_recipients)
+                 key: bytes) -> None:
+        super().__init__(flood_recipients, burst_recipients, key)
         self.counter = RedisCounter(url, window)
-        self.hasher = hasher
 
     async def run(self, ctx: ScanContext) -> Sequence[Symbol]:
         keys = self._keys(ctx)
         if keys is None:
             return []
-        tkey, skey, recipient = keys
-        member = (self.hasher(recipient) if self.hasher else recipient) or ""
+        tkey, skey, member = keys
         n_text = await self.counter.add(tkey, member)
         n_sender = await self.counter.add(skey, member)
         return self._symbols(n_text, n_sender)
@@ -233,12 +233,14 @@ class SmsRedisFloodCheck(_FloodBase):
 def checks(env: PluginEnv) -> list[Check]:
     s = env.settings
     registry = registry_for(env.resources, s.data_dir)
-    hasher = env.resources.get("hasher")
+    # replicas sharing Redis must hash recipients alike: the configured hash key; without
+    # one, a per-process key (in-memory counters never leave the process)
+    key = s.hash_key.encode()
     flood: Check
     if s.redis.url:
         flood = SmsRedisFloodCheck(s.redis.url, s.sms.flood_window, s.sms.flood_recipients,
-                                   s.sms.burst_recipients, hasher)
+                                   s.sms.burst_recipients, key)
     else:
         flood = SmsFloodCheck(s.sms.flood_window, s.sms.flood_recipients, s.sms.burst_recipients,
-                              s.sms.flood_max_keys, hasher)
+                              s.sms.flood_max_keys, key)
     return [SmsSenderCheck(registry, s.sms.home_country_code), SmsUrlCheck(), flood]

@@ -87,9 +87,15 @@ def classify(data_coding: int) -> tuple[Coding, str]:
             (Coding.BINARY, ""))[alpha]
 
 
+# octet (the high bit ignored, as in the loop below) -> character, for str.translate
+_GSM_TRANSLATE = {i: GSM_DEFAULT[i & 0x7F] for i in range(256)}
+
+
 def decode_gsm7(data: bytes, *, shift_table: int = 0) -> str:
     """Unpacked GSM 03.38 septets (one per octet) -> text. An unknown escape gives the
     default-alphabet character after it (as 23.038 says); a trailing ESC is dropped."""
+    if ESC not in data and (ESC | 0x80) not in data:  # the common case, in C
+        return data.decode("latin-1").translate(_GSM_TRANSLATE)
     ext = NATIONAL_SINGLE_SHIFT.get(shift_table, GSM_EXTENSION)
     out: list[str] = []
     i = 0

@@ -9,6 +9,7 @@ object; other replicas sharing the file pick changes up within `refresh` seconds
 from __future__ import annotations
 
 import contextlib
+import functools
 import re
 import sqlite3
 import threading
@@ -26,11 +27,13 @@ _FOLD = str.maketrans({"0": "o", "1": "l", "i": "l", "3": "e", "4": "a", "5": "s
 _SEPARATORS = re.compile(r"[\s\-_.・･]+")
 
 
+@functools.lru_cache(maxsize=65536)
 def normalise_sender_id(sender: str) -> str:
     """Exact key: NFKC, casefolded, separators kept (the registry's own spelling)."""
     return unicodedata.normalize("NFKC", sender).strip().casefold()
 
 
+@functools.lru_cache(maxsize=65536)
 def skeleton(sender: str) -> str:
     """Look-alike key: separators removed and imitating characters folded
     ("PAYPA1", "Pay-Pal" and a fullwidth "PayPal" all give "paypal")."""
