@@ -8,11 +8,12 @@ import struct
 
 from gateway.ingress import smpp_pdu as P
 from gateway.message import Message
+from gateway.runtime import Gateway
 from gateway.sms.encoding import concat_udh
 from gateway.sms.registry import SenderIdEntry, registry_for
 from gateway.verdict import Verdict
 
-from .conftest import ESME_ID, FakeSmsc, RawEsme, submit_body
+from .conftest import ESME_ID, FakeSmsc, RawEsme, proxy_settings, submit_body
 
 
 def capture(proxy) -> list[Message]:  # type: ignore[no-untyped-def]
@@ -280,3 +281,23 @@ async def test_duplicate_part_is_answered_too(make_proxy, smsc: FakeSmsc) -> Non
     assert sorted(r.sequence for r in resps) == [1, 2, 3]
     assert all(r.status == P.ESME_ROK for r in resps)
     c.close()
+
+
+async def test_serve_entry_point(settings, smsc: FakeSmsc) -> None:  # type: ignore[no-untyped-def]
+    from gateway.ingress import smpp
+
+    gw = Gateway.create(settings)
+    assert await smpp.start(gw) is None  # no listen address: off
+    await gw.close()
+    s = proxy_settings(settings, smsc.port)
+    gw = Gateway.create(s)
+    await gw.start()
+    svc = await smpp.start(gw)
+    assert svc is not None and svc.name == "smpp"
+    c = await RawEsme.connect(svc)
+    assert (await c.bind()).status == P.ESME_ROK
+    await svc.stop()  # unbinds the ESME
+    pdu = await c.read()
+    assert pdu.command_id == P.UNBIND
+    c.close()
+    await gw.close()
