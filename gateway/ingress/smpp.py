@@ -28,12 +28,21 @@ from gateway.config import SmppSettings, parse_hostport
 from gateway.errors import ConfigError
 from gateway.ingress import smpp_pdu as P
 from gateway.message import Message, Peer
+from gateway.metrics import INFLIGHT, INGRESS_ERRORS
 from gateway.runtime import Gateway
 from gateway.sms.concat import Group, Reassembler
 from gateway.sms.encoding import decode_payload, parse_udh
 from gateway.verdict import Action, Verdict
 
 log = logging.getLogger("mamori.smpp")
+
+_ERR_FRAMING = INGRESS_ERRORS.labels("smpp", "framing")
+_ERR_PDU = INGRESS_ERRORS.labels("smpp", "bad_pdu")
+_ERR_UNKNOWN = INGRESS_ERRORS.labels("smpp", "unknown_command")
+_ERR_THROTTLED = INGRESS_ERRORS.labels("smpp", "throttled")
+_ERR_BIND = INGRESS_ERRORS.labels("smpp", "bind_refused")
+_ERR_UPSTREAM = INGRESS_ERRORS.labels("smpp", "upstream")
+_INFLIGHT = INFLIGHT.labels("smpp")
 
 RESPONSE_OF = {P.SUBMIT_SM: P.SUBMIT_SM_RESP, P.QUERY_SM: P.QUERY_SM_RESP,
                P.CANCEL_SM: P.CANCEL_SM_RESP, P.REPLACE_SM: P.REPLACE_SM_RESP,
@@ -269,6 +278,7 @@ class EsmeSession(asyncio.Protocol):
         except P.PduError as e:
             # the stream cannot be resynchronised: generic_nack, then close (SMPP 3.4 2.8).
             # Half-close and drain what the peer still sends, so the nack is not lost to a RST.
+            _ERR_FRAMING.inc()
             self.respond(P.GENERIC_NACK, 0, e.status)
             self.out.flush()
             self.discarding = True
@@ -280,6 +290,7 @@ class EsmeSession(asyncio.Protocol):
             try:
                 self._dispatch(pdu)
             except P.PduError as e:
+                _ERR_PDU.inc()
                 resp = P.GENERIC_NACK if e.nack else RESPONSE_OF.get(pdu.command_id, P.GENERIC_NACK)
                 self.respond(resp, pdu.sequence, e.status)
             except Exception:
@@ -290,6 +301,7 @@ class EsmeSession(asyncio.Protocol):
     def _dispatch(self, pdu: P.Pdu) -> None:
         cid = pdu.command_id
         if cid not in P.KNOWN_COMMANDS:
+            _ERR_UNKNOWN.inc()
             self.respond(P.GENERIC_NACK, pdu.sequence, P.ESME_RINVCMDID)
         elif cid == P.SUBMIT_SM:
             self._submit(pdu)
@@ -341,10 +353,12 @@ class EsmeSession(asyncio.Protocol):
         b = P.parse_bind(pdu.body)
         want = self.proxy.cfg.accounts.get(b.system_id)
         if want is None:
+            _ERR_BIND.inc()
             log.info("smpp bind refused: unknown system_id", extra={"peer": self.peer.ip})
             self.respond(resp_id, pdu.sequence, P.ESME_RINVSYSID)
             return
         if not hmac.compare_digest(want.encode(), b.password.encode()):
+            _ERR_BIND.inc()
             log.info("smpp bind refused: bad password", extra={"system_id": b.system_id})
             self.respond(resp_id, pdu.sequence, P.ESME_RINVPASWD)
             return
@@ -372,6 +386,7 @@ class EsmeSession(asyncio.Protocol):
         if status != P.ESME_ROK or link is None:
             if link is not None:
                 link.close()
+            _ERR_UPSTREAM.inc()
             log.warning("smpp upstream refused the bind", extra={"status": status})
             self.respond(resp_id, seq, P.ESME_RBINDFAIL)
             return
@@ -398,6 +413,7 @@ class EsmeSession(asyncio.Protocol):
             return
         cfg = self.proxy.cfg
         if self.outstanding >= cfg.window:
+            _ERR_THROTTLED.inc()
             self.respond(P.SUBMIT_SM_RESP, seq, P.ESME_RTHROTTLED)
             return
         if cfg.throttle_rate > 0:
@@ -406,6 +422,7 @@ class EsmeSession(asyncio.Protocol):
                               self.tokens + (now - self.token_t) * cfg.throttle_rate)
             self.token_t = now
             if self.tokens < 1.0:
+                _ERR_THROTTLED.inc()
                 self.respond(P.SUBMIT_SM_RESP, seq, P.ESME_RTHROTTLED)
                 return
             self.tokens -= 1.0
@@ -551,12 +568,15 @@ class SmppProxy:
         msg = Message.sms(text, sender=sm.source_addr, recipient=sm.destination_addr,
                           protocol=proto, peer=first.session.peer)
         verdict: Verdict | None = None
+        _INFLIGHT.inc()
         try:
             verdict = await self.gw.process(msg, "smpp")
             action = verdict.action
         except Exception:
             log.exception("smpp: scan failed; answering a temporary failure")
             verdict, action = None, Action.SOFT_REJECT
+        finally:
+            _INFLIGHT.dec()
         if key is not None:
             self.judged[key] = (action, time.monotonic())
             while len(self.judged) > 50_000:
