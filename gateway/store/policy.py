@@ -80,10 +80,11 @@ class SqlitePolicyStore:
         if subscriber is None:
             return DEFAULT_POLICY
         db = await self._conn()
-        async with db.execute(
+        # one round trip to aiosqlite's thread (execute + fetchone + close would be three)
+        rows = await db.execute_fetchall(
             "SELECT settings FROM subscriber_policy WHERE subscriber = ?", (subscriber,)
-        ) as cur:
-            row = await cur.fetchone()
+        )
+        row = next(iter(rows), None)
         if row is None:
             return DEFAULT_POLICY.for_subscriber(subscriber)
         return Policy.from_json(orjson.loads(row[0]))
