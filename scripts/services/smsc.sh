@@ -26,10 +26,11 @@ start() {
     :
   else
     : > "$STATE/submits.jsonl"
-    (cd "$STATE" && NODE_PATH="$STATE/node_modules" nohup node smsc.js 127.0.0.1 "$PORT" \
-      "$SYSTEM_ID" "$PASSWORD" "$STATE/submits.jsonl" >"$STATE/smsc.log" 2>&1 & echo $! >"$STATE/pid")
+    rm -f "$STATE/pid"
+    (cd "$STATE" && NODE_PATH="$STATE/node_modules" setsid nohup node smsc.js 127.0.0.1 "$PORT" \
+      "$SYSTEM_ID" "$PASSWORD" "$STATE/submits.jsonl" "$STATE/pid" </dev/null >"$STATE/smsc.log" 2>&1 &)
     for _ in $(seq 1 50); do
-      grep -q listening "$STATE/smsc.log" 2>/dev/null && break
+      [ -s "$STATE/pid" ] && grep -q listening "$STATE/smsc.log" 2>/dev/null && break
       sleep 0.1
     done
     grep -q listening "$STATE/smsc.log" || { cat "$STATE/smsc.log" >&2; exit 1; }

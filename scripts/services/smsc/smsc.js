@@ -2,11 +2,11 @@
 // server mamori binds to. It accepts one system_id/password, answers submit_sm with its own
 // message ids, logs every accepted submit_sm as one JSON line (as the node library decoded it),
 // and sends a delivery receipt (deliver_sm, esm_class 0x04) when registered_delivery asks.
-// Usage: node smsc.js HOST PORT SYSTEM_ID PASSWORD LOGFILE
+// Usage: node smsc.js HOST PORT SYSTEM_ID PASSWORD LOGFILE [PIDFILE]
 'use strict';
 const fs = require('fs');
 const smpp = require('smpp');
-const [host, port, systemId, password, logFile] = process.argv.slice(2);
+const [host, port, systemId, password, logFile, pidFile] = process.argv.slice(2);
 let nextId = 1;
 
 function str(v) {
@@ -66,5 +66,6 @@ const server = smpp.createServer({ debug: false }, (session) => {
 });
 server.listen(Number(port), host, () => {
   fs.appendFileSync(logFile, '');
+  if (pidFile) fs.writeFileSync(pidFile, String(process.pid));
   console.log(`smsc listening on ${host}:${port}`);
 });
