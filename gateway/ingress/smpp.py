@@ -321,6 +321,7 @@ class EsmeSession(asyncio.Protocol):
         elif not self.bound:
             self.respond(RESPONSE_OF.get(cid, P.GENERIC_NACK), pdu.sequence, P.ESME_RINVBNDSTS)
         elif cid in RELAYED and self.upstream is not None:
+            P.VALIDATORS[cid](pdu.body)  # garbage is answered here, never relayed
             resp_id = RESPONSE_OF[cid]
             seq = pdu.sequence
             self.upstream.request(pdu, lambda r: self._relay_resp(resp_id, seq, r))

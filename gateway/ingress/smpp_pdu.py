@@ -396,3 +396,29 @@ def parse_message_id_resp(body: bytes) -> str:
 
 def encode_message_id_resp(message_id: str) -> bytes:
     return message_id.encode("latin-1")[:64] + b"\0"
+
+
+# -- query_sm / cancel_sm (validated before they are relayed) -------------------------------
+
+
+def validate_query_sm(body: bytes) -> None:
+    p = _cstring(body, 0, 65, "message_id")[1]
+    p = _u8(body, p, "source_addr_ton")[1]
+    p = _u8(body, p, "source_addr_npi")[1]
+    p = _cstring(body, p, 21, "source_addr")[1]
+    if p != len(body):
+        raise PduError(ESME_RINVCMDLEN, "query_sm: trailing octets", nack=True)
+
+
+def validate_cancel_sm(body: bytes) -> None:
+    p = _cstring(body, 0, 6, "service_type")[1]
+    p = _cstring(body, p, 65, "message_id")[1]
+    for side in ("source_addr", "destination_addr"):
+        p = _u8(body, p, side + "_ton")[1]
+        p = _u8(body, p, side + "_npi")[1]
+        p = _cstring(body, p, 21, side)[1]
+    if p != len(body):
+        raise PduError(ESME_RINVCMDLEN, "cancel_sm: trailing octets", nack=True)
+
+
+VALIDATORS = {QUERY_SM: validate_query_sm, CANCEL_SM: validate_cancel_sm}

@@ -61,6 +61,8 @@ class FakeSmsc:
                     w.write(P.encode(P.ENQUIRE_LINK_RESP, seq))
                 elif cid == P.QUERY_SM:
                     w.write(P.encode(P.QUERY_SM_RESP, seq, b"m1\0\0\x02\0"))
+                elif cid == P.CANCEL_SM:
+                    w.write(P.encode(P.CANCEL_SM_RESP, seq))
                 elif cid == P.UNBIND:
                     w.write(P.encode(P.UNBIND_RESP, seq))
                     await w.drain()

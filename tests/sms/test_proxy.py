@@ -301,3 +301,38 @@ async def test_serve_entry_point(settings, smsc: FakeSmsc) -> None:  # type: ign
     assert pdu.command_id == P.UNBIND
     c.close()
     await gw.close()
+
+
+async def test_random_bodies_never_crash_the_session(make_proxy, smsc: FakeSmsc,
+                                                     caplog) -> None:  # type: ignore[no-untyped-def]
+    import random
+
+    proxy = await make_proxy(window=1000)
+    rnd = random.Random(1234)
+    c = await RawEsme.connect(proxy)
+    await c.bind()
+    commands = [P.SUBMIT_SM, P.QUERY_SM, P.CANCEL_SM, P.DATA_SM, P.REPLACE_SM, P.DELIVER_SM,
+                P.BIND_TRANSMITTER, P.OUTBIND, P.ALERT_NOTIFICATION, P.SUBMIT_MULTI, 0x1234]
+    sent = 0
+    for i in range(300):
+        body = bytes(rnd.getrandbits(8) for _ in range(rnd.randrange(0, 120)))
+        if rnd.random() < 0.5:  # mostly-valid submit_sm with a mutated tail
+            body = submit_body(b"fuzz %d" % i)[: rnd.randrange(0, 60)] + body
+        await c.send(P.encode(rnd.choice(commands), 1000 + i, body))
+        sent += 1
+    answered = 0
+    seen = set()
+    try:
+        for _ in range(sent):
+            pdu = await c.read()
+            assert pdu.command_id & P.RESP_BIT
+            seen.add(pdu.sequence)
+            answered += 1
+    except TimeoutError:
+        missing = sorted(set(range(1000, 1000 + sent)) - seen)
+        raise AssertionError(f"unanswered: {missing[:10]}") from None
+    r = await c.request(P.ENQUIRE_LINK)
+    assert r.command_id == P.ENQUIRE_LINK_RESP
+    assert answered == sent
+    assert "failed to handle" not in caplog.text
+    c.close()
