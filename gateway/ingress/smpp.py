@@ -3,8 +3,9 @@
 ESMEs bind to mamori as if it were the SMSC (credentials from `MAMORI_SMPP__ACCOUNTS`); for
 each ESME bind mamori binds upstream to the real SMSC (`MAMORI_SMPP__UPSTREAM`) with the same
 bind type. MT `submit_sm` is reassembled when concatenated, scanned, and forwarded or refused;
-`deliver_sm` (MO and delivery receipts) flows back unchanged; `query_sm` and `cancel_sm` are
-relayed; `enquire_link`, `unbind`, `generic_nack`, windowing and throttling are answered here.
+`data_sm` MT is scanned the same way; `deliver_sm` (MO and delivery receipts) flows back
+unchanged; `query_sm` and `cancel_sm` are validated and relayed; `enquire_link`, `unbind`,
+`generic_nack`, windowing and throttling are answered here.
 
 Hot path: protocol callbacks (no stream reader task per PDU), one task per scanned message
 only, responses and relayed PDUs written in one batch per event-loop turn.
@@ -53,7 +54,7 @@ BIND_RESP = {P.BIND_TRANSMITTER: P.BIND_TRANSMITTER_RESP, P.BIND_RECEIVER: P.BIN
              P.BIND_TRANSCEIVER: P.BIND_TRANSCEIVER_RESP}
 RELAYED = frozenset({P.QUERY_SM, P.CANCEL_SM})
 # content-changing or multi-recipient MT we do not scan: refused rather than let through
-REFUSED = frozenset({P.REPLACE_SM, P.SUBMIT_MULTI, P.DATA_SM})
+REFUSED = frozenset({P.REPLACE_SM, P.SUBMIT_MULTI})
 
 
 def _seq_counter() -> Callable[[], int]:
@@ -303,7 +304,7 @@ class EsmeSession(asyncio.Protocol):
         if cid not in P.KNOWN_COMMANDS:
             _ERR_UNKNOWN.inc()
             self.respond(P.GENERIC_NACK, pdu.sequence, P.ESME_RINVCMDID)
-        elif cid == P.SUBMIT_SM:
+        elif cid in (P.SUBMIT_SM, P.DATA_SM):
             self._submit(pdu)
         elif cid == P.DELIVER_SM_RESP:
             up_seq = self.deliver_map.pop(pdu.sequence, None)
@@ -409,13 +410,14 @@ class EsmeSession(asyncio.Protocol):
     # MT -----------------------------------------------------------------------------------
     def _submit(self, pdu: P.Pdu) -> None:
         seq = pdu.sequence
+        resp_id = RESPONSE_OF[pdu.command_id]
         if not self.bound or not self.can_submit:
-            self.respond(P.SUBMIT_SM_RESP, seq, P.ESME_RINVBNDSTS)
+            self.respond(resp_id, seq, P.ESME_RINVBNDSTS)
             return
         cfg = self.proxy.cfg
         if self.outstanding >= cfg.window:
             _ERR_THROTTLED.inc()
-            self.respond(P.SUBMIT_SM_RESP, seq, P.ESME_RTHROTTLED)
+            self.respond(resp_id, seq, P.ESME_RTHROTTLED)
             return
         if cfg.throttle_rate > 0:
             now = time.monotonic()
@@ -424,17 +426,22 @@ class EsmeSession(asyncio.Protocol):
             self.token_t = now
             if self.tokens < 1.0:
                 _ERR_THROTTLED.inc()
-                self.respond(P.SUBMIT_SM_RESP, seq, P.ESME_RTHROTTLED)
+                self.respond(resp_id, seq, P.ESME_RTHROTTLED)
                 return
             self.tokens -= 1.0
-        sm = P.parse_short_message(pdu.body)
+        if pdu.command_id == P.DATA_SM:
+            sm = P.parse_data_sm(pdu.body)
+        else:
+            sm = P.parse_short_message(pdu.body)
         self.outstanding += 1
         self.proxy.submit(_MtItem(self, pdu, sm))
 
     def answer(self, item: _MtItem, status: int, message_id: str = "") -> None:
         self.outstanding -= 1
         body = P.encode_message_id_resp(message_id) if status == P.ESME_ROK else b""
-        self.respond(P.SUBMIT_SM_RESP, item.pdu.sequence, status, body)
+        if item.pdu.command_id == P.DATA_SM and not body:
+            body = b"\0"  # data_sm_resp always carries a message_id field
+        self.respond(RESPONSE_OF[item.pdu.command_id], item.pdu.sequence, status, body)
 
     def forward(self, item: _MtItem) -> None:
         if self.upstream is None:
@@ -444,7 +451,8 @@ class EsmeSession(asyncio.Protocol):
         def done(r: P.Pdu | None) -> None:
             self.outstanding -= 1
             if r is None:
-                self.respond(P.SUBMIT_SM_RESP, item.pdu.sequence, self.proxy.tempfail_status)
+                self.respond(RESPONSE_OF[item.pdu.command_id], item.pdu.sequence,
+                             self.proxy.tempfail_status)
             else:
                 self.send(P.reframe(r, item.pdu.sequence))
 

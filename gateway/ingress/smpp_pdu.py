@@ -422,3 +422,21 @@ def validate_cancel_sm(body: bytes) -> None:
 
 
 VALIDATORS = {QUERY_SM: validate_query_sm, CANCEL_SM: validate_cancel_sm}
+
+
+def parse_data_sm(body: bytes) -> ShortMessage:
+    """data_sm (SMPP 3.4 4.7.2): addresses, esm_class, registered_delivery, data_coding and
+    TLVs; the text is in message_payload. Returned as a ShortMessage for one code path."""
+    m = ShortMessage()
+    m.service_type, p = _cstring(body, 0, 6, "service_type")
+    m.source_addr_ton, p = _u8(body, p, "source_addr_ton")
+    m.source_addr_npi, p = _u8(body, p, "source_addr_npi")
+    m.source_addr, p = _cstring(body, p, 65, "source_addr")
+    m.dest_addr_ton, p = _u8(body, p, "dest_addr_ton")
+    m.dest_addr_npi, p = _u8(body, p, "dest_addr_npi")
+    m.destination_addr, p = _cstring(body, p, 65, "destination_addr")
+    m.esm_class, p = _u8(body, p, "esm_class")
+    m.registered_delivery, p = _u8(body, p, "registered_delivery")
+    m.data_coding, p = _u8(body, p, "data_coding")
+    m.tlvs = parse_tlvs(body, p)
+    return m

@@ -61,6 +61,9 @@ class FakeSmsc:
                     w.write(P.encode(P.ENQUIRE_LINK_RESP, seq))
                 elif cid == P.QUERY_SM:
                     w.write(P.encode(P.QUERY_SM_RESP, seq, b"m1\0\0\x02\0"))
+                elif cid == P.DATA_SM:
+                    self.submits.append(P.parse_data_sm(body))
+                    w.write(P.encode(P.DATA_SM_RESP, seq, f"d{next(self.ids)}\0".encode()))
                 elif cid == P.CANCEL_SM:
                     w.write(P.encode(P.CANCEL_SM_RESP, seq))
                 elif cid == P.UNBIND:

@@ -336,3 +336,24 @@ async def test_random_bodies_never_crash_the_session(make_proxy, smsc: FakeSmsc,
     assert answered == sent
     assert "failed to handle" not in caplog.text
     c.close()
+
+
+def data_sm_body(text: bytes, source: str, ton: int = 1) -> bytes:
+    return (b"\0" + bytes((ton, 1)) + source.encode() + b"\0" + b"\x01\x01+818011112222\0"
+            + bytes((0, 1, 0)) + P.encode_tlv(P.TLV_MESSAGE_PAYLOAD, text))
+
+
+async def test_data_sm_scanned_like_submit_sm(make_proxy, smsc: FakeSmsc) -> None:  # type: ignore[no-untyped-def]
+    proxy = await make_proxy()
+    register_brand(proxy)
+    seen = capture(proxy)
+    c = await RawEsme.connect(proxy)
+    await c.bind()
+    r = await c.request(P.DATA_SM, data_sm_body(b"lunch at noon?", "+819012345678"))
+    assert (r.command_id, r.status) == (P.DATA_SM_RESP, P.ESME_ROK)
+    assert P.parse_message_id_resp(r.body).startswith("d")
+    r = await c.request(P.DATA_SM, data_sm_body(b"card locked", "MyBank", ton=5))
+    assert (r.command_id, r.status) == (P.DATA_SM_RESP, P.ESME_RX_R_APPN)
+    assert [m.text for m in seen] == ["lunch at noon?", "card locked"]
+    assert len(smsc.submits) == 1
+    c.close()
