@@ -338,15 +338,21 @@ class ShortMessage:
         return (self.esm_class & ESM_TYPE_MASK) == ESM_DELIVERY_RECEIPT
 
 
-def parse_short_message(body: bytes) -> ShortMessage:
-    m = ShortMessage()
+def _read_head(m: ShortMessage, body: bytes, addr_max: int) -> int:
+    """service_type and both addresses (shared by submit_sm, deliver_sm and data_sm)."""
     m.service_type, p = _cstring(body, 0, 6, "service_type")
     m.source_addr_ton, p = _u8(body, p, "source_addr_ton")
     m.source_addr_npi, p = _u8(body, p, "source_addr_npi")
-    m.source_addr, p = _cstring(body, p, 21, "source_addr")
+    m.source_addr, p = _cstring(body, p, addr_max, "source_addr")
     m.dest_addr_ton, p = _u8(body, p, "dest_addr_ton")
     m.dest_addr_npi, p = _u8(body, p, "dest_addr_npi")
-    m.destination_addr, p = _cstring(body, p, 21, "destination_addr")
+    m.destination_addr, p = _cstring(body, p, addr_max, "destination_addr")
+    return p
+
+
+def parse_short_message(body: bytes) -> ShortMessage:
+    m = ShortMessage()
+    p = _read_head(m, body, 21)
     m.esm_class, p = _u8(body, p, "esm_class")
     m.protocol_id, p = _u8(body, p, "protocol_id")
     m.priority_flag, p = _u8(body, p, "priority_flag")
@@ -428,13 +434,7 @@ def parse_data_sm(body: bytes) -> ShortMessage:
     """data_sm (SMPP 3.4 4.7.2): addresses, esm_class, registered_delivery, data_coding and
     TLVs; the text is in message_payload. Returned as a ShortMessage for one code path."""
     m = ShortMessage()
-    m.service_type, p = _cstring(body, 0, 6, "service_type")
-    m.source_addr_ton, p = _u8(body, p, "source_addr_ton")
-    m.source_addr_npi, p = _u8(body, p, "source_addr_npi")
-    m.source_addr, p = _cstring(body, p, 65, "source_addr")
-    m.dest_addr_ton, p = _u8(body, p, "dest_addr_ton")
-    m.dest_addr_npi, p = _u8(body, p, "dest_addr_npi")
-    m.destination_addr, p = _cstring(body, p, 65, "destination_addr")
+    p = _read_head(m, body, 65)
     m.esm_class, p = _u8(body, p, "esm_class")
     m.registered_delivery, p = _u8(body, p, "registered_delivery")
     m.data_coding, p = _u8(body, p, "data_coding")
