@@ -37,6 +37,7 @@ class FakeSmsc:
     writers: list[asyncio.StreamWriter] = field(default_factory=list)
     deliver_resps: list[P.Pdu] = field(default_factory=list)
     binds: list[P.Bind] = field(default_factory=list)
+    enquire_links: int = 0
     server: asyncio.Server | None = None
     ids: Any = field(default_factory=lambda: itertools.count(1))
 
@@ -58,6 +59,7 @@ class FakeSmsc:
                     self.submits.append(P.parse_short_message(body))
                     w.write(P.encode(P.SUBMIT_SM_RESP, seq, f"m{next(self.ids)}\0".encode()))
                 elif cid == P.ENQUIRE_LINK:
+                    self.enquire_links += 1
                     w.write(P.encode(P.ENQUIRE_LINK_RESP, seq))
                 elif cid == P.QUERY_SM:
                     w.write(P.encode(P.QUERY_SM_RESP, seq, b"m1\0\0\x02\0"))

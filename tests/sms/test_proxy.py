@@ -357,3 +357,13 @@ async def test_data_sm_scanned_like_submit_sm(make_proxy, smsc: FakeSmsc) -> Non
     assert [m.text for m in seen] == ["lunch at noon?", "card locked"]
     assert len(smsc.submits) == 1
     c.close()
+
+
+async def test_upstream_keepalive_and_idle_esme_unbound(make_proxy, smsc: FakeSmsc) -> None:  # type: ignore[no-untyped-def]
+    proxy = await make_proxy(enquire_link_interval=0.2, idle_timeout=1.0)
+    c = await RawEsme.connect(proxy)
+    await c.bind()
+    pdu = await c.read(timeout=5.0)  # the ESME stays silent: mamori unbinds it
+    assert pdu.command_id == P.UNBIND
+    assert smsc.enquire_links >= 1  # meanwhile mamori kept its upstream bind alive
+    assert await c.closed()
