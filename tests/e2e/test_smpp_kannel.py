@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import os
 import queue
 import shutil
@@ -29,7 +30,6 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import orjson
 import pytest
-from conftest import service_env  # tests/conftest.py (rootdir conftest)
 
 from gateway.config import Settings
 from gateway.ingress.smpp import SmppProxy
@@ -39,6 +39,20 @@ from gateway.sms.registry import SenderIdEntry, registry_for
 from gateway.verdict import Verdict
 
 pytestmark = pytest.mark.e2e
+
+
+def _root_conftest() -> Any:
+    """tests/conftest.py by path: with several non-package conftest.py files, the module
+    named `conftest` is whichever pytest loaded last."""
+    path = Path(__file__).resolve().parents[1] / "conftest.py"
+    spec = importlib.util.spec_from_file_location("mamori_tests_conftest", path)
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+service_env = _root_conftest().service_env
 
 KANNEL_ACCOUNT = ("kannel", "kannelpw")
 ADMIN_PORT, SMSBOX_PORT, SENDSMS_PORT = 13000, 13001, 13013
