@@ -20,7 +20,7 @@ from gateway.pipeline import Check, Stage
 from gateway.policy import list_matches
 from gateway.sms.flood import MemoryCounter, RedisCounter, text_fingerprint
 from gateway.sms.registry import SenderIdRegistry, registry_for
-from gateway.sms.sender import SenderType, is_international, sender_type
+from gateway.sms.sender import SenderType, country_code, is_international, sender_type
 from gateway.verdict import Symbol, SymbolSpec
 
 if TYPE_CHECKING:
@@ -107,7 +107,7 @@ class SmsSenderCheck(Check):
         ctx.data["sms.known_sender"] = known
         if not legit and stype is SenderType.INTERNATIONAL and is_international(
                 m.sender, ton if ton is not None else 1, self.home):
-            cc = "+" + m.sender.lstrip("+0")[:3]
+            cc = "+" + country_code(m.sender)
             out.append(Symbol("SMS_INTERNATIONAL", 1.0, (cc,)))
             if p.block_international and not known:
                 out.append(Symbol("SMS_INTERNATIONAL_BLOCKED", 1.0, (cc,)))

@@ -512,8 +512,11 @@ class SmppProxy:
         self.cfg = cfg
         self.upstream_addr = parse_hostport(cfg.upstream)
         self.listen = parse_hostport(cfg.listen)
-        self.reject_status = P.status_value(cfg.reject_status)
-        self.tempfail_status = P.status_value(cfg.tempfail_status)
+        try:
+            self.reject_status = P.status_value(cfg.reject_status)
+            self.tempfail_status = P.status_value(cfg.tempfail_status)
+        except ValueError as exc:
+            raise ConfigError(f"MAMORI_SMPP__*_STATUS: {exc}") from None
         self.smsc_system_id = "mamori"
         self.sessions: set[EsmeSession] = set()
         self.tasks: set[asyncio.Task[Any]] = set()

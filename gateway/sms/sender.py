@@ -64,4 +64,22 @@ def is_international(sender: str, ton: int | None, home_country_code: str) -> bo
         return False
     if not home_country_code:
         return True
-    return not e164_digits(sender).startswith(home_country_code)
+    return country_code(sender) != home_country_code
+
+
+# E.164 country codes of one and two digits (every other country code has three)
+_CC1 = frozenset({"1", "7"})
+_CC2 = frozenset({
+    "20", "27", "30", "31", "32", "33", "34", "36", "39", "40", "41", "43", "44", "45", "46",
+    "47", "48", "49", "51", "52", "53", "54", "55", "56", "57", "58", "60", "61", "62", "63",
+    "64", "65", "66", "81", "82", "84", "86", "90", "91", "92", "93", "94", "95", "98"})
+
+
+def country_code(sender: str) -> str:
+    """The E.164 country code of an international number ("+447700..." -> "44")."""
+    d = e164_digits(sender)
+    if d[:1] in _CC1:
+        return d[:1]
+    if d[:2] in _CC2:
+        return d[:2]
+    return d[:3]

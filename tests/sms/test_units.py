@@ -23,7 +23,7 @@ from gateway.sms.encoding import (
 )
 from gateway.sms.flood import MemoryCounter, text_fingerprint
 from gateway.sms.registry import SenderIdEntry, SenderIdRegistry, skeleton
-from gateway.sms.sender import SenderType, is_international, sender_type
+from gateway.sms.sender import SenderType, country_code, is_international, sender_type
 
 # -- codec --------------------------------------------------------------------------------
 
@@ -154,6 +154,9 @@ def test_sender_types() -> None:
     assert is_international("+447700900123", None, "81")
     assert not is_international("+819012345678", None, "81")
     assert not is_international("09012345678", 2, "81")
+    assert [country_code(n) for n in ("+447700900123", "+12025550123", "+8190", "+85291234567")] \
+        == ["44", "1", "81", "852"]
+    assert is_international("+85291234567", 1, "81")
 
 
 def test_registry_lookalikes(tmp_path) -> None:  # type: ignore[no-untyped-def]
