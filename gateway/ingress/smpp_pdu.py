@@ -157,9 +157,6 @@ class Pdu:
     def is_response(self) -> bool:
         return bool(self.command_id & RESP_BIT)
 
-    def encode(self) -> bytes:
-        return HEADER.pack(HEADER_LEN + len(self.body), self.command_id, self.status,
-                           self.sequence) + self.body
 
 
 def encode(command_id: int, sequence: int, body: bytes = b"", status: int = ESME_ROK) -> bytes:

@@ -63,10 +63,6 @@ _SMPP_CODINGS: dict[int, tuple[Coding, str]] = {
 }
 
 
-def coding_of(data_coding: int) -> Coding:
-    return classify(data_coding)[0]
-
-
 def classify(data_coding: int) -> tuple[Coding, str]:
     """The alphabet of an SMPP/GSM data_coding value (including the GSM DCS groups)."""
     dc = data_coding & 0xFF
@@ -157,10 +153,6 @@ def decode_payload(data: bytes, data_coding: int, *, shift_table: int = 0) -> st
         # UCS-2 is UTF-16 without surrogates; real handsets send UTF-16 (emoji): decode UTF-16
         return data[: len(data) & ~1].decode("utf-16-be", "replace")
     return data.decode(codec, "replace")
-
-
-def is_text(data_coding: int) -> bool:
-    return coding_of(data_coding) is not Coding.BINARY
 
 
 # -- UDH ---------------------------------------------------------------------------------
