@@ -646,9 +646,10 @@ class SmppProxy:
                         it.session.answer(it, self.tempfail_status)
         if self.tasks:
             await asyncio.wait(list(self.tasks), timeout=5.0)
-        for s in list(self.sessions):
+        sessions = list(self.sessions)
+        for s in sessions:
             s.send(P.encode(P.UNBIND, s.next_seq()))
-            await s._finish()
+        await asyncio.gather(*(s._finish() for s in sessions), return_exceptions=True)
         if self.server is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.server.wait_closed(), 2.0)
