@@ -75,6 +75,36 @@ class SmppSettings(BaseModel):
     upstream_system_id: str = Field("", description="system_id mamori binds upstream with")
     upstream_password: str = Field("", description="password mamori binds upstream with")
     accounts: dict[str, str] = Field(default_factory=dict, description="JSON: ESME system_id -> password")
+    reject_status: str = Field("ESME_RX_R_APPN", description="command_status for rejected submit_sm")
+    tempfail_status: str = Field("ESME_RX_T_APPN",
+                                 description="command_status for soft rejects and our own failures")
+    quarantine_answer: Literal["accept", "reject"] = Field(
+        "accept", description="quarantined MT: 'accept' (success, not delivered) or 'reject'")
+    window: int = Field(100, description="outstanding submit_sm per bind; more get ESME_RTHROTTLED")
+    throttle_rate: float = Field(0.0, description="submit_sm per second per bind; 0: unlimited")
+    concat_wait: float = Field(5.0, description="seconds to wait for the parts of a long SMS")
+    concat_max_groups: int = Field(10_000, description="incomplete long SMS held at once")
+    concat_max_bytes: int = Field(16 * 1024 * 1024, description="bytes of parts held at once")
+    upstream_timeout: float = Field(10.0, description="seconds to connect and bind upstream")
+    response_timeout: float = Field(30.0, description="seconds to wait for the SMSC's response")
+    enquire_link_interval: float = Field(30.0, description="seconds between upstream enquire_links")
+    idle_timeout: float = Field(300.0, description="seconds without a PDU before an ESME is unbound")
+
+
+class SmsSettings(BaseModel):
+    """SMS checks: home network, flood detection."""
+
+    home_country_code: str = Field("81", description="E.164 country code of the home network")
+    flood_window: float = Field(300.0, description="seconds over which identical texts are counted")
+    flood_recipients: int = Field(50, description="distinct recipients of one text in the window: flood")
+    burst_recipients: int = Field(200, description="distinct recipients of one sender in the window")
+    flood_max_keys: int = Field(200_000, description="texts tracked in memory (without Redis)")
+
+
+class RedisSettings(BaseModel):
+    """Shared counters across replicas (SMS floods). Empty: in-memory counters per process."""
+
+    url: str = Field("", description="redis://host:port/db; empty: in memory")
 
 
 class ApiSettings(BaseModel):
@@ -224,6 +254,8 @@ class Settings(BaseSettings):
     smtp: SmtpSettings = Field(default_factory=SmtpSettings)
     milter: MilterSettings = Field(default_factory=MilterSettings)
     smpp: SmppSettings = Field(default_factory=SmppSettings)
+    sms: SmsSettings = Field(default_factory=SmsSettings)
+    redis: RedisSettings = Field(default_factory=RedisSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     pipeline: PipelineSettings = Field(default_factory=PipelineSettings)

@@ -31,6 +31,17 @@ from gateway.config import ApiSettings
 from gateway.errors import ConfigError
 
 ADMIN_SCOPE = "subscribers:admin"
+
+# The error answers every authenticated endpoint may give, for the OpenAPI schema.
+ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"description": "malformed request body"},
+    401: {"description": "no or invalid credentials"},
+    403: {"description": "the caller may not reach this resource"},
+    413: {"description": "request body too large"},
+    422: {"description": "invalid settings or parameters"},
+    429: {"description": "rate limit exceeded"},
+    503: {"description": "store unavailable, retry later"},
+}
 # subscriber ids: ASCII only (no look-alikes, no case folding, no normalisation): the id in a
 # path is compared byte for byte with the token's `sub`
 SUBSCRIBER_ID_RE = re.compile(r"^[A-Za-z0-9+@._:-]{1,128}$")

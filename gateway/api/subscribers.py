@@ -7,11 +7,11 @@ subscriber's own token, or an API key with `subscribers:admin`.
 from __future__ import annotations
 
 import time
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Body, Depends, HTTPException, Path, Query, Request, status
 
-from gateway.api.auth import Caller, subscriber_access
+from gateway.api.auth import ERRORS, Caller, subscriber_access
 from gateway.api.common import (
     SettingsError,
     build_policy,
@@ -38,17 +38,6 @@ router = APIRouter(prefix="/v1/subscribers/{subscriber_id}", tags=["subscribers"
 
 Access = Annotated[Caller, Depends(subscriber_access)]
 MessageId = Annotated[str, Path(min_length=1, max_length=128, pattern=MESSAGE_ID_PATTERN)]
-ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"description": "malformed request body"},
-    401: {"description": "no or invalid credentials"},
-    403: {"description": "the caller may not reach this subscriber"},
-    413: {"description": "request body too large"},
-    422: {"description": "invalid settings or parameters"},
-    429: {"description": "rate limit exceeded"},
-    503: {"description": "store unavailable, retry later"},
-}
-
-
 async def _current(request: Request, subscriber: str) -> Policy:
     # read from the database, not the scan cache: the API shows what is stored
     stores = stores_of(request)
@@ -105,11 +94,11 @@ async def patch_policy(request: Request, subscriber_id: str, caller: Access,
 
 def _item(q: QuarantinedMessage) -> QuarantineItem:
     return QuarantineItem(
-        message_id=q.message_id, channel=q.channel,  # type: ignore[arg-type]
+        message_id=q.message_id, channel=q.channel,
         sender=q.sender, preview=q.preview, received_at=q.received_at, stored_at=q.stored_at,
         expires_at=q.expires_at, action=q.action, score=round(q.score, 3),
-        reasons=q.reasons,  # type: ignore[arg-type]
-        status=q.status,  # type: ignore[arg-type]
+        reasons=q.reasons,
+        status=q.status,
         released_at=q.released_at,
     )
 

@@ -1,0 +1,93 @@
+"""Flood and burst counting: how many distinct recipients got the same (or a near-identical)
+text, and how many a sender reached, within a sliding window.
+
+Two buckets of half a window each approximate the sliding window. In memory: per key, a set
+of recipient hashes per bucket (bounded: the set stops growing past the threshold it must
+reach, and the number of keys is capped, oldest first). With Redis (`MAMORI_REDIS__URL`):
+HyperLogLog per key and bucket, so replicas count together (PFADD + PFCOUNT over both
+buckets in one round trip).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+import unicodedata
+from collections import OrderedDict
+from typing import Any
+
+_URL = re.compile(r"https?://\S+|www\.\S+", re.I)
+_DIGITS = re.compile(r"\d+")
+_NOISE = re.compile(r"[\W_]+", re.UNICODE)
+
+
+def text_fingerprint(text: str) -> str:
+    """A key equal for near-identical texts: NFKC, casefold, numbers and URL paths replaced
+    (tracking ids and codes differ per recipient), punctuation and spacing dropped."""
+    t = unicodedata.normalize("NFKC", text).casefold()
+    t = _URL.sub(lambda m: " url:" + _host(m.group(0)) + " ", t)
+    t = _DIGITS.sub("#", t)
+    t = _NOISE.sub("", t)
+    return hashlib.blake2b(t.encode("utf-8"), digest_size=12).hexdigest()
+
+
+def _host(url: str) -> str:
+    u = url.split("://", 1)[-1]
+    return u.split("/", 1)[0].split("?", 1)[0]
+
+
+class MemoryCounter:
+    """Distinct members per key over a sliding window, in memory."""
+
+    def __init__(self, window: float, *, max_keys: int = 200_000, cap: int = 10_000,
+                 clock: Any = time.monotonic) -> None:
+        self.half = max(window / 2.0, 0.001)
+        self.max_keys = max_keys
+        self.cap = cap  # members kept per key and bucket (enough to cross any threshold)
+        self.clock = clock
+        self._data: OrderedDict[str, tuple[int, set[str], set[str]]] = OrderedDict()
+
+    def add(self, key: str, member: str) -> int:
+        """Add `member` under `key`; return the distinct members in the window."""
+        bucket = int(self.clock() / self.half)
+        cur = self._data.get(key)
+        if cur is None or cur[0] < bucket - 1:
+            cur = (bucket, set(), set())
+        elif cur[0] == bucket - 1:  # roll: the current bucket becomes the previous one
+            cur = (bucket, set(), cur[1])
+        else:
+            self._data.move_to_end(key)
+        b, now_set, prev = cur
+        if len(now_set) < self.cap:
+            now_set.add(member)
+        self._data[key] = (b, now_set, prev)
+        while len(self._data) > self.max_keys:
+            self._data.popitem(last=False)
+        return len(now_set | prev) if prev else len(now_set)
+
+
+class RedisCounter:
+    """Distinct members per key over a sliding window, shared through Redis HyperLogLogs."""
+
+    def __init__(self, url: str, window: float, *, prefix: str = "mamori:sms:") -> None:
+        import redis.asyncio as aioredis
+
+        self.redis = aioredis.from_url(url)
+        self.half = max(window / 2.0, 1.0)
+        self.prefix = prefix
+        self.ttl = int(self.half * 2) + 2
+
+    async def add(self, key: str, member: str) -> int:
+        bucket = int(time.time() / self.half)
+        k_now = f"{self.prefix}{key}:{bucket}"
+        k_prev = f"{self.prefix}{key}:{bucket - 1}"
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.pfadd(k_now, member)
+            pipe.expire(k_now, self.ttl)
+            pipe.pfcount(k_now, k_prev)
+            res = await pipe.execute()
+        return int(res[2])
+
+    async def close(self) -> None:
+        await self.redis.aclose()
