@@ -259,6 +259,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     for name in (f"compare-{stamp}.json", "compare-latest.json"):
         (a.out / name).write_bytes(orjson.dumps(rep, option=orjson.OPT_INDENT_2))
+    # per message: what each system said (to look into errors and disagreements)
+    per_msg = {label: [[s.path, s.spam, o.flagged, round(o.latency * 1000, 3), o.score, o.detail]
+                       for s, o in zip(samples, outs, strict=True)]
+               for label, outs in run.outcomes.items()}
+    (a.out / "compare-latest-messages.json").write_bytes(orjson.dumps(
+        {"columns": ["path", "spam", "flagged", "latency_ms", "score", "detail"], **per_msg}))
     from perf.bench.plot import plot
 
     title = (f"mamori {rep['commit']} vs peers, {len(samples)} SpamAssassin-corpus messages, "

@@ -98,11 +98,18 @@ class SinkHandler:
         return "250 2.0.0 OK: sunk"
 
 
+class _PermissiveSMTP(SMTP):
+    """The sink takes lines of any length, as Postfix does (aiosmtpd's default is RFC 5321's
+    1,000), so that a refusal is never the sink's doing."""
+
+    line_length_limit = 1 << 20
+
+
 async def start_sink(port: int) -> tuple[asyncio.base_events.Server, SinkHandler]:
     handler = SinkHandler()
     loop = asyncio.get_running_loop()
     server = await loop.create_server(
-        lambda: SMTP(handler, decode_data=False, data_size_limit=0, enable_SMTPUTF8=True,
+        lambda: _PermissiveSMTP(handler, decode_data=False, data_size_limit=0, enable_SMTPUTF8=True,
                      hostname="sink.localhost", ident="perf-sink"),
         "127.0.0.1", port)
     return server, handler

@@ -46,8 +46,9 @@ class MilterOutcome:
     headers: list[tuple[str, str]] = field(default_factory=list)  # added/changed header fields
 
     def header(self, name: str) -> str | None:
-        for n, v in self.headers:
-            if n.lower() == name.lower():
+        """The last value the milter gave `name` (an empty change deletes a field: skipped)."""
+        for n, v in reversed(self.headers):
+            if n.lower() == name.lower() and v.strip():
                 return v
         return None
 

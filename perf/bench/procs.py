@@ -12,8 +12,6 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-import psutil
-
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -30,6 +28,8 @@ def tcp_open(port: int, host: str = "127.0.0.1") -> bool:
 def tree_cpu_seconds(pid: int) -> float:
     """CPU seconds (user + system) of a process and all its descendants, including children
     already reaped (their times are in their parent's children_* counters)."""
+    import psutil  # the perf extra; imported here so that the parsing logic needs none of it
+
     try:
         root = psutil.Process(pid)
         procs = [root, *root.children(recursive=True)]
@@ -44,6 +44,8 @@ def tree_cpu_seconds(pid: int) -> float:
 
 
 def tree_rss_bytes(pid: int) -> int:
+    import psutil
+
     try:
         root = psutil.Process(pid)
         procs = [root, *root.children(recursive=True)]
