@@ -15,13 +15,14 @@ import platform
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from perf.bench import corpus, mamori, rspamd, spamassassin
+from perf.bench import corpus, holdout, mamori, rspamd, spamassassin
 from perf.bench.drive import Send, measure
 from perf.bench.procs import Daemon, DaemonError, Daemons
 from perf.bench.stats import Outcome, SystemResult, ratios, table
@@ -48,6 +49,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help="rspamd normal workers and spamd children [CPU count]")
     p.add_argument("--mamori-env", action="append", default=[], metavar="KEY=VALUE",
                    help="extra MAMORI_* setting for mamori (repeatable)")
+    p.add_argument("--model", choices=("auto", "holdout", "shipped"), default="auto",
+                   help="mamori's email model: 'holdout' trains one with `mamori model train` on "
+                        "the corpus minus the measured messages (needs --limit); 'shipped' uses "
+                        "the live one; 'auto': holdout when possible [auto]")
     p.add_argument("--corpus", type=Path, default=None, help="corpus folder with labels.csv")
     p.add_argument("--seed", type=int, default=1, help="sample/shuffle seed [1]")
     p.add_argument("--out", type=Path, default=ROOT / "perf" / "out", help="results folder")
@@ -87,9 +92,11 @@ def ensure_installed(systems: Sequence[str], allowed: bool) -> None:
 
 
 class Run:
-    def __init__(self, args: argparse.Namespace, samples: list[corpus.Sample]) -> None:
+    def __init__(self, args: argparse.Namespace, samples: list[corpus.Sample],
+                 corpus_dir: Path) -> None:
         self.args = args
         self.samples = samples
+        self.corpus_dir = corpus_dir
         self.work = args.out / "work"
         self.results: list[SystemResult] = []
         self.outcomes: dict[str, list[Outcome]] = {}
@@ -118,15 +125,43 @@ class Run:
 
     # -- systems -------------------------------------------------------------------------
 
+    def model(self, root: Path) -> str:
+        """Pick mamori's email model (see --model); a description for the results."""
+        a = self.args
+        if holdout.ENV in a.mamori_env:
+            return f"given: {a.mamori_env[holdout.ENV]}"
+        rows = corpus.read_labels(self.corpus_dir / "labels.csv")
+        possible = holdout.has_trainer() and len(self.samples) < len(rows)
+        want = a.model if a.model != "auto" else ("holdout" if possible else "shipped")
+        if want == "shipped":
+            return "shipped (live model; it may have been trained on this corpus)"
+        if not possible:
+            raise SystemExit("perf/compare: --model holdout needs `mamori model train` and --limit "
+                             "below the corpus size")
+        exclude = {s.path for s in self.samples}
+        n = holdout.write_training_set(root / "holdout" / "train", self.corpus_dir, rows, exclude)
+        self.log(f"mamori: training a held-out email model on {n} messages not in the sample ...")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MAMORI_")}
+        env.update({"PYTHONPATH": str(ROOT), "MAMORI_DATA_DIR": str(root / "holdout" / "data")})
+        t0 = time.monotonic()
+        out = holdout.train(root / "holdout" / "train", root / "holdout" / "model", env,
+                            root / "holdout" / "train.log")
+        a.mamori_env[holdout.ENV] = str(out)
+        took = time.monotonic() - t0
+        self.log(f"  trained in {took:.0f}s: {out}")
+        return f"holdout: trained on the {n} corpus messages not measured ({took:.0f}s)"
+
     def run_mamori(self, ds: Daemons) -> None:
         a = self.args
         root = self.work / "mamori"
         shutil.rmtree(root, ignore_errors=True)
         root.mkdir(parents=True)
         version = mamori.version()
+        model = self.model(root)
         self.log(f"mamori {version}: in-process scoring")
         inproc = mamori.InProcess(root / "inprocess", a.mamori_env)
-        self.info["mamori"] = mamori.describe(inproc)
+        self.info["mamori"] = {**mamori.describe(inproc), "email_model": model}
+        self.log(f"  email model: {model}")
         self.log(f"  checks: {', '.join(inproc.checks)}")
 
         async def inprocess() -> None:
@@ -239,7 +274,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     n_spam = sum(s.spam for s in samples)
     print(f"corpus: {len(samples)} messages ({n_spam} spam, {len(samples) - n_spam} ham) from {cdir}; "
           f"{a.concurrency} clients, {a.warmup} warm-up messages", flush=True)
-    run = Run(a, samples)
+    run = Run(a, samples, cdir)
     a.out.mkdir(parents=True, exist_ok=True)
     failed: list[str] = []
     try:

@@ -49,8 +49,19 @@ def version() -> str:
     return (rev or "?") + ("+dirty" if dirty else "")
 
 
+def offline_env(root: Path) -> dict[str, str]:
+    """mamori offline, as the peers are: DNS (SPF, DKIM keys, DMARC, ARC) is answered from an
+    empty local zone, so every lookup says "no such record" at once and nothing leaves the
+    machine; shortener expansion stays off. Settings a checkout does not know are ignored."""
+    zone = root / "empty-zone.json"
+    zone.parent.mkdir(parents=True, exist_ok=True)
+    zone.write_text("{}\n")
+    return {"MAMORI_AUTH__ZONE_FILE": str(zone), "MAMORI_URLS__EXPAND_SHORTENERS": "false"}
+
+
 def serve_env(root: Path, ports: Mapping[str, int], extra: Mapping[str, str]) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MAMORI_")}
+    env.update(offline_env(root))
     env.update({
         "PYTHONPATH": str(ROOT),
         "MAMORI_DATA_DIR": str(root / "data"),
@@ -219,7 +230,7 @@ class InProcess:
     interface = "inprocess"
 
     def __init__(self, data_dir: Path, extra: Mapping[str, str]) -> None:
-        for k, v in extra.items():
+        for k, v in {**offline_env(data_dir), **extra}.items():
             os.environ[k] = v
         os.environ["MAMORI_DATA_DIR"] = str(data_dir)
         from gateway.config import load_settings
