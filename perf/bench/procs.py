@@ -72,6 +72,7 @@ class Daemon:
         self.log = log
         self.env = dict(env) if env is not None else None
         self.cwd = cwd
+        self.stop_timeout = 15.0  # seconds between SIGTERM and SIGKILL
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -113,10 +114,11 @@ class Daemon:
     def rss_bytes(self) -> int:
         return tree_rss_bytes(self.pid)
 
-    def stop(self, timeout: float = 15.0) -> None:
+    def stop(self, timeout: float | None = None) -> None:
         """SIGTERM to the daemon's own process group, SIGKILL after `timeout`."""
         if self.proc is None:
             return
+        timeout = self.stop_timeout if timeout is None else timeout
         pgid = self.proc.pid  # start_new_session: the group is ours alone
         if self.proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):

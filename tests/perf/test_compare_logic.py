@@ -228,3 +228,43 @@ def test_clients_share_one_queue_and_errors_do_not_crash() -> None:
                                  concurrency=3, warmup=2))
     assert res.cpu_s == 2.0 and res.n == 20 and res.quality.errors == 1
     assert res.quality.recall == 1.0 and res.quality.fpr == 0.0 and len(res.latencies) == 19
+
+
+def test_holdout_training_set_leaves_out_the_measured(tmp_path: Path) -> None:
+    from perf.bench.holdout import write_training_set
+
+    rows = [("a.txt", "g", True), ("b.txt", "g", False), ("c.txt", "h", False)]
+    n = write_training_set(tmp_path / "train", tmp_path, rows, exclude={"b.txt"})
+    lines = (tmp_path / "train" / "labels.csv").read_text().splitlines()
+    assert n == 2 and lines[0] == "path,group,label" and len(lines) == 3
+    assert lines[1] == f"{(tmp_path / 'a.txt').resolve()},g,spam"
+    assert all("b.txt" not in line for line in lines)
+
+
+def test_arguments_are_checked() -> None:
+    from perf.bench.cli import parse_args
+
+    a = parse_args(["--limit", "50", "--systems", "mamori,rspamd", "--mamori-env", "MAMORI_X=1"])
+    assert a.limit == 50 and a.systems == ["mamori", "rspamd"] and a.mamori_env == {"MAMORI_X": "1"}
+    for bad in (["--systems", "postfix"], ["--limit", "0"], ["--mamori-env", "X=1"],
+                ["--concurrency", "0"]):
+        with pytest.raises(SystemExit):
+            parse_args(bad)
+
+
+def test_daemon_stop_ends_its_whole_process_group(tmp_path: Path) -> None:
+    from perf.bench.procs import Daemon, Daemons
+
+    # a parent that ignores SIGTERM and a child: both must be gone after stop()
+    script = "trap '' TERM; sleep 60 & echo $! > child; wait"
+    d = Daemon("stubborn", ["sh", "-c", script], tmp_path / "log", cwd=tmp_path)
+    d.stop_timeout = 0.5
+    with Daemons() as ds:
+        ds.start(d)
+        d.wait_ready(lambda: (tmp_path / "child").is_file()
+                     and (tmp_path / "child").read_text().strip() != "", 10)
+        child = int((tmp_path / "child").read_text())
+    assert not d.alive()
+    stat = Path(f"/proc/{child}/stat")
+    # gone, or a zombie waiting for init to reap it: not running either way
+    assert not stat.exists() or stat.read_text().rsplit(")", 1)[1].split()[0] == "Z"
