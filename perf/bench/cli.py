@@ -25,7 +25,7 @@ import orjson
 from perf.bench import corpus, holdout, mamori, rspamd, spamassassin
 from perf.bench.drive import Send, measure
 from perf.bench.procs import Daemon, DaemonError, Daemons
-from perf.bench.stats import Outcome, SystemResult, ratios, table
+from perf.bench.stats import Outcome, SystemResult, goals, goals_text, ratios, table
 
 ROOT = Path(__file__).resolve().parents[2]
 SYSTEMS = ("mamori", "rspamd", "spamassassin")
@@ -259,6 +259,7 @@ class Run:
             "info": self.info,
             "results": [r.to_json() for r in self.results],
             "ratios": ratios(self.results),
+            "goals": goals(self.results),
         }
 
 
@@ -307,6 +308,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     png = plot(run.results, a.out / "compare.png", title)
     print()
     print(table(run.results))
+    if any(r.system == "mamori" for r in run.results) and len({r.system for r in run.results}) > 1:
+        print()
+        print(goals_text(run.results))
     print(f"\nresults: {a.out / 'compare-latest.json'}  plot: {png}")
     if a.publish:
         dest = ROOT / "docs" / "img" / "perf-compare.png"

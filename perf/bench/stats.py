@@ -154,6 +154,45 @@ def ratios(results: Sequence[SystemResult]) -> list[dict[str, Any]]:
     return out
 
 
+def goals(results: Sequence[SystemResult]) -> list[dict[str, Any]]:
+    """The issue's email goals for each mamori row, from this run: messages/s per core at
+    least rspamd's (its best interface) and at least 10x spamd's; spam recall at least every
+    peer's, at a ham FPR no worse than any peer's. None where a figure is missing."""
+    peers = [r for r in results if r.system != "mamori"]
+    rspamd = [r.per_core for r in peers if r.system == "rspamd" and not math.isnan(r.per_core)]
+    spamd = [r.per_core for r in peers if r.system == "spamassassin" and not math.isnan(r.per_core)]
+    recalls = [r.quality.recall for r in peers if not math.isnan(r.quality.recall)]
+    fprs = [r.quality.fpr for r in peers if not math.isnan(r.quality.fpr)]
+    out = []
+    for m in (r for r in results if r.system == "mamori"):
+        pc, rec, fpr = m.per_core, m.quality.recall, m.quality.fpr
+        out.append({
+            "mamori": m.label,
+            "per_core_vs_rspamd": _ok(pc, max(rspamd) if rspamd else None),
+            "per_core_vs_10x_spamd": _ok(pc, 10 * max(spamd) if spamd else None),
+            "recall_vs_peers": _ok(rec, max(recalls) if recalls else None),
+            "fpr_vs_peers": None if math.isnan(fpr) or not fprs else fpr <= min(fprs),
+        })
+    return out
+
+
+def _ok(value: float, target: float | None) -> bool | None:
+    if target is None or math.isnan(value):
+        return None
+    return value >= target
+
+
+def goals_text(results: Sequence[SystemResult]) -> str:
+    names = {"per_core_vs_rspamd": "per core >= rspamd", "per_core_vs_10x_spamd": ">= 10x spamd",
+             "recall_vs_peers": "recall >= peers", "fpr_vs_peers": "ham FPR <= peers"}
+    word = {True: "yes", False: "NO", None: "-"}
+    lines = []
+    for g in goals(results):
+        cells = [f"{names[k]}: {word[g[k]]}" for k in names]
+        lines.append(f"goals {g['mamori']}: " + "; ".join(cells))
+    return "\n".join(lines)
+
+
 def _div(a: float, b: float) -> float | None:
     if math.isnan(a) or math.isnan(b) or b == 0:
         return None

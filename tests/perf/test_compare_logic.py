@@ -23,7 +23,17 @@ from perf.bench.mamori import interpret_milter, interpret_smtp  # noqa: E402
 from perf.bench.rspamd import interpret_milter as rspamd_milter  # noqa: E402
 from perf.bench.rspamd import parse_check_reply, read_response  # noqa: E402
 from perf.bench.spamassassin import parse_spamc_check  # noqa: E402
-from perf.bench.stats import Outcome, Quality, SystemResult, percentile, quality, ratios, table  # noqa: E402
+from perf.bench.stats import (  # noqa: E402
+    Outcome,
+    Quality,
+    SystemResult,
+    goals,
+    goals_text,
+    percentile,
+    quality,
+    ratios,
+    table,
+)
 
 
 def test_percentile_interpolates_and_handles_edges() -> None:
@@ -64,6 +74,20 @@ def test_ratios_and_table_are_mamori_over_peer() -> None:
     assert "mamori/smtp / spamassassin/spamc" in text and "40.00x" in text
     js = m.to_json()
     assert js["messages_per_cpu_second"] == 200.0 and js["quality"]["spam_recall"] == 0.9
+
+
+def test_goals_of_the_issue() -> None:
+    m = _result("mamori", "smtp", 100, 0.5, [0.001], Quality(tp=9, fn=1, fp=1, tn=99))
+    r = _result("rspamd", "checkv2", 100, 1.0, [0.004], Quality(tp=5, fn=5, fp=0, tn=100))
+    r2 = _result("rspamd", "milter", 100, 0.4, [0.004], Quality(tp=5, fn=5, fp=0, tn=100))
+    s = _result("spamassassin", "spamc", 100, 20.0, [0.2], Quality(tp=7, fn=3, fp=2, tn=98))
+    (g,) = goals([m, r, r2, s])
+    # 200/s per core: above rspamd/checkv2's 100 but below rspamd/milter's 250 (its best)
+    assert g["per_core_vs_rspamd"] is False and g["per_core_vs_10x_spamd"] is True
+    assert g["recall_vs_peers"] is True and g["fpr_vs_peers"] is False
+    assert "per core >= rspamd: NO" in goals_text([m, r, r2, s])
+    (alone,) = goals([m])
+    assert alone["per_core_vs_rspamd"] is None and alone["fpr_vs_peers"] is None
 
 
 def test_zero_cpu_is_not_a_division_error() -> None:
