@@ -178,7 +178,8 @@ class Run:
         d = mamori.daemon(root, ports, a.mamori_env)
         self.log(f"mamori serve: SMTP filter{' and milter' if use_milter else ''} "
                  f"(milter {'present' if mamori.has_milter() else 'absent on this branch'})")
-        self.start(ds, d, lambda: mamori.ready(ports), 120)
+        self.info.setdefault("startup_s", {})["mamori"] = round(
+            self.start(ds, d, lambda: mamori.ready(ports), 120), 1)
 
         async def served() -> None:
             server, sink = await mamori.start_sink(ports["sink"])
@@ -311,6 +312,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if any(r.system == "mamori" for r in run.results) and len({r.system for r in run.results}) > 1:
         print()
         print(goals_text(run.results))
+    rss = ", ".join(f"{k} {v:.0f} MB" for k, v in run.info.get("rss_mb", {}).items())
+    start = ", ".join(f"{k} {v:.0f} s" for k, v in run.info.get("startup_s", {}).items())
+    if rss:
+        print(f"\nresident memory after each run: {rss}" + (f"; start-up: {start}" if start else ""))
     print(f"\nresults: {a.out / 'compare-latest.json'}  plot: {png}")
     if a.publish:
         dest = ROOT / "docs" / "img" / "perf-compare.png"
