@@ -46,7 +46,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--rspamd-milter", action="store_true",
                    help="also drive rspamd's proxy worker in milter mode")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 2,
-                   help="rspamd normal workers and spamd children [CPU count]")
+                   help="rspamd normal workers; spamd children: the larger of this and --concurrency [CPU count]")
     p.add_argument("--mamori-env", action="append", default=[], metavar="KEY=VALUE",
                    help="extra MAMORI_* setting for mamori (repeatable)")
     p.add_argument("--model", choices=("auto", "holdout", "shipped"), default="auto",
