@@ -22,7 +22,7 @@ from typing import Any
 
 import orjson
 
-from perf.bench import corpus, holdout, mamori, rspamd, spamassassin
+from perf.bench import corpus, holdout, mamori, milter, rspamd, spamassassin
 from perf.bench.drive import Send, measure
 from perf.bench.procs import Daemon, DaemonError, Daemons
 from perf.bench.stats import Outcome, SystemResult, goals, goals_text, ratios, table
@@ -186,7 +186,7 @@ class Run:
             try:
                 ifaces: list[Any] = [mamori.SmtpFilter(ports["smtp"], sink)]
                 if use_milter:
-                    ifaces.append(mamori.Milter(ports["milter"]))
+                    ifaces.append(milter.Client(ports["milter"], mamori.interpret_milter))
                 for iface in ifaces:
                     try:
                         await self._measure("mamori", iface, version, mamori.THRESHOLD, d.cpu_seconds)
@@ -213,7 +213,7 @@ class Run:
         async def go() -> None:
             ifaces: list[Any] = [rspamd.CheckV2(ports["normal"])]
             if a.rspamd_milter:
-                ifaces.append(rspamd.MilterProxy(ports["milter"]))
+                ifaces.append(milter.Client(ports["milter"], rspamd.interpret_milter))
             for iface in ifaces:
                 try:
                     await self._measure("rspamd", iface, version, rspamd.THRESHOLD, d.cpu_seconds)

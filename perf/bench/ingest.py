@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import re
 
+# one envelope recipient per benchmark client (the mamori sink maps it back to the message)
+RCPT = "bench{cid}@example.test"
+
 _HDR_END = re.compile(rb"\r?\n\r?\n")
 
 

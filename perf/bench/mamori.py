@@ -24,12 +24,11 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from perf.bench import milter
 from perf.bench.corpus import Sample
 from perf.bench.drive import Reply
-from perf.bench.ingest import envelope_sender, header_value
+from perf.bench.ingest import RCPT, envelope_sender, header_value
 from perf.bench.procs import Daemon, free_port, tcp_open
 
 ROOT = Path(__file__).resolve().parents[2]
 THRESHOLD = "action != accept (tag >= 5, quarantine >= 9, reject >= 12; scores.toml)"
-RCPT = "bench{cid}@example.test"  # one recipient per client: the sink maps it to its message
 
 
 def has_milter() -> bool:
@@ -203,21 +202,6 @@ def interpret_milter(o: milter.MilterOutcome) -> Reply:
         raise ValueError("mamori milter accepted without X-Mamori-Action")
     action = " ".join(action.split())
     return Reply(action != "accept", None, action)
-
-
-class Milter:
-    interface = "milter"
-
-    def __init__(self, port: int) -> None:
-        self.port = port
-
-    async def send(self, cid: int, sample: Sample) -> Reply:
-        o = await milter.check("127.0.0.1", self.port, sample.raw,
-                               sender=envelope_sender(sample.raw), recipient=RCPT.format(cid=cid))
-        return interpret_milter(o)
-
-    async def close(self) -> None:
-        return None
 
 
 # -- in process (what `mamori scan` does) -------------------------------------------------------

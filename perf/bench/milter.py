@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from perf.bench.ingest import split_message
+from perf.bench.corpus import Sample
+from perf.bench.drive import Reply
+from perf.bench.ingest import RCPT, envelope_sender, split_message
 
 # commands (MTA -> milter)
 C_OPTNEG, C_CONNECT, C_HELO, C_MAIL, C_RCPT = b"O", b"C", b"H", b"M", b"R"
@@ -163,3 +166,22 @@ async def replies(out: MilterOutcome, reader: asyncio.StreamReader, *,
             out.final = "accept"
             return True
         # other modifications (body, recipients, from) are ignored by the benchmark
+
+
+class Client:
+    """A benchmark interface over `check`: one milter connection per message, the verdict read
+    by the system's own `interpret`."""
+
+    interface = "milter"
+
+    def __init__(self, port: int, interpret: Callable[[MilterOutcome], Reply]) -> None:
+        self.port = port
+        self.interpret = interpret
+
+    async def send(self, cid: int, sample: Sample) -> Reply:
+        o = await check("127.0.0.1", self.port, sample.raw, sender=envelope_sender(sample.raw),
+                        recipient=RCPT.format(cid=cid))
+        return self.interpret(o)
+
+    async def close(self) -> None:
+        return None

@@ -11,6 +11,7 @@ import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 
 def free_port() -> int:
@@ -25,37 +26,40 @@ def tcp_open(port: int, host: str = "127.0.0.1") -> bool:
     return False
 
 
-def tree_cpu_seconds(pid: int) -> float:
-    """CPU seconds (user + system) of a process and all its descendants, including children
-    already reaped (their times are in their parent's children_* counters)."""
+def _tree(pid: int) -> list[Any]:
+    """The process and all its descendants (psutil.Process objects); [] once it is gone."""
     import psutil  # the perf extra; imported here so that the parsing logic needs none of it
 
     try:
         root = psutil.Process(pid)
-        procs = [root, *root.children(recursive=True)]
+        return [root, *root.children(recursive=True)]
     except psutil.NoSuchProcess:
-        return 0.0
+        return []
+
+
+def _tree_sum(pid: int, measure: Callable[[Any], float]) -> float:
+    import psutil
+
     total = 0.0
-    for p in procs:
+    for p in _tree(pid):
         with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
-            t = p.cpu_times()
-            total += t.user + t.system + t.children_user + t.children_system
+            total += measure(p)
     return total
+
+
+def _cpu(p: Any) -> float:
+    t = p.cpu_times()
+    return float(t.user + t.system + t.children_user + t.children_system)
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system) of a process and all its descendants, including children
+    already reaped (their times are in their parent's children_* counters)."""
+    return _tree_sum(pid, _cpu)
 
 
 def tree_rss_bytes(pid: int) -> int:
-    import psutil
-
-    try:
-        root = psutil.Process(pid)
-        procs = [root, *root.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return 0
-    total = 0
-    for p in procs:
-        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
-            total += p.memory_info().rss
-    return total
+    return int(_tree_sum(pid, lambda p: float(p.memory_info().rss)))
 
 
 class DaemonError(RuntimeError):

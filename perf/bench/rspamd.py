@@ -18,7 +18,6 @@ import orjson
 from perf.bench import milter
 from perf.bench.corpus import Sample
 from perf.bench.drive import Reply
-from perf.bench.ingest import envelope_sender
 from perf.bench.procs import Daemon, free_port, tcp_open
 
 PACKAGES = ("rspamd",)
@@ -250,18 +249,3 @@ def interpret_milter(o: milter.MilterOutcome) -> Reply:
     if o.header("Subject") is not None:
         return Reply(True, None, "rewrite subject")
     return Reply(False, None, "no action")
-
-
-class MilterProxy:
-    interface = "milter"
-
-    def __init__(self, port: int) -> None:
-        self.port = port
-
-    async def send(self, cid: int, sample: Sample) -> Reply:
-        o = await milter.check("127.0.0.1", self.port, sample.raw,
-                               sender=envelope_sender(sample.raw), recipient=f"bench{cid}@example.test")
-        return interpret_milter(o)
-
-    async def close(self) -> None:
-        return None
