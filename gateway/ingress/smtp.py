@@ -102,18 +102,21 @@ class FilterHandler:
         return await self._relay(envelope, data)
 
     async def _relay(self, envelope: Envelope, data: bytes) -> str:
+        # aiosmtplib.send() refuses an empty sender with raw bytes, but the null reverse-path
+        # (MAIL FROM:<>, bounces and DSNs) must be relayed too: use the client directly.
+        client = aiosmtplib.SMTP(
+            hostname=self.next_host,
+            port=self.next_port,
+            timeout=self.settings.relay_timeout,
+            start_tls=False,
+            use_tls=False,
+            local_hostname=self.settings.hostname,
+        )
         try:
-            errors, _reply = await aiosmtplib.send(
-                data,
-                sender=envelope.mail_from or "",
-                recipients=envelope.rcpt_tos,
-                hostname=self.next_host,
-                port=self.next_port,
-                timeout=self.settings.relay_timeout,
-                start_tls=False,
-                use_tls=False,
-                local_hostname=self.settings.hostname,
-            )
+            async with client:
+                errors, _reply = await client.sendmail(
+                    _reverse_path(envelope.mail_from), envelope.rcpt_tos, data
+                )
         except aiosmtplib.SMTPResponseException as exc:
             if 400 <= exc.code < 500:
                 return SMTP_451_NEXT_HOP
@@ -125,6 +128,11 @@ class FilterHandler:
         if errors:  # some recipients refused by the next hop after we said 250 to them: defer all
             return SMTP_451_NEXT_HOP
         return SMTP_250_OK
+
+
+def _reverse_path(mail_from: str | None) -> str:
+    """aiosmtpd keeps MAIL FROM:<> as '<>'; aiosmtplib wants '' for the null reverse-path."""
+    return "" if mail_from in (None, "", "<>") else mail_from
 
 
 class _LimitedSMTP(SMTP):

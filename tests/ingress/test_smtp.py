@@ -74,6 +74,14 @@ async def test_ham_is_relayed_with_headers(rig: Rig) -> None:
     assert "bob@example.test" not in str(event) and key and key.startswith("h1:")
 
 
+async def test_null_sender_bounce_is_relayed(rig: Rig) -> None:
+    refused = await asyncio.to_thread(send, rig.port, HAM, ["bob@example.test"], "")
+    assert refused == {}
+    (mail_from, rcpts, data), = rig.sink.messages
+    assert mail_from == "<>" and rcpts == ["bob@example.test"]
+    assert b"X-Mamori-Action: accept" in data
+
+
 async def test_blocked_sender_gets_5xx_and_is_not_relayed(rig: Rig) -> None:
     await rig.gw.policies.put(Policy(subscriber="bob@example.test",
                                      block=frozenset({"example.org"})))
