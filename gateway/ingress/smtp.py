@@ -136,9 +136,13 @@ def _reverse_path(mail_from: str | None) -> str:
 
 
 class _LimitedSMTP(SMTP):
-    """aiosmtpd's SMTP with a cap on concurrent sessions (421 beyond it)."""
+    """aiosmtpd's SMTP with a cap on concurrent sessions (421 beyond it).
+
+    Lines longer than RFC 5321's 1,000 octets are accepted (as Postfix does), up to a bound:
+    refusing them permanently would bounce real mail (3 of 500 corpus messages have them)."""
 
     active = 0
+    line_length_limit = 64 * 1024
 
     def __init__(self, handler: Any, limit: int, **kw: Any) -> None:
         super().__init__(handler, **kw)

@@ -22,6 +22,10 @@ HAM = (b"From: Alice <alice@example.org>\r\nTo: bob@example.test\r\nSubject: lun
        b"See you at noon.\r\n")
 
 
+class LongLineSMTPServer(SMTPServer):
+    line_length_limit = 64 * 1024  # like Postfix, the next hop takes long lines
+
+
 @dataclass
 class Sink:
     messages: list[tuple[str, list[str], bytes]] = field(default_factory=list)
@@ -43,7 +47,7 @@ class Rig:
 async def rig(settings: Settings) -> AsyncIterator[Rig]:
     loop = asyncio.get_running_loop()
     sink = Sink()
-    sink_server = await loop.create_server(lambda: SMTPServer(sink), "127.0.0.1", 0)
+    sink_server = await loop.create_server(lambda: LongLineSMTPServer(sink), "127.0.0.1", 0)
     sink_port = sink_server.sockets[0].getsockname()[1]
     s = settings.model_copy(update={"smtp": settings.smtp.model_copy(update={
         "listen": "127.0.0.1:0", "next_hop": f"127.0.0.1:{sink_port}", "max_message_size": 200_000})})
@@ -139,3 +143,11 @@ async def test_switched_off_without_listen(settings: Settings) -> None:
     s = settings.model_copy(update={"smtp": settings.smtp.model_copy(update={"listen": ""})})
     gw = Gateway.create(s, events=MemorySink(), policies=MemoryPolicyStore())
     assert await smtp_ingress.start(gw) is None
+
+
+async def test_long_lines_are_accepted(rig: Rig) -> None:
+    long_line = HAM.replace(b"See you at noon.", b"word " * 1000)
+    refused = await asyncio.to_thread(send, rig.port, long_line, ["bob@example.test"])
+    assert refused == {}
+    action = rig.gw.events.events[-1][2]["action"]  # type: ignore[attr-defined]
+    assert len(rig.sink.messages) == (0 if action == "quarantine" else 1)
