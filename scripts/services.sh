@@ -13,14 +13,15 @@ case "${1:-}" in
       [ -e "$s" ] || continue
       name=$(basename "$s" .sh)
       echo "== service $name: install" >&2
-      if ! bash "$s" install > "$dir/$name.install.log" 2>&1; then
+      if ! timeout 1800 bash "$s" install > "$dir/$name.install.log" 2>&1; then
         echo "!! service $name failed to install (see $dir/$name.install.log)" >&2
         tail -20 "$dir/$name.install.log" >&2
         failed+=("$name"); continue
       fi
       echo "== service $name: start" >&2
-      if out=$(bash "$s" start 2> "$dir/$name.start.log"); then
-        printf '%s\n' "$out" | grep -E '^export [A-Z_][A-Z0-9_]*=' >> "$dir/env"
+      # output to a file, not a pipe: a daemon that keeps a descriptor cannot hang us
+      if timeout 600 bash "$s" start > "$dir/$name.start.out" 2> "$dir/$name.start.log" < /dev/null; then
+        grep -E '^export [A-Z_][A-Z0-9_]*=' "$dir/$name.start.out" >> "$dir/env"
       else
         echo "!! service $name failed to start (see $dir/$name.start.log)" >&2
         tail -20 "$dir/$name.start.log" >&2

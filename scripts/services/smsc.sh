@@ -27,8 +27,10 @@ start() {
   else
     : > "$STATE/submits.jsonl"
     rm -f "$STATE/pid"
-    (cd "$STATE" && NODE_PATH="$STATE/node_modules" setsid nohup node smsc.js 127.0.0.1 "$PORT" \
-      "$SYSTEM_ID" "$PASSWORD" "$STATE/submits.jsonl" "$STATE/pid" </dev/null >"$STATE/smsc.log" 2>&1 &)
+    # every descriptor of the background job is redirected (and the subshell execs node), so
+    # nothing keeps the caller's stdout open: `$(smsc.sh start)` returns at once
+    (cd "$STATE" && NODE_PATH="$STATE/node_modules" exec setsid node smsc.js 127.0.0.1 "$PORT" \
+      "$SYSTEM_ID" "$PASSWORD" "$STATE/submits.jsonl" "$STATE/pid") </dev/null >"$STATE/smsc.log" 2>&1 &
     for _ in $(seq 1 50); do
       [ -s "$STATE/pid" ] && grep -q listening "$STATE/smsc.log" 2>/dev/null && break
       sleep 0.1
