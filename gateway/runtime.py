@@ -94,13 +94,17 @@ class Gateway:
             policy = await self.policy_for(message.subscriber)
         verdict = await self.pipeline.scan(message, policy)
         verdict = await self.hold(message, verdict, policy, ingress)
+        await self.report(message, verdict, ingress)
+        return verdict
+
+    async def report(self, message: Message, verdict: Verdict, ingress: str) -> None:
+        """Log and emit a final verdict, then run the verdict hooks (failures are logged)."""
         self.record(message, verdict, ingress)
         for hook in self.hooks:
             try:
                 await hook(message, verdict, ingress)
             except Exception:
                 log.exception("verdict hook failed")
-        return verdict
 
     async def hold(self, message: Message, verdict: Verdict, policy: Policy,
                    ingress: str = "") -> Verdict:

@@ -264,12 +264,7 @@ class MilterService:
             verdict = await gw.hold(copy, verdict, policy, INGRESS)
             SCANNED.labels(Channel.EMAIL.value, verdict.action.value).inc()
             SCAN_SECONDS.labels(Channel.EMAIL.value).observe(time.monotonic() - t0)
-            gw.record(copy, verdict, INGRESS)
-            for hook in gw.hooks:
-                try:
-                    await hook(copy, verdict, INGRESS)
-                except Exception:
-                    log.exception("verdict hook failed")
+            await gw.report(copy, verdict, INGRESS)
             decisions.append(Decision(tuple(r for r in members if r), policy, verdict))
         return decisions
 

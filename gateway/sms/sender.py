@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-TON_INTERNATIONAL = 1
-TON_NATIONAL = 2
-TON_NETWORK_SPECIFIC = 3
-TON_SUBSCRIBER = 4
-TON_ALPHANUMERIC = 5
-TON_ABBREVIATED = 6
+from gateway.ingress.smpp_pdu import (
+    TON_ABBREVIATED,
+    TON_ALPHANUMERIC,
+    TON_INTERNATIONAL,
+    TON_NATIONAL,
+    TON_NETWORK_SPECIFIC,
+    TON_SUBSCRIBER,
+)
 
 SHORT_CODE_MAX_DIGITS = 6
 
