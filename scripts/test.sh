@@ -13,5 +13,6 @@ set +a
 export MAMORI_REQUIRE_SERVICES=${MAMORI_REQUIRE_SERVICES:-1}
 rc=0
 "$BIN/ruff" check gateway tests perf || rc=1
+"$BIN/mypy" gateway || rc=1
 "$BIN/python" -m pytest -p no:cacheprovider --timeout=600 "$@" || rc=$?
 exit $rc
