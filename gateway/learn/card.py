@@ -49,7 +49,10 @@ def render_card(doc: dict[str, Any]) -> str:
             f"## Cross-validation ({cv['folds']}-fold, stratified, grouped by template)",
             "",
             "Out-of-fold calibrated probabilities, 95% confidence intervals (F1: bootstrap; "
-            "rates: Wilson).",
+            "rates: Wilson)."
+            + (f" Thresholds and the figures below: messages of `{cv['threshold_source']}` only "
+               "(the other sources are scored in the same folds)." if cv.get("threshold_source")
+               else ""),
             "",
             "| metric | value | 95% CI |",
             "|---|---|---|",

@@ -18,6 +18,7 @@ from gateway.learn.datasets import Record
 from gateway.message import Channel
 
 SOURCE = "synthetic_ja.jsonl"
+GENERATOR_VERSION = 2  # 1: sms-linear/1.0.0; 2: LEGIT_2 / FRAUD_2 added, dev-text lookalikes removed
 
 BRANDS = {
     "carrier": ["ドコモ", "docomo", "au", "KDDI", "ソフトバンク", "SoftBank", "楽天モバイル", "ワイモバイル"],
@@ -31,7 +32,12 @@ BRANDS = {
 FAKE_HOSTS = ["duckdns.org", "xyz", "top", "cn", "icu", "buzz", "shop", "info", "live", "vip",
               "com-secure.net", "jp-account.com", "support-center.top", "verify-id.xyz"]
 LEGIT_HOSTS = ["docomo.ne.jp", "au.com", "softbank.jp", "smbc.co.jp", "city.yokohama.lg.jp",
-               "kuronekoyamato.co.jp", "post.japanpost.jp", "rakuten.co.jp"]
+               "kuronekoyamato.co.jp", "post.japanpost.jp", "rakuten.co.jp",
+               # generator 2: more official domains (links in real notices go to these)
+               "mufg.jp", "mizuhobank.co.jp", "jp-bank.japanpost.jp", "smbc-card.com", "jcb.co.jp",
+               "rakuten-card.co.jp", "paypay.ne.jp", "tepco.co.jp", "kepco.co.jp", "ymobile.jp",
+               "network.mobile.rakuten.co.jp", "sagawa-exp.co.jp", "amazon.co.jp", "apple.com",
+               "nta.go.jp", "city.osaka.lg.jp", "saisoncard.co.jp", "aeon.co.jp"]
 
 FRAUD = [
     "【{b}】お客様のアカウントに不正なログインを検知しました。以下よりご確認ください。{u}",
@@ -115,13 +121,113 @@ LEGIT = [
     "{b}のセール明日までだって、一緒に見に行かない?",
     "【{b}】今月のおすすめ特集を公開しました!詳細・配信停止・お問合せはこちら {u}",
     "{b}のコードは{c}です。コードを共有しないでください。",
-    "{c}があなたの{b}確認コードです。",
-    "ご案内を郵送しましたのでご確認ください",
     "{b}ニュース:通信エリア拡大のお知らせ。新たに{n}か所の基地局を設置しました。{u}",
-    "お久しぶりです。お元気ですか?返事が遅くなってごめんなさい",
     "【{b}】ご請求金額確定のお知らせ。配信停止はこちら {u}",
     "{b}ポイントクラブ:{d}はポイント2倍デー!配信停止・お問合せ {u}",
 ]
+
+# generator 2: more and more varied legitimate Japanese (appointments, meetings, delivery
+# notices without links, bank notices that say NOT to follow links, one-time codes, family
+# chat, shop notices) and more fraud shapes (family impersonation, investment, app installs,
+# refunds, prizes); fills below ({p} person, {r} room, {s} shop, {h} clinic, {k} time in words)
+LEGIT_2 = [
+    "明日の{m}は{k}から{r}で行います。よろしくお願いします。",
+    "{d}の{m}は{t}開始、場所は{r}です。資料は当日配布します。",
+    "{m}の時間が{k}に変わりました。場所は変わらず{r}です。",
+    "{p}さん、{d}の{m}の議事録を送ります。ご確認ください。",
+    "来週の{m}ですが、{r}が使えないため{r}に変更します。",
+    "{p}です。少し遅れます。{k}には着きます。",
+    "本日の{m}は中止になりました。次回は改めてご連絡します。",
+    "{h}です。{d}{k}のご予約を承っております。保険証をお持ちください。",
+    "{h}より:明日{k}のご予約のお知らせです。ご都合が悪い場合はお電話でご連絡ください。",
+    "{h}です。検査結果が出ましたので、次回のご来院時にご説明します。",
+    "{s}です。ご予約の{d}{k}、{n}名様でお待ちしております。",
+    "{s}です。ご注文の品が入荷しました。{d}までに店頭でお受け取りください。",
+    "{s}をご利用いただきありがとうございます。修理が完了しましたので店頭にてお渡しします。",
+    "{s}です。本日は臨時休業いたします。ご迷惑をおかけします。",
+    "{s}の会員様へ。{d}から{d}まで全品10%オフのセールを行います。ご来店をお待ちしております。",
+    "【{dl}】{d}にお荷物をお届けしました。ご利用ありがとうございました。",
+    "【{dl}】お荷物を{d}{t}にお届けします。伝票番号{c}0000。",
+    "{dl}です。ご不在でしたので不在連絡票を入れました。再配達はドライバーまでお電話ください。",
+    "【{dl}】宅配ボックスにお荷物をお預けしました。",
+    "【{bk}】{d}に{n}円の入金がありました。",
+    "【{bk}】当行からSMSやメールでURLを送り、暗証番号やパスワードを入力させることはありません。不審なメッセージのリンクは開かないでください。",
+    "【{bk}】当行を装った偽のSMSが確認されています。メッセージ内のリンクにはアクセスせず、削除してください。",
+    "{bk}より:口座情報の変更手続きが完了しました。お心当たりがない場合は店頭またはお電話でお問い合わせください。",
+    "【{bk}】定期預金が満期となりました。詳しくは窓口でご案内いたします。",
+    "【{cd}】カード会社がSMSでカード番号や暗証番号をお尋ねすることはありません。リンクを開かずに削除してください。",
+    "【{cd}】{d}のお支払い金額は{n}円です。引き落とし日までに残高のご確認をお願いします。",
+    "{b}のワンタイムパスワードは{c}です。有効期限は5分です。",
+    "認証番号:{c}(有効時間10分)。この番号をほかの人に伝えないでください。",
+    "【{b}】ログイン確認コード {c} 。このコードを求める電話やメールには応じないでください。",
+    "{c} は{b}の本人確認番号です。",
+    "{b} 確認コード:{c}",
+    "お母さん、今日部活で遅くなるから迎えに来てほしい",
+    "おばあちゃんの家に{d}に行くことになったよ",
+    "晩ごはん何がいい?{s}で何か買って帰るね",
+    "{p}ちゃんの誕生日プレゼント何にしようか",
+    "ごめん、電車遅れてて{k}ごろになる",
+    "写真送ったよ!みんな元気そうでよかった",
+    "週末の天気よさそうだから公園行こうか",
+    "鍵持って出るの忘れた…何時に帰ってくる?",
+    "ありがとう!助かりました",
+    "{p}さん、先日はありがとうございました。またよろしくお願いします。",
+    "【{g}】{d}は資源ごみの回収日です。朝8時までに出してください。",
+    "【{g}】{d}に避難訓練を実施します。ご協力をお願いします。",
+    "{g}からのお知らせ:{d}の健康診断の受付は{k}からです。",
+    "【{g}】熱中症警戒アラートが発表されています。こまめな水分補給を心がけてください。",
+    "{b}のご利用料金{n}円を{d}に口座から引き落としました。",
+    "【{b}】{d}に機種変更のお手続きが完了しました。ご不明点はショップまでお問い合わせください。",
+    "【{b}】アプリの新しいバージョンを公開しました。アプリストアから更新できます。",
+    "【{b}】ご契約ありがとうございます。初期設定の手順をご案内します。{u}",
+    "【{b}】{d}からの新サービスのご案内です。詳しくは公式サイトをご覧ください。{u}",
+    "【{cd}】ご利用明細が確定しました。会員サイトでご確認ください。{u}",
+    "【{cd}】年会費無料キャンペーン実施中!詳細・配信停止はこちら {u}",
+    "【{b}】ポイント{n}円分プレゼントキャンペーン。エントリーは{d}まで。詳しくはこちら {u} 配信停止はこちら",
+    "{b}ニュース:料金プラン改定のお知らせ。いつもご利用ありがとうございます。{u}",
+    "【{b}】ご登録情報の確認のお願い。ご登録内容に変更がない場合も、公式アプリからご確認ください。",
+    "【{bk}】アプリのログインに生体認証が使えるようになりました。{u}",
+    "【{dl}】{d}にお届け予定です。日時の変更はこちら {u}",
+]
+FRAUD_2 = [
+    "お母さん、携帯を落として番号が変わりました。このアドレスにLINEを送ってください {u}",
+    "お父さん、トラブルで急ぎでお金が必要になった。{n}円振り込んでほしい",
+    "【{b}】アプリを最新版に更新しないとご利用いただけなくなります。こちらからインストールしてください {u}",
+    "【{b}】還付金{n}円の受け取り期限は本日までです。手続きはこちら {u}",
+    "投資で毎月{n}円の利益!今だけ無料で招待します。LINE追加はこちら {u}",
+    "おめでとうございます!あなたは{b}の抽選で{n}円が当選しました。受け取りは {u}",
+    "【{dl}】お荷物の配達に関する確認のため、こちらのアプリをインストールしてください {u}",
+    "【{dl}】お荷物の送料が未払いです。{n}円をお支払いください {u}",
+    "{dl}:ご不在のため荷物を保管しています。保管期限は{d}までです {u}",
+    "【{bk}】お客様の口座が凍結されました。解除の手続きはこちら {u}",
+    "【{bk}】本人確認のため、口座番号と暗証番号を入力してください {u}",
+    "【{cd}】カードの有効期限が切れています。至急更新してください {u}",
+    "【{cd}】ご利用確認:海外で{n}円の決済がありました。お心当たりがない場合は {u}",
+    "【{b}】あなたの端末から不正アクセスが検出されました。アカウントを保護するには {u}",
+    "未納料金の件で法的手続きに移行します。本日中にご連絡ください。{ph}",
+    "【{g}】給付金{n}円の申請受付中です。期限は{d}まで {u}",
+    "{p}さん、久しぶり!この副業すごく稼げるから見てみて {u}",
+    "【{b}】ご登録のクレジットカード情報に問題があります。{d}までに更新をお願いします {u}",
+    "【{b}】あなたのアカウントは{d}に削除されます。継続するにはログイン {u}",
+]
+
+
+MUNICIPAL = ["市役所", "区役所", "町役場", "〇〇市", "保健所", "自治会", "小学校", "管理組合"]
+MEETINGS = ["打ち合わせ", "会議", "定例会", "ミーティング", "面談", "研修", "説明会", "面接", "勉強会"]
+ROOMS = ["第一会議室", "第三会議室", "3階の会議室", "本社5階", "応接室", "オンライン", "いつもの部屋",
+         "駅前のカフェ", "B会議室", "大会議室"]
+PEOPLE = ["田中", "佐藤", "鈴木", "高橋", "山本", "中村", "小林", "加藤", "ゆき", "けんた"]
+SHOPS = ["ABC美容室", "さくら薬局", "カメラのタナカ", "寿司処まつ", "花屋フローラ", "自転車のイトウ",
+         "クリーニング白鳥", "ベーカリー麦", "眼鏡のミヤモト"]
+CLINICS = ["さくら歯科", "山田内科クリニック", "みどり眼科", "中央病院", "こども医院", "整骨院あおば"]
+_KANJI_NUM = "〇一二三四五六七八九十"
+
+
+def _time_words(rng: random.Random) -> str:
+    h = rng.randint(1, 11)
+    hour = _KANJI_NUM[h] if h <= 10 else "十一"
+    return rng.choice([f"午前{hour}時", f"午後{hour}時", f"{rng.randint(8, 20)}時",
+                       f"{rng.randint(8, 20)}:{rng.choice(['00', '30', '15'])}", f"午後{hour}時半"])
 
 
 def _url(rng: random.Random, fraud: bool) -> str:
@@ -138,6 +244,17 @@ def _fill(tmpl: str, rng: random.Random, fraud: bool) -> str:
     group = rng.choice(list(BRANDS))
     return tmpl.format(
         b=rng.choice(BRANDS[group]),
+        bk=rng.choice(BRANDS["bank"]),
+        cd=rng.choice(BRANDS["card"]),
+        dl=rng.choice(BRANDS["delivery"]),
+        g=rng.choice(MUNICIPAL),
+        m=rng.choice(MEETINGS),
+        r=rng.choice(ROOMS),
+        p=rng.choice(PEOPLE),
+        s=rng.choice(SHOPS),
+        h=rng.choice(CLINICS),
+        k=_time_words(rng),
+        ph=f"0{rng.choice([3, 6, 50, 120])}-{rng.randint(100, 9999)}-{rng.randint(1000, 9999)}",
         u=_url(rng, fraud),
         d=f"{rng.randint(1, 12)}月{rng.randint(1, 28)}日",
         t=f"{rng.randint(8, 21)}時" + rng.choice(["", "30分"]),
@@ -152,13 +269,18 @@ def generate(n: int = 1500, seed: int = 20261126) -> list[Record]:
     out: list[Record] = []
     for i in range(n):
         fraud = rng.random() < 0.4
-        tmpl = rng.choice(FRAUD if fraud else LEGIT)
+        pool = (FRAUD, FRAUD_2) if fraud else (LEGIT, LEGIT_2)
+        new = rng.random() < 0.5  # generator 2 adds LEGIT_2 / FRAUD_2 next to the first lists
+        tmpl = rng.choice(pool[new])
         text = _fill(tmpl, rng, fraud)
-        if not fraud and rng.random() < 0.3:  # many legit notices carry an official link
+        # official notices often carry a link to the brand's own site
+        if not fraud and "{u}" not in tmpl and text.startswith("【") and rng.random() < 0.5:
             text += " " + _url(rng, False)
         if fraud and rng.random() < 0.25:  # quoted warnings often mask or cut the link
             text = re.sub(r"(https?://)?[a-z0-9.-]+\.[a-z]+(/\S*)?", rng.choice(
                 ["https://~~", "http://****.duckdns.org", "(URL)", ""]), text, count=1)
+        if rng.random() < 0.15:  # line breaks, as in real notices
+            text = text.replace("。", "。\n", 1)
         out.append(Record(Channel.SMS, int(fraud), text=text, source=SOURCE, order=i,
-                          meta={"synthetic": True}))
+                          meta={"synthetic": True, "generator": GENERATOR_VERSION}))
     return out

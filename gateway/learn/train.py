@@ -81,6 +81,13 @@ class CVResult:
     oof: np.ndarray  # out-of-fold calibrated probabilities
     y: np.ndarray
     folds: list[dict[str, float]] = field(default_factory=list)
+    fold_of: np.ndarray | None = None  # the fold each message was tested in
+
+    def folds_at(self, mask: np.ndarray, t: float) -> list[dict[str, float]]:
+        """Per-fold metrics of the messages in mask at threshold t."""
+        assert self.fold_of is not None
+        sel = [mask & (self.fold_of == i) for i in range(int(self.fold_of.max()) + 1)]
+        return [M.at_threshold(self.y[m], self.oof[m], t) for m in sel]
 
 
 def cross_validate(X: sp.csr_matrix, y: np.ndarray, groups: Sequence[str], C: float, *,
@@ -100,7 +107,7 @@ def cross_validate(X: sp.csr_matrix, y: np.ndarray, groups: Sequence[str], C: fl
     # at that threshold show the spread
     t = M.threshold_at_fpr(y, oof, target_fpr)
     folds = [M.at_threshold(y[fold_of == i], oof[fold_of == i], t) for i in range(len(splits))]
-    return CVResult(oof, y, folds)
+    return CVResult(oof, y, folds, fold_of)
 
 
 def code_version() -> str:
@@ -134,8 +141,13 @@ def train(
     log: Callable[[str], None] = print,
     holdout_last: float = 0.0,
     notes: Sequence[str] = (),
+    threshold_source: str | None = None,
 ) -> dict[str, Any]:
-    """Train, cross-validate and write a model directory. Returns the metrics document."""
+    """Train, cross-validate and write a model directory. Returns the metrics document.
+
+    `threshold_source` (a record source, e.g. ``uci_sms_spam_train.tsv``) chooses the thresholds
+    and the headline CV figures on that source's out-of-fold scores only, so that easy extra data
+    (synthetic texts) cannot dilute the ham false-positive rate a threshold stands for."""
     import skops.io as sio
 
     records = [r for r in records if r.channel is channel]
@@ -167,10 +179,22 @@ def train(
     if cv_folds >= 2:
         k = min(cv_folds, c["spam"], c["ham"])
         res = cross_validate(X, y, groups, C, k=k, progress=progress, target_fpr=target_fpr)
-        cv_doc = M.summary(res.y, res.oof, res.folds, target_fpr=target_fpr)
+        if threshold_source:
+            sel = np.array([r.source == threshold_source for r in recs])
+            ys = res.y[sel]
+            if not 0 < ys.sum() < ys.size:
+                raise InputError(f"--threshold-source {threshold_source!r}: needs spam and ham "
+                                 f"of that source (sources: {sorted({r.source for r in recs})})")
+            t_src = M.threshold_at_fpr(ys, res.oof[sel], target_fpr)
+            cv_doc = M.summary(ys, res.oof[sel], res.folds_at(sel, t_src), threshold=t_src,
+                               target_fpr=target_fpr)
+            cv_doc["tiers"] = M.tiers(ys, res.oof[sel], block_fpr=target_fpr)
+            cv_doc["threshold_source"] = threshold_source
+        else:
+            cv_doc = M.summary(res.y, res.oof, res.folds, target_fpr=target_fpr)
+            cv_doc["tiers"] = M.tiers(res.y, res.oof, block_fpr=target_fpr)
         cv_doc["folds"] = k
         cv_doc["grouped"] = True
-        cv_doc["tiers"] = M.tiers(res.y, res.oof, block_fpr=target_fpr)
         by_source: dict[str, Any] = {}
         for src in sorted({r.source for r in recs}):
             mask = np.array([r.source == src for r in recs])

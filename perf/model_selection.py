@@ -1,0 +1,69 @@
+"""Hyper-parameter selection without the test corpora, as recorded in docs/models.md.
+
+    python perf/model_selection.py email   # C by CV and by a within-SpamAssassin shift split
+    python perf/model_selection.py sms     # SMS F1 at 0.1% ham over several CV fold seeds
+
+email: 5-fold grouped CV on SpamAssassin, and a shift split inside it (train easy-ham-1 +
+spam-1, test easy-ham-2 + hard-ham-1 + spam-2), for C in 0.03 / 0.1 / 0.3 / 1.0. trec07p is
+never read. sms: the 1.1.0 training set (UCI + synthetic:ja:4000), spam F1 at the threshold
+for 0.1% UCI ham, for a few fold seeds (how much the fold assignment alone moves the figure).
+CPU-heavy (minutes on one core): run it on purpose, not in CI.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from gateway.learn import metrics as M  # noqa: E402
+from gateway.learn.datasets import dedup, load_many  # noqa: E402
+from gateway.learn.train import cross_validate, featurise, fit  # noqa: E402
+from gateway.message import Channel  # noqa: E402
+
+SHARED = Path(os.environ.get("MAMORI_SHARED_DATA") or next(
+    (p for p in (ROOT.parent / "shared" / "data", ROOT.parent.parent / "shared" / "data")
+     if p.is_dir()), ROOT.parent / "shared" / "data"))
+GRID = (0.03, 0.1, 0.3, 1.0)
+
+
+def email() -> None:
+    recs, _ = dedup(load_many([SHARED / "email" / "spamassassin"], Channel.EMAIL))
+    y = np.array([r.label for r in recs])
+    X = featurise(recs, progress=False)
+    groups = [r.group for r in recs]
+    early = np.array([r.meta.get("group") in ("easy-ham-1", "spam-1") for r in recs])
+    tr, te = np.flatnonzero(early), np.flatnonzero(~early)
+    print(f"SpamAssassin: {len(y)} messages; shift split {len(tr)} -> {len(te)}")
+    for C in GRID:
+        res = cross_validate(X, y, groups, C, k=5, progress=False)
+        p = fit(X[tr], y[tr], C).predict_proba(X[te])[:, 1]
+        print(f"C={C:<5} CV recall at 0.1% ham {M.recall_at_fpr(y, res.oof, 0.001):.3f}, "
+              f"at 1% {M.recall_at_fpr(y, res.oof, 0.01):.3f} | shift split recall at 1% ham "
+              f"{M.recall_at_fpr(y[te], p, 0.01):.3f}, at 0.1% {M.recall_at_fpr(y[te], p, 0.001):.3f}")
+
+
+def sms() -> None:
+    recs, _ = dedup(load_many([SHARED / "sms" / "uci_sms_spam_train.tsv", "synthetic:ja:4000"]))
+    y = np.array([r.label for r in recs])
+    uci = np.array([r.source == "uci_sms_spam_train.tsv" for r in recs])
+    X = featurise(recs, progress=False)
+    groups = [r.group for r in recs]
+    for seed in (7, 1, 2, 3, 4):
+        res = cross_validate(X, y, groups, 1.0, k=10, seed=seed, progress=False)
+        t = M.threshold_at_fpr(y[uci], res.oof[uci], 0.001)
+        a = M.at_threshold(y[uci], res.oof[uci], t)
+        print(f"fold seed {seed}: UCI spam F1 {a['f1']:.4f}, recall {a['recall']:.4f}, "
+              f"{a['fp']} of {int((~y[uci].astype(bool)).sum())} ham blocked")
+
+
+if __name__ == "__main__":
+    what = sys.argv[1] if len(sys.argv) > 1 else ""
+    if what not in ("email", "sms"):
+        sys.exit("usage: model_selection.py email|sms")
+    email() if what == "email" else sms()
