@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 
 
 MIME_PARSE_LIMIT = 8 * 1024 * 1024
+# ctx.data key of the extracted URLs (gateway.urls.extract.FoundUrl list), computed once
+FOUND_URLS_KEY = "urls.found"
 
 
 class Channel(StrEnum):
@@ -250,7 +252,11 @@ class ScanContext:
     @cached_property
     def urls(self) -> tuple[str, ...]:
         """URLs found in the message text and HTML (deduplicated, in order of appearance)."""
-        from gateway.urls.extract import extract_urls
+        found = self.data.get(FOUND_URLS_KEY)
+        if found is None:  # extracted once per message, shared with the URL check
+            from gateway.urls.extract import extract_urls
 
-        plain, html = self.text_parts
-        return tuple(u.url for u in extract_urls(plain, html=html))
+            plain, html = self.text_parts
+            found = extract_urls(plain, html=html)
+            self.data[FOUND_URLS_KEY] = found
+        return tuple(u.url for u in found)
