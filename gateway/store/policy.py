@@ -258,6 +258,8 @@ class CachedPolicyStore:
         self.poll_interval = poll_interval
         self._cache: OrderedDict[str, tuple[float, Policy]] = OrderedDict()
         self._inflight: dict[str, asyncio.Future[Policy]] = {}
+        self._wanted: list[tuple[str, asyncio.Future[Policy]]] = []
+        self._reader: asyncio.Future[None] | None = None
         self._refreshing: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._poller: asyncio.Task[None] | None = None
@@ -286,7 +288,7 @@ class CachedPolicyStore:
         fut = asyncio.get_running_loop().create_future()
         self._inflight[subscriber] = fut
         try:
-            policy = await self.inner.get(subscriber)
+            policy = await self._read(subscriber)
         except BaseException as exc:
             fut.set_exception(exc)
             fut.exception()  # retrieved: no "never retrieved" warning when nobody else waits
@@ -296,6 +298,55 @@ class CachedPolicyStore:
         fut.set_result(policy)
         self._store(subscriber, policy)
         return policy
+
+    # Misses that arrive while a read is in flight are read together, in one query
+    # (`get_many`), as soon as it ends: under load a database round trip serves many messages.
+    # A failed batch is retried subscriber by subscriber, so one unreadable row fails only its
+    # own messages.
+
+    async def _read(self, subscriber: str) -> Policy:
+        if not isinstance(self.inner, DbPolicyStore):
+            return await self.inner.get(subscriber)
+        fut: asyncio.Future[Policy] = asyncio.get_running_loop().create_future()
+        self._wanted.append((subscriber, fut))
+        if self._reader is None:
+            self._reader = asyncio.ensure_future(self._read_batches(self.inner))
+        return await fut
+
+    async def _read_batches(self, inner: DbPolicyStore) -> None:
+        batch: list[tuple[str, asyncio.Future[Policy]]] = []
+        try:
+            while self._wanted:
+                batch, self._wanted = self._wanted, []
+                try:
+                    got: dict[str, Policy | BaseException] = dict(
+                        await inner.get_many([s for s, _ in batch]))
+                except Exception as exc:
+                    got = {}
+                    for sub, _ in batch:
+                        if len(batch) == 1:
+                            got[sub] = exc
+                            break
+                        try:
+                            got[sub] = await inner.get(sub)
+                        except Exception as one:
+                            got[sub] = one
+                for sub, f in batch:
+                    if f.done():
+                        continue
+                    res = got[sub]
+                    if isinstance(res, BaseException):
+                        f.set_exception(res)
+                        f.exception()  # retrieved: the waiter may have been cancelled
+                    else:
+                        f.set_result(res)
+        finally:
+            self._reader = None
+            for _, f in batch + self._wanted:  # cancelled while reading: nobody waits forever
+                if not f.done():
+                    f.set_exception(StoreError("policy store closing"))
+                    f.exception()
+            self._wanted = []
 
     def _store(self, subscriber: str, policy: Policy) -> None:
         self._cache[subscriber] = (time.monotonic() + self.ttl, policy)
