@@ -63,3 +63,39 @@ async def test_a_failing_subscriber_fails_only_its_own_lookup(inner: CountingDb)
     assert isinstance(res[1], StoreError)
     assert [getattr(r, "subscriber", None) for r in (res[0], res[2])] == ["a", "b"]
     assert cache.cached("bad") is None and cache.cached("a") is not None
+
+
+async def test_subscribers_without_a_policy_are_answered_from_memory(inner: CountingDb) -> None:
+    await inner.put(Policy(subscriber="has", youth=True))
+    cache = CachedPolicyStore(inner, poll_interval=0.05)
+    await cache.start()
+    try:
+        assert (await cache.get("nobody")) == DEFAULT_POLICY.for_subscriber("nobody")
+        assert (await cache.get("has")).youth is True
+        assert sum(inner.batches) == 1  # only "has" was read
+        # another replica stores a policy for a subscriber this one has not seen yet...
+        other = CachedPolicyStore(DbPolicyStore(inner.db), poll_interval=0)
+        await other.put(Policy(subscriber="new", youth=True))
+        for _ in range(100):  # ...this replica learns of it through the change feed
+            await asyncio.sleep(0.05)
+            if (await cache.get("new")).youth:
+                break
+        assert (await cache.get("new")).youth is True
+        # and a change through this replica takes effect at once
+        await cache.put(Policy(subscriber="mine", youth=True))
+        cache.invalidate("mine")
+        assert (await cache.get("mine")).youth is True
+    finally:
+        await cache.close()
+
+
+async def test_too_many_stored_policies_fall_back_to_reading(inner: CountingDb) -> None:
+    for i in range(5):
+        await inner.put(Policy(subscriber=f"p{i}", youth=True))
+    cache = CachedPolicyStore(inner, poll_interval=60, max_known=3)
+    await cache.start()
+    try:
+        await cache.get("nobody")
+        assert sum(inner.batches) == 1  # not known: read
+    finally:
+        await cache.close()
