@@ -12,6 +12,7 @@ copy before the ingress answers its peer.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -92,6 +93,23 @@ class QuarantinedMessage:
         )
 
 
+def _dump_headers(headers: tuple[tuple[str, str], ...]) -> str:
+    """Header fields as JSON. Bytes that are not UTF-8 (8-bit headers, kept as surrogate
+    escapes by `Message.email`) become \\udcXX escapes, so the copy keeps the raw bytes."""
+    fields = [list(h) for h in headers]
+    try:
+        return orjson.dumps(fields).decode()
+    except TypeError:  # orjson refuses lone surrogates; the standard library escapes them
+        return json.dumps(fields)
+
+
+def _load_headers(raw: str) -> Any:
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:  # surrogate escapes of an 8-bit header
+        return json.loads(raw)
+
+
 @dataclass
 class QuarantineStore:
     db: Database
@@ -116,7 +134,7 @@ class QuarantineStore:
             "channel": message.channel.value, "ingress": ingress[:32],
             "sender": message.sender,
             "recipients": orjson.dumps(list(message.recipients)).decode(),
-            "headers": orjson.dumps([list(h) for h in message.headers]).decode(),
+            "headers": _dump_headers(message.headers),
             "body": message.body, "protocol": orjson.dumps(dict(message.protocol)).decode(),
             "received_at": message.received_at, "stored_at": now,
             "action": verdict.action.value, "score": float(verdict.score),
@@ -184,7 +202,7 @@ class QuarantineStore:
             subscriber=r.subscriber, message_id=r.message_id, channel=r.channel,
             ingress=r.ingress, sender=r.sender,
             recipients=tuple(orjson.loads(r.recipients)),
-            headers=tuple((str(a), str(b)) for a, b in orjson.loads(r.headers)),
+            headers=tuple((str(a), str(b)) for a, b in _load_headers(r.headers)),
             body=bytes(r.body), protocol=orjson.loads(r.protocol),
             received_at=r.received_at, stored_at=r.stored_at,
             expires_at=r.stored_at + self.period, action=r.action, score=r.score,

@@ -76,3 +76,16 @@ async def test_database_down_is_a_store_error_for_every_caller(tmp_path: Path) -
                                    return_exceptions=True)
     assert all(isinstance(r, StoreError) for r in results)
     await db.close()
+
+
+async def test_eight_bit_headers_are_kept_byte_for_byte(store: QuarantineStore) -> None:
+    from gateway.store.quarantine import message_bytes
+
+    raw = b"From: a@example.org\r\nSubject: caf\xe9 \xff\r\n\r\nbody\r\n"
+    msg = Message.email(raw, recipients=["q2@example.test"])
+    verdict = Verdict(message_id=msg.id, channel="email", action=Action.QUARANTINE, score=10.0,
+                      symbols={})
+    await store.add(msg, verdict, "milter")  # was: TypeError in orjson, so a tempfail
+    item = await store.get("q2@example.test", msg.id)
+    assert item is not None and message_bytes(item.to_message()) == message_bytes(msg)
+    assert item.subject == msg.header("Subject")
