@@ -224,7 +224,9 @@ class ScanContext:
         if len(raw) > MIME_PARSE_LIMIT:  # content analysis reads the head of huge mail only
             raw = raw[:MIME_PARSE_LIMIT]
             self.data["mime_truncated"] = True
-        parsed = email.message_from_bytes(raw, policy=email.policy.default)
+        from gateway.mime import PARSE_POLICY  # email.policy.default, headers parsed once
+
+        parsed = email.message_from_bytes(raw, policy=PARSE_POLICY)
         assert isinstance(parsed, EmailMessage)
         return parsed
 
