@@ -38,6 +38,8 @@ class SmtpSettings(BaseModel):
     hostname: str = Field("mamori.localhost", description="name in the greeting and Received headers")
     relay_timeout: float = Field(60.0, description="seconds for the whole relay to the next hop")
     max_connections: int = Field(1000, description="concurrent SMTP sessions; more get 421")
+    relay_pool: int = Field(16, description="kept-open sessions to the next hop; 0: one per message")
+    relay_idle: float = Field(30.0, description="seconds an idle next-hop session is kept")
 
 
 class MilterSettings(BaseModel):

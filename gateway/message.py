@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 
 
 MIME_PARSE_LIMIT = 8 * 1024 * 1024
+# ctx.data key of the extracted URLs (gateway.urls.extract.FoundUrl list), computed once
+FOUND_URLS_KEY = "urls.found"
 
 
 class Channel(StrEnum):
@@ -222,7 +224,9 @@ class ScanContext:
         if len(raw) > MIME_PARSE_LIMIT:  # content analysis reads the head of huge mail only
             raw = raw[:MIME_PARSE_LIMIT]
             self.data["mime_truncated"] = True
-        parsed = email.message_from_bytes(raw, policy=email.policy.default)
+        from gateway.mime import PARSE_POLICY  # email.policy.default, headers parsed once
+
+        parsed = email.message_from_bytes(raw, policy=PARSE_POLICY)
         assert isinstance(parsed, EmailMessage)
         return parsed
 
@@ -250,7 +254,11 @@ class ScanContext:
     @cached_property
     def urls(self) -> tuple[str, ...]:
         """URLs found in the message text and HTML (deduplicated, in order of appearance)."""
-        from gateway.urls.extract import extract_urls
+        found = self.data.get(FOUND_URLS_KEY)
+        if found is None:  # extracted once per message, shared with the URL check
+            from gateway.urls.extract import extract_urls
 
-        plain, html = self.text_parts
-        return tuple(u.url for u in extract_urls(plain, html=html))
+            plain, html = self.text_parts
+            found = extract_urls(plain, html=html)
+            self.data[FOUND_URLS_KEY] = found
+        return tuple(u.url for u in found)

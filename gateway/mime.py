@@ -5,6 +5,8 @@ from __future__ import annotations
 import html
 import re
 from email.message import EmailMessage, Message
+from email.policy import EmailPolicy
+from typing import Any
 
 MAX_PARTS = 200
 MAX_DEPTH = 20
@@ -70,3 +72,32 @@ def extract_text(msg: EmailMessage) -> tuple[str, str]:
         elif ctype.startswith("text/") or ctype == "message/rfc822":
             plain.append(_decode_part(part))
     return "\n".join(plain)[:MAX_TEXT], "\n".join(htmls)[:MAX_TEXT]
+
+
+# -- parsing policy --------------------------------------------------------------------------
+
+
+_HEADER_CACHE: dict[tuple[str, str], object] = {}
+_HEADER_CACHE_MAX = 20_000
+
+
+class _CachingPolicy(EmailPolicy):
+    """`email.policy.default`, except that a parsed header field is built once per distinct
+    (name, raw value) instead of on every `msg.get(...)` (the standard library re-parses
+    Content-Type for each `get_content_type()`, `get_param()`, ... of each part). Header objects
+    are immutable, so sharing them changes nothing but the cost."""
+
+    def header_fetch_parse(self, name: str, value: str) -> Any:
+        if hasattr(value, "name"):
+            return value
+        key = (name, value)
+        hit = _HEADER_CACHE.get(key)
+        if hit is None:
+            hit = super().header_fetch_parse(name, value)
+            if len(_HEADER_CACHE) >= _HEADER_CACHE_MAX:
+                _HEADER_CACHE.clear()
+            _HEADER_CACHE[key] = hit
+        return hit
+
+
+PARSE_POLICY = _CachingPolicy()

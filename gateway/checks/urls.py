@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
-from gateway.message import Channel, ScanContext
+from gateway.message import FOUND_URLS_KEY, Channel, ScanContext
 from gateway.pipeline import Check, Stage
 from gateway.urls.canon import UrlError, canonicalize
 from gateway.urls.expand import ShortenerExpander
@@ -21,7 +21,7 @@ from gateway.verdict import Symbol
 if TYPE_CHECKING:
     from gateway.plugins import PluginEnv
 
-CTX_KEY = "urls.found"
+CTX_KEY = FOUND_URLS_KEY
 
 
 def found_urls(ctx: ScanContext) -> list[FoundUrl]:

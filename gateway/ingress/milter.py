@@ -355,6 +355,9 @@ class Session:
 
     async def _send(self, *packets: bytes) -> None:
         self.writer.write(b"".join(packets))
+        transport = self.writer.transport
+        if not transport.is_closing() and transport.get_write_buffer_size() == 0:
+            return  # all of it is in the socket already: nothing to wait for (the usual case)
         # an MTA that stops reading cannot hold the connection forever
         async with asyncio.timeout(self.settings.idle_timeout):
             await self.writer.drain()

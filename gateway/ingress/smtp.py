@@ -26,6 +26,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from gateway.config import parse_hostport
 from gateway.errors import GatewayError
 from gateway.ingress.headers import mamori_headers, render
+from gateway.ingress.smtp_relay import RelayPool
 from gateway.message import Message, Peer
 from gateway.metrics import INFLIGHT, INGRESS_ERRORS
 from gateway.runtime import Gateway
@@ -51,6 +52,11 @@ class FilterHandler:
         self.gw = gw
         self.settings = gw.settings.smtp
         self.next_host, self.next_port = parse_hostport(self.settings.next_hop)
+        self.relay = RelayPool(self.next_host, self.next_port,
+                               timeout=self.settings.relay_timeout,
+                               local_hostname=self.settings.hostname,
+                               size=self.settings.relay_pool,
+                               max_idle=self.settings.relay_idle)
 
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,
                           address: str, rcpt_options: list[str]) -> str:
@@ -103,20 +109,11 @@ class FilterHandler:
 
     async def _relay(self, envelope: Envelope, data: bytes) -> str:
         # aiosmtplib.send() refuses an empty sender with raw bytes, but the null reverse-path
-        # (MAIL FROM:<>, bounces and DSNs) must be relayed too: use the client directly.
-        client = aiosmtplib.SMTP(
-            hostname=self.next_host,
-            port=self.next_port,
-            timeout=self.settings.relay_timeout,
-            start_tls=False,
-            use_tls=False,
-            local_hostname=self.settings.hostname,
-        )
+        # (MAIL FROM:<>, bounces and DSNs) must be relayed too: the pool uses the client directly.
         try:
-            async with client:
-                errors, _reply = await client.sendmail(
-                    _reverse_path(envelope.mail_from), envelope.rcpt_tos, data
-                )
+            errors, _reply = await self.relay.sendmail(
+                _reverse_path(envelope.mail_from), envelope.rcpt_tos, data
+            )
         except aiosmtplib.SMTPResponseException as exc:
             if 400 <= exc.code < 500:
                 return SMTP_451_NEXT_HOP
@@ -169,8 +166,10 @@ class _LimitedSMTP(SMTP):
 class SmtpService:
     name = "smtp"
 
-    def __init__(self, server: asyncio.base_events.Server) -> None:
+    def __init__(self, server: asyncio.base_events.Server, handler: FilterHandler | None = None
+                 ) -> None:
         self.server = server
+        self.handler = handler
 
     @property
     def port(self) -> int:
@@ -180,6 +179,8 @@ class SmtpService:
         self.server.close()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.server.wait_closed(), timeout=10)
+        if self.handler is not None:
+            await self.handler.relay.close()
 
 
 async def start(gw: Gateway) -> SmtpService | None:
@@ -203,6 +204,6 @@ async def start(gw: Gateway) -> SmtpService | None:
         host,
         port,
     )
-    svc = SmtpService(server)
+    svc = SmtpService(server, handler)
     log.info("smtp filter listening", extra={"listen": f"{host}:{svc.port}", "next_hop": s.next_hop})
     return svc

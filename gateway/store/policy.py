@@ -7,6 +7,9 @@ subscriber seen recently.
   * a subscriber seen recently is answered from memory, always; an entry older than `ttl` is
     still answered at once and refreshed in the background (stale-while-revalidate), and kept
     when the database is down;
+  * a subscriber with no stored policy (most of them) is answered from memory too: at start
+    the cache loads the ids of the subscribers that have one (up to `max_known`; beyond that
+    every miss reads the database), and the change feed and local writes keep that set;
   * a change made through this object (the API on this replica) replaces the cached entry
     immediately, so it takes effect for the next message;
   * other replicas learn of it from the change feed: each replica polls `policy_changes`
@@ -196,6 +199,28 @@ class DbPolicyStore:
                 return
             last = rows[-1][0]
 
+    async def subscribers(self, *, limit: int) -> set[str] | None:
+        """The ids of every subscriber with a stored policy; None when there are more than
+        `limit` (too many to keep in memory)."""
+        engine = await self.db.ready()
+        out: set[str] = set()
+        last = ""
+        try:
+            while True:
+                async with engine.connect() as conn:
+                    rows = (await conn.execute(
+                        select(subscriber_policy.c.subscriber)
+                        .where(subscriber_policy.c.subscriber > last)
+                        .order_by(subscriber_policy.c.subscriber).limit(50_000))).all()
+                out.update(r[0] for r in rows)
+                if len(out) > limit:
+                    return None
+                if len(rows) < 50_000:
+                    return out
+                last = rows[-1][0]
+        except Exception as exc:
+            raise StoreError("policy store unavailable") from exc
+
     async def count(self) -> int:
         engine = await self.db.ready()
         async with engine.connect() as conn:
@@ -251,13 +276,18 @@ class CachedPolicyStore:
     CHANGE_WINDOW = 5.0  # seconds of change log re-read each poll (writers' clock skew, commit order)
 
     def __init__(self, inner: PolicyStore, *, ttl: float = 30.0, maxsize: int = 1_000_000,
-                 poll_interval: float = 1.0) -> None:
+                 poll_interval: float = 1.0, max_known: int = 2_000_000) -> None:
         self.inner = inner
         self.ttl = ttl
         self.maxsize = maxsize
         self.poll_interval = poll_interval
         self._cache: OrderedDict[str, tuple[float, Policy]] = OrderedDict()
         self._inflight: dict[str, asyncio.Future[Policy]] = {}
+        self._wanted: list[tuple[str, asyncio.Future[Policy]]] = []
+        # the subscribers that have a stored policy (None: not known, ask the database)
+        self.max_known = max_known
+        self._known: set[str] | None = None
+        self._reader: asyncio.Future[None] | None = None
         self._refreshing: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._poller: asyncio.Task[None] | None = None
@@ -286,7 +316,7 @@ class CachedPolicyStore:
         fut = asyncio.get_running_loop().create_future()
         self._inflight[subscriber] = fut
         try:
-            policy = await self.inner.get(subscriber)
+            policy = await self._read(subscriber)
         except BaseException as exc:
             fut.set_exception(exc)
             fut.exception()  # retrieved: no "never retrieved" warning when nobody else waits
@@ -296,6 +326,57 @@ class CachedPolicyStore:
         fut.set_result(policy)
         self._store(subscriber, policy)
         return policy
+
+    # Misses that arrive while a read is in flight are read together, in one query
+    # (`get_many`), as soon as it ends: under load a database round trip serves many messages.
+    # A failed batch is retried subscriber by subscriber, so one unreadable row fails only its
+    # own messages.
+
+    async def _read(self, subscriber: str) -> Policy:
+        if not isinstance(self.inner, DbPolicyStore):
+            return await self.inner.get(subscriber)
+        if self._known is not None and subscriber not in self._known:
+            return DEFAULT_POLICY.for_subscriber(subscriber)  # nothing stored: the defaults
+        fut: asyncio.Future[Policy] = asyncio.get_running_loop().create_future()
+        self._wanted.append((subscriber, fut))
+        if self._reader is None:
+            self._reader = asyncio.ensure_future(self._read_batches(self.inner))
+        return await fut
+
+    async def _read_batches(self, inner: DbPolicyStore) -> None:
+        batch: list[tuple[str, asyncio.Future[Policy]]] = []
+        try:
+            while self._wanted:
+                batch, self._wanted = self._wanted, []
+                try:
+                    got: dict[str, Policy | BaseException] = dict(
+                        await inner.get_many([s for s, _ in batch]))
+                except Exception as exc:
+                    got = {}
+                    for sub, _ in batch:
+                        if len(batch) == 1:
+                            got[sub] = exc
+                            break
+                        try:
+                            got[sub] = await inner.get(sub)
+                        except Exception as one:
+                            got[sub] = one
+                for sub, f in batch:
+                    if f.done():
+                        continue
+                    res = got[sub]
+                    if isinstance(res, BaseException):
+                        f.set_exception(res)
+                        f.exception()  # retrieved: the waiter may have been cancelled
+                    else:
+                        f.set_result(res)
+        finally:
+            self._reader = None
+            for _, f in batch + self._wanted:  # cancelled while reading: nobody waits forever
+                if not f.done():
+                    f.set_exception(StoreError("policy store closing"))
+                    f.exception()
+            self._wanted = []
 
     def _store(self, subscriber: str, policy: Policy) -> None:
         self._cache[subscriber] = (time.monotonic() + self.ttl, policy)
@@ -338,6 +419,7 @@ class CachedPolicyStore:
         else:
             await self.inner.put(policy)
         if policy.subscriber is not None:
+            self._note(policy.subscriber)
             self._store(policy.subscriber, policy)
 
     async def put_many(self, policies: list[Policy], *, actor: str = "") -> int:
@@ -348,9 +430,18 @@ class CachedPolicyStore:
                 await self.inner.put(p)
             n = len(policies)
         for p in policies:
-            if p.subscriber is not None and p.subscriber in self._cache:
-                self._store(p.subscriber, p)
+            if p.subscriber is not None:
+                self._note(p.subscriber)
+                if p.subscriber in self._cache:
+                    self._store(p.subscriber, p)
         return n
+
+    def _note(self, subscriber: str) -> None:
+        """A subscriber now has (or had) a stored policy: ask the database from now on."""
+        if self._known is not None:
+            self._known.add(subscriber)
+            if len(self._known) > self.max_known:
+                self._known = None  # too many to hold: every miss reads the database
 
     async def delete(self, subscriber: str) -> None:
         await self.inner.delete(subscriber)
@@ -362,6 +453,9 @@ class CachedPolicyStore:
         if self._poller is None and isinstance(self.inner, DbPolicyStore) and self.poll_interval > 0:
             with contextlib.suppress(StoreError):
                 self._since = await self.inner.latest_change()
+            # after the feed position: a policy stored meanwhile comes in through the feed
+            with contextlib.suppress(StoreError):
+                self._known = await self.inner.subscribers(limit=self.max_known)
             self._poller = asyncio.create_task(self._poll_loop(), name="policy-change-feed")
 
     async def poll_changes(self) -> int:
@@ -374,6 +468,8 @@ class CachedPolicyStore:
             self._since = max(self._since, max(a for _, _, a in changes))
         window = self._since - self.CHANGE_WINDOW
         self._seen_changes = {i for i, _, a in changes if a > window}
+        for _, s, _ in fresh:
+            self._note(s)
         subs = {s for _, s, _ in fresh if s in self._cache}
         if subs:
             policies = await self.inner.get_many(subs)

@@ -11,6 +11,8 @@ copy before the ingress answers its peer.
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -18,7 +20,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from sqlalchemy import and_, insert, select, update
+from sqlalchemy import and_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from gateway.errors import StoreError
 from gateway.message import Channel, Message
@@ -89,12 +93,33 @@ class QuarantinedMessage:
         )
 
 
+def _dump_headers(headers: tuple[tuple[str, str], ...]) -> str:
+    """Header fields as JSON. Bytes that are not UTF-8 (8-bit headers, kept as surrogate
+    escapes by `Message.email`) become \\udcXX escapes, so the copy keeps the raw bytes."""
+    fields = [list(h) for h in headers]
+    try:
+        return orjson.dumps(fields).decode()
+    except TypeError:  # orjson refuses lone surrogates; the standard library escapes them
+        return json.dumps(fields)
+
+
+def _load_headers(raw: str) -> Any:
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:  # surrogate escapes of an 8-bit header
+        return json.loads(raw)
+
+
 @dataclass
 class QuarantineStore:
     db: Database
     days: float = 7.0
     kind: str = "quarantine"
     redeliverers: dict[str, Redeliverer] = field(default_factory=dict)
+    _pending: list[tuple[dict[str, Any], asyncio.Future[None]]] = field(
+        default_factory=list, init=False, repr=False)
+    _flusher: asyncio.Future[None] | None = field(default=None, init=False, repr=False)
+    _insert_stmt: Any = field(default=None, init=False, repr=False)
 
     @property
     def period(self) -> float:
@@ -109,29 +134,75 @@ class QuarantineStore:
             "channel": message.channel.value, "ingress": ingress[:32],
             "sender": message.sender,
             "recipients": orjson.dumps(list(message.recipients)).decode(),
-            "headers": orjson.dumps([list(h) for h in message.headers]).decode(),
+            "headers": _dump_headers(message.headers),
             "body": message.body, "protocol": orjson.dumps(dict(message.protocol)).decode(),
             "received_at": message.received_at, "stored_at": now,
             "action": verdict.action.value, "score": float(verdict.score),
             "reasons": orjson.dumps(verdict.explanations()).decode(), "status": "held",
         }
-        engine = await self.db.ready()
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append((row, fut))
+        if self._flusher is None:
+            self._flusher = asyncio.ensure_future(self._flush())
+        await fut
+
+    # Group commit: the copies asked for while a write is in flight are written together, in
+    # one transaction, as soon as it ends; every caller still returns only once its own copy
+    # is committed (or gets StoreError). One bad row never fails the others: a failed batch
+    # is retried row by row.
+
+    async def _flush(self) -> None:
+        batch: list[tuple[dict[str, Any], asyncio.Future[None]]] = []
         try:
-            async with engine.begin() as conn:
-                exists = (await conn.execute(select(quarantine.c.message_id).where(and_(
-                    quarantine.c.subscriber == message.subscriber,
-                    quarantine.c.message_id == message.id)))).first()
-                if exists is None:
-                    await conn.execute(insert(quarantine).values(**row))
-        except Exception as exc:
-            raise StoreError("quarantine store unavailable") from exc
+            while self._pending:
+                batch, self._pending = self._pending, []
+                try:
+                    await self._insert([r for r, _ in batch])
+                    results: list[BaseException | None] = [None] * len(batch)
+                except Exception as exc:
+                    if len(batch) == 1:
+                        results = [exc]
+                    else:
+                        results = []
+                        for r, _ in batch:
+                            try:
+                                await self._insert([r])
+                                results.append(None)
+                            except Exception as one:
+                                results.append(one)
+                for (_, f), err in zip(batch, results, strict=True):
+                    if f.done():
+                        continue
+                    if err is None:
+                        f.set_result(None)
+                    else:
+                        error = StoreError("quarantine store unavailable")
+                        error.__cause__ = err
+                        f.set_exception(error)
+                        f.exception()  # retrieved: the waiter may have been cancelled
+        finally:
+            self._flusher = None
+            for _, f in batch + self._pending:  # cancelled while writing: nobody waits forever
+                if not f.done():
+                    f.set_exception(StoreError("quarantine store closing"))
+                    f.exception()
+            self._pending = []
+
+    async def _insert(self, rows: list[dict[str, Any]]) -> None:
+        engine = await self.db.ready()
+        if self._insert_stmt is None:  # built once: an idempotent insert (a retried message)
+            ins = (sqlite_insert if self.db.dialect == "sqlite" else pg_insert)(quarantine)
+            self._insert_stmt = ins.on_conflict_do_nothing(
+                index_elements=[quarantine.c.subscriber, quarantine.c.message_id])
+        async with engine.begin() as conn:
+            await conn.execute(self._insert_stmt, rows)
 
     def _row(self, r: Any) -> QuarantinedMessage:
         return QuarantinedMessage(
             subscriber=r.subscriber, message_id=r.message_id, channel=r.channel,
             ingress=r.ingress, sender=r.sender,
             recipients=tuple(orjson.loads(r.recipients)),
-            headers=tuple((str(a), str(b)) for a, b in orjson.loads(r.headers)),
+            headers=tuple((str(a), str(b)) for a, b in _load_headers(r.headers)),
             body=bytes(r.body), protocol=orjson.loads(r.protocol),
             received_at=r.received_at, stored_at=r.stored_at,
             expires_at=r.stored_at + self.period, action=r.action, score=r.score,

@@ -331,6 +331,16 @@ _TAG_RE = re.compile(r"(?s)<[^>]*>")
 def _from_html(html: str) -> list[FoundUrl]:
     out: list[FoundUrl] = []
     anchored: set[str] = set()
+    # an anchor's href comes again in the attribute pass, and mail repeats its links: each
+    # (href, shown) is examined once per message (`_href` depends on nothing else)
+    memo: dict[tuple[str, str], FoundUrl | None] = {}
+
+    def href_once(href: str, shown: str) -> FoundUrl | None:
+        key = (href, shown)
+        if key not in memo:
+            memo[key] = _href(href, shown)
+        return memo[key]
+
     for m in _ANCHOR_RE.finditer(html):
         href = htmlmod.unescape(m.group(1) or m.group(2) or m.group(3) or "").strip()
         if not href or href.lower().startswith(_SKIP_SCHEMES):
@@ -340,7 +350,7 @@ def _from_html(html: str) -> list[FoundUrl]:
         vis_urls = _from_text(visible, "html") if visible.strip() else []
         if vis_urls:
             shown = vis_urls[0].host
-        f = _href(href, shown)
+        f = href_once(href, shown)
         if f is not None:
             anchored.add(f.url)
             out.append(f)
@@ -350,7 +360,7 @@ def _from_html(html: str) -> list[FoundUrl]:
         href = htmlmod.unescape(m.group(1) or m.group(2) or m.group(3) or "").strip()
         if not href or href.lower().startswith(_SKIP_SCHEMES):
             continue
-        f = _href(href, "")
+        f = href_once(href, "")
         if f is not None and f.url not in anchored:
             out.append(f)
             if len(out) >= MAX_URLS:
