@@ -205,6 +205,11 @@ class StoreSettings(BaseModel):
                         "released mail is only marked released")
     policy_poll_interval: float = Field(
         1.0, description="seconds between polls of the policy change feed (other replicas)")
+    policy_timeout: float = Field(
+        2.0, description="seconds a scan waits for an uncached policy (then: policy_fallback)")
+    policy_fallback: Literal["default", "tempfail"] = Field(
+        "default", description="store down or slow for an uncached subscriber: scan with the "
+                               "default policy, or answer a temporary failure")
 
 
 class AuthSettings(BaseModel):

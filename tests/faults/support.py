@@ -120,3 +120,18 @@ def rss_kib(pid: int) -> int:
 
 def open_fds(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+async def smtp_send(port: int, n: int, *, subject: str = "hello") -> tuple[int, list[str]]:
+    """Send one message through an SMTP filter; (reply code, [message id header])."""
+    import aiosmtplib
+
+    mid = f"<fault-{n}@example.org>"
+    raw = (f"From: a{n}@example.org\r\nTo: user@example.test\r\nSubject: {subject} {n}\r\n"
+           f"Message-ID: {mid}\r\n\r\nSee you at 7, n={n}\r\n").encode()
+    try:
+        await aiosmtplib.send(raw, sender=f"a{n}@example.org", recipients=["user@example.test"],
+                              hostname="127.0.0.1", port=port, timeout=30)
+    except aiosmtplib.SMTPResponseException as exc:
+        return exc.code, [mid]
+    return 250, [mid]
