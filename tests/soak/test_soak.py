@@ -77,7 +77,7 @@ async def smtp_worker(port: int, stop: float, st: Stats) -> None:
         headers, body = email(n)
         raw = "".join(f"{k}: {v}\r\n" for k, v in headers).encode() + b"\r\n" + body
         try:
-            errors, reply = await aiosmtplib.send(raw, sender=f"s{n}@example.org",
+            _errors, reply = await aiosmtplib.send(raw, sender=f"s{n}@example.org",
                                                   recipients=["user@example.test"],
                                                   hostname="127.0.0.1", port=port, timeout=30)
             if reply.startswith("2.0.0 OK: queued"):
