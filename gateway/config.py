@@ -38,6 +38,7 @@ class SmtpSettings(BaseModel):
     hostname: str = Field("mamori.localhost", description="name in the greeting and Received headers")
     relay_timeout: float = Field(60.0, description="seconds for the whole relay to the next hop")
     max_connections: int = Field(1000, description="concurrent SMTP sessions; more get 421")
+    max_recipients: int = Field(1000, description="recipients of one transaction; more get 452")
 
 
 class MilterSettings(BaseModel):
@@ -81,6 +82,8 @@ class SmppSettings(BaseModel):
     quarantine_answer: Literal["accept", "reject"] = Field(
         "accept", description="quarantined MT: 'accept' (success, not delivered) or 'reject'")
     window: int = Field(100, description="outstanding submit_sm per bind; more get ESME_RTHROTTLED")
+    max_connections: int = Field(1000, description="concurrent ESME connections; more are closed")
+    max_binds: int = Field(10, description="binds of one system_id at once; more get ESME_RBINDFAIL")
     throttle_rate: float = Field(0.0, description="submit_sm per second per bind; 0: unlimited")
     concat_wait: float = Field(5.0, description="seconds to wait for the parts of a long SMS")
     concat_max_groups: int = Field(10_000, description="incomplete long SMS held at once")
