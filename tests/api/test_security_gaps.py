@@ -137,6 +137,9 @@ async def test_hostile_body_shapes(client: httpx.AsyncClient) -> None:
     batch = [{"sender": "+819011112222", "recipient": "+818033334444", "text": "x"}] * 1001
     r = await client.post("/v1/sms/check-batch", headers=hs, json=batch)
     assert r.status_code in (413, 422), r.status_code
+    r = await client.post("/v1/sms/check", headers=hs, json={
+        "sender": "+819011112222", "recipient": "+818033334444", "text": "x" * 70_000})
+    assert r.status_code in (413, 422), r.status_code
     r = await client.post("/v1/sms/check", headers={**hs, "Content-Type": "application/json"},
                           content=b'{"sender": "\\ud800", "recipient": "x", "text": "\\udfff"}')
     assert r.status_code in (200, 422), r.status_code

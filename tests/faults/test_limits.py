@@ -127,3 +127,15 @@ def test_url_count_is_bounded() -> None:
                       DEFAULT_POLICY)
     assert 0 < len(ctx.urls) <= MAX_URLS
 
+
+
+def test_mime_parse_limit_bounds_the_scanned_bytes() -> None:
+    from gateway.message import MIME_PARSE_LIMIT
+
+    raw = (b"Subject: big\r\nContent-Type: text/plain\r\n\r\nstart http://first.example/ "
+           + b"filler line\r\n" * (MIME_PARSE_LIMIT // 13 + 1000) + b"http://last.example/\r\n")
+    ctx = ScanContext(Message.email(raw), DEFAULT_POLICY)
+    hosts = {u.host for u in ctx.urls} if ctx.urls and hasattr(ctx.urls[0], "host") else set()
+    assert "start" in ctx.text
+    assert "last.example" not in ctx.text  # beyond the parse limit: not scanned
+    assert "last.example" not in hosts
