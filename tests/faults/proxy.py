@@ -48,6 +48,13 @@ class FaultProxy:
             writer.transport.abort()
             return
         self._writers.add(writer)
+        if self.mode == "blackhole":  # accept and read, never answer (no upstream needed)
+            with contextlib.suppress(OSError, ConnectionError):
+                while await reader.read(65536):
+                    pass
+            self._writers.discard(writer)
+            writer.transport.abort()
+            return
         try:
             ur, uw = await asyncio.open_connection(*self.target)
         except OSError:
