@@ -15,14 +15,14 @@ from prometheus_client import REGISTRY
 
 from gateway.api.server import create_app
 from gateway.config import Settings
+from gateway.errors import StoreError
 from gateway.ingress import smtp as smtp_ingress
-from gateway.policy import Policy
+from gateway.policy import DEFAULT_POLICY, Policy
 from gateway.runtime import Gateway
+from gateway.store.policy import CachedPolicyStore
 from tests.api.conftest import bearer, make_settings, postgres_url, token  # noqa: F401
 from tests.faults.proxy import FaultProxy
 from tests.faults.support import Sink, smtp_send
-
-pytestmark = pytest.mark.e2e
 
 
 def via(url: str, port: int) -> str:
@@ -35,6 +35,7 @@ def fallbacks() -> float:
     return REGISTRY.get_sample_value("mamori_policy_fallbacks_total") or 0.0
 
 
+@pytest.mark.e2e
 async def test_postgres_down_or_slow_scanning_goes_on_api_503(settings: Settings,
                                                               postgres_url: str) -> None:  # noqa: F811
     u = urlsplit(postgres_url)
@@ -92,3 +93,46 @@ async def test_postgres_down_or_slow_scanning_goes_on_api_503(settings: Settings
             await gw.close()
             await proxy.stop()
         assert len(sink.messages) == 7  # every 250 reached the next hop
+
+
+class FlakyStore:
+    """A policy store that is down (raises StoreError) or slow (sleeps) on demand."""
+
+    def __init__(self) -> None:
+        self.mode = "up"
+        self.reads = 0
+
+    async def get(self, subscriber: str | None) -> Policy:
+        self.reads += 1
+        if self.mode == "down":
+            raise StoreError("down")
+        if self.mode == "slow":
+            await asyncio.sleep(5)
+        return Policy(subscriber=subscriber, youth=True)
+
+    async def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("mode", ["down", "slow"])
+async def test_policy_fallback_and_tempfail_without_a_database(mode: str) -> None:
+    inner = FlakyStore()
+    fallback = CachedPolicyStore(inner, ttl=0.0, poll_interval=0, timeout=0.2, fallback=True)
+    strict = CachedPolicyStore(inner, ttl=0.0, poll_interval=0, timeout=0.2, fallback=False)
+    inner.mode = mode
+    try:
+        before = fallbacks()
+        p = await fallback.get("new-one")
+        assert p == DEFAULT_POLICY.for_subscriber("new-one") and fallbacks() == before + 1
+        with pytest.raises(StoreError):  # MAMORI_STORE__POLICY_FALLBACK=tempfail
+            await strict.get("new-one")
+        inner.mode = "up"  # the store is back: the stale default entry is refreshed
+        await fallback.get("new-one")
+        for _ in range(20):
+            await asyncio.sleep(0.05)
+            if fallback.cached("new-one") == Policy(subscriber="new-one", youth=True):
+                break
+        assert fallback.cached("new-one") == Policy(subscriber="new-one", youth=True)
+    finally:
+        await fallback.close()
+        await strict.close()
