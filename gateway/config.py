@@ -40,6 +40,7 @@ class SmtpSettings(BaseModel):
     max_connections: int = Field(1000, description="concurrent SMTP sessions; more get 421")
     relay_pool: int = Field(16, description="kept-open sessions to the next hop; 0: one per message")
     relay_idle: float = Field(30.0, description="seconds an idle next-hop session is kept")
+    max_recipients: int = Field(1000, description="recipients of one transaction; more get 452")
 
 
 class MilterSettings(BaseModel):
@@ -83,6 +84,8 @@ class SmppSettings(BaseModel):
     quarantine_answer: Literal["accept", "reject"] = Field(
         "accept", description="quarantined MT: 'accept' (success, not delivered) or 'reject'")
     window: int = Field(100, description="outstanding submit_sm per bind; more get ESME_RTHROTTLED")
+    max_connections: int = Field(1000, description="concurrent ESME connections; more are closed")
+    max_binds: int = Field(10, description="binds of one system_id at once; more get ESME_RBINDFAIL")
     throttle_rate: float = Field(0.0, description="submit_sm per second per bind; 0: unlimited")
     concat_wait: float = Field(5.0, description="seconds to wait for the parts of a long SMS")
     concat_max_groups: int = Field(10_000, description="incomplete long SMS held at once")
@@ -207,6 +210,11 @@ class StoreSettings(BaseModel):
                         "released mail is only marked released")
     policy_poll_interval: float = Field(
         1.0, description="seconds between polls of the policy change feed (other replicas)")
+    policy_timeout: float = Field(
+        2.0, description="seconds a scan waits for an uncached policy (then: policy_fallback)")
+    policy_fallback: Literal["default", "tempfail"] = Field(
+        "default", description="store down or slow for an uncached subscriber: scan with the "
+                               "default policy, or answer a temporary failure")
 
 
 class AuthSettings(BaseModel):

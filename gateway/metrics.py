@@ -15,3 +15,5 @@ SCAN_SECONDS = Histogram(
 CHECK_FAILURES = Counter("mamori_check_failures_total", "Checks that failed or timed out", ["check"])
 INGRESS_ERRORS = Counter("mamori_ingress_errors_total", "Protocol errors by ingress", ["ingress", "kind"])
 INFLIGHT = Gauge("mamori_inflight_messages", "Messages being scanned now", ["ingress"])
+POLICY_FALLBACKS = Counter("mamori_policy_fallbacks_total",
+                           "Scans that used the default policy because the store was down or slow")

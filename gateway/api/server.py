@@ -15,6 +15,8 @@ from typing import Any
 
 import uvicorn
 from fastapi import FastAPI, Request, Response
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -34,6 +36,16 @@ ROUTERS = (
     "gateway.api.operator:router",
     "gateway.api.pages:router",
 )
+
+
+def _encodable(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.encode("utf-8", "replace").decode("utf-8")
+    if isinstance(value, list):
+        return [_encodable(v) for v in value]
+    if isinstance(value, dict):
+        return {_encodable(k): _encodable(v) for k, v in value.items()}
+    return value
 
 
 def create_app(gw: Gateway) -> FastAPI:
@@ -64,6 +76,13 @@ def create_app(gw: Gateway) -> FastAPI:
         modname, _, attr = target.partition(":")
         if module_exists(modname):
             app.include_router(getattr(importlib.import_module(modname), attr))
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI's own 422 body, with strings made encodable: a JSON body may carry lone
+        # surrogates ("\ud800") that the error echoes back and UTF-8 cannot encode (was a 500)
+        return JSONResponse({"detail": _encodable(jsonable_encoder(exc.errors()))},
+                            status_code=422)
 
     @app.exception_handler(GatewayError)
     async def gateway_error(request: Request, exc: GatewayError) -> JSONResponse:

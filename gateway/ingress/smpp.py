@@ -43,6 +43,7 @@ _ERR_UNKNOWN = INGRESS_ERRORS.labels("smpp", "unknown_command")
 _ERR_THROTTLED = INGRESS_ERRORS.labels("smpp", "throttled")
 _ERR_BIND = INGRESS_ERRORS.labels("smpp", "bind_refused")
 _ERR_UPSTREAM = INGRESS_ERRORS.labels("smpp", "upstream")
+_ERR_BUSY = INGRESS_ERRORS.labels("smpp", "busy")
 _INFLIGHT = INFLIGHT.labels("smpp")
 
 RESPONSE_OF = {P.SUBMIT_SM: P.SUBMIT_SM_RESP, P.QUERY_SM: P.QUERY_SM_RESP,
@@ -229,6 +230,7 @@ class EsmeSession(asyncio.Protocol):
         self.token_t = time.monotonic()
         self.closing = False
         self.discarding = False
+        self.account = ""  # system_id of a bind in progress or done (bind limits)
 
     # connection ---------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -238,6 +240,11 @@ class EsmeSession(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         if isinstance(peer, tuple):
             self.peer = Peer(ip=str(peer[0]), port=int(peer[1]))
+        if len(self.proxy.sessions) >= self.proxy.cfg.max_connections:
+            _ERR_BUSY.inc()  # before a bind there is no PDU to refuse with: close at once
+            self.closing = True
+            transport.close()
+            return
         self.proxy.sessions.add(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -364,7 +371,15 @@ class EsmeSession(asyncio.Protocol):
             log.info("smpp bind refused: bad password", extra={"system_id": b.system_id})
             self.respond(resp_id, pdu.sequence, P.ESME_RINVPASWD)
             return
+        binds = sum(1 for s in self.proxy.sessions
+                    if s.account == b.system_id and (s.bound or s.binding))
+        if binds >= self.proxy.cfg.max_binds:
+            _ERR_BIND.inc()
+            log.info("smpp bind refused: too many binds", extra={"system_id": b.system_id})
+            self.respond(resp_id, pdu.sequence, P.ESME_RBINDFAIL)
+            return
         self.binding = True
+        self.account = b.system_id
         self.proxy.spawn(self._bind_upstream(pdu.command_id, pdu.sequence, b.system_id))
 
     async def _bind_upstream(self, command_id: int, seq: int, system_id: str) -> None:

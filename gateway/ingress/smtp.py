@@ -40,6 +40,7 @@ SMTP_421_BUSY = "421 4.3.2 Service busy, try again later"
 SMTP_451_TEMPFAIL = "451 4.3.0 Temporary failure, try again later"
 SMTP_451_SOFT_REJECT = "451 4.7.1 Message deferred, try again later"
 SMTP_451_NEXT_HOP = "451 4.4.1 Next hop unavailable, try again later"
+SMTP_452_TOO_MANY = "452 4.5.3 Too many recipients"
 SMTP_452_POLICY = "452 4.5.3 Recipient policy differs, send it in a separate transaction"
 SMTP_550_REJECT = "550 5.7.1 Message rejected as spam or fraud"
 SMTP_554_NEXT_HOP = "554 5.0.0 Next hop refused the message"
@@ -60,6 +61,8 @@ class FilterHandler:
 
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,
                           address: str, rcpt_options: list[str]) -> str:
+        if len(envelope.rcpt_tos) >= self.settings.max_recipients:  # RFC 5321 4.5.3.1.10
+            return SMTP_452_TOO_MANY
         try:
             policy = await self.gw.policy_for(address.lower())
         except GatewayError:

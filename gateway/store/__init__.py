@@ -38,6 +38,8 @@ class Stores:
         policies = CachedPolicyStore(
             policy_db, ttl=settings.store.policy_cache_ttl,
             poll_interval=settings.store.policy_poll_interval,
+            timeout=settings.store.policy_timeout,
+            fallback=settings.store.policy_fallback == "default",
         )
         quarantine = QuarantineStore(db, days=settings.retention.quarantine_days)
         if settings.store.release_smtp:

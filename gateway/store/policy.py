@@ -10,6 +10,10 @@ subscriber seen recently.
   * a subscriber with no stored policy (most of them) is answered from memory too: at start
     the cache loads the ids of the subscribers that have one (up to `max_known`; beyond that
     every miss reads the database), and the change feed and local writes keep that set;
+  * a subscriber not cached while the store is down, or slower than `timeout`, is scanned
+    with the default policy when `fallback` is on (MAMORI_STORE__POLICY_FALLBACK=default,
+    counted in mamori_policy_fallbacks_total) and refreshed in the background like a stale
+    entry; with it off the lookup raises StoreError and the ingress answers a temporary failure;
   * a change made through this object (the API on this replica) replaces the cached entry
     immediately, so it takes effect for the next message;
   * other replicas learn of it from the change feed: each replica polls `policy_changes`
@@ -35,6 +39,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from gateway.errors import StoreError
+from gateway.metrics import POLICY_FALLBACKS
 from gateway.policy import DEFAULT_POLICY, Policy
 from gateway.store.db import Database
 from gateway.store.schema import policy_changes, subscriber_policy
@@ -276,8 +281,11 @@ class CachedPolicyStore:
     CHANGE_WINDOW = 5.0  # seconds of change log re-read each poll (writers' clock skew, commit order)
 
     def __init__(self, inner: PolicyStore, *, ttl: float = 30.0, maxsize: int = 1_000_000,
-                 poll_interval: float = 1.0, max_known: int = 2_000_000) -> None:
+                 poll_interval: float = 1.0, max_known: int = 2_000_000, timeout: float = 2.0,
+                 fallback: bool = False) -> None:
         self.inner = inner
+        self.timeout = timeout
+        self.fallback = fallback
         self.ttl = ttl
         self.maxsize = maxsize
         self.poll_interval = poll_interval
@@ -316,7 +324,23 @@ class CachedPolicyStore:
         fut = asyncio.get_running_loop().create_future()
         self._inflight[subscriber] = fut
         try:
-            policy = await self._read(subscriber)
+            async with asyncio.timeout(self.timeout):
+                policy = await self._read(subscriber)
+        except (StoreError, TimeoutError) as exc:
+            if not self.fallback:
+                fut.set_exception(exc)
+                fut.exception()
+                if isinstance(exc, TimeoutError):
+                    raise StoreError("policy store too slow") from exc
+                raise
+            # the store is down or slow: scanning goes on with the default policy, kept as a
+            # stale entry so the next message is answered at once and refreshes it in the background
+            POLICY_FALLBACKS.inc()
+            log.warning("policy store unavailable; scanning with the default policy")
+            policy = DEFAULT_POLICY.for_subscriber(subscriber)
+            fut.set_result(policy)
+            self._cache[subscriber] = (time.monotonic(), policy)
+            return policy
         except BaseException as exc:
             fut.set_exception(exc)
             fut.exception()  # retrieved: no "never retrieved" warning when nobody else waits
