@@ -61,23 +61,34 @@ async def test_postgres_down_or_slow_scanning_goes_on_api_503(settings: Settings
                                   json={"strength": "low"})
                 assert r.status_code == 200, r.text
                 assert (await smtp_send(svc.port, 0))[0] == 250  # cached from now on
+                # two subscribers with a stored policy that this replica has not cached
+                for other in ("stored@example.test", "stored-slow@example.test"):
+                    r = await api.put(f"/v1/subscribers/{other}/policy",
+                                      headers=bearer(token(other)), json={"youth": True})
+                    assert r.status_code == 200, r.text
+                    gw.stores.policies.invalidate(other)
 
                 await proxy.set("down")
                 before = fallbacks()
                 codes = [(await smtp_send(svc.port, i))[0] for i in range(1, 6)]
                 assert codes == [250] * 5  # the seen subscriber: cached policy
                 assert gw.stores.policies.cached(seen) is not None
-                # a subscriber never seen: the default policy, not a failure
+                # a subscriber never seen (nothing stored): the default policy from memory
                 p = await gw.policy_for("never-seen@example.test")
                 assert p == Policy().for_subscriber("never-seen@example.test")
-                assert fallbacks() > before
+                assert fallbacks() == before
+                # a stored but uncached one while the store is down: the default, counted
+                p = await gw.policy_for("stored@example.test")
+                assert p == Policy().for_subscriber("stored@example.test")
+                assert fallbacks() == before + 1
                 r = await api.get(f"/v1/subscribers/{seen}/policy", headers=auth)
                 assert r.status_code == 503
                 assert "traceback" not in r.text.lower()
 
                 await proxy.set("slow", delay=3.0)  # slower than policy_timeout
-                p = await asyncio.wait_for(gw.policy_for("slow-one@example.test"), 10)
-                assert p.subscriber == "slow-one@example.test"
+                p = await asyncio.wait_for(gw.policy_for("stored-slow@example.test"), 10)
+                assert p == Policy().for_subscriber("stored-slow@example.test")
+                assert fallbacks() == before + 2
                 assert (await smtp_send(svc.port, 6))[0] == 250
 
                 await proxy.set("pass")

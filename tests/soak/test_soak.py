@@ -30,7 +30,9 @@ pytestmark = pytest.mark.slow
 SECONDS = float(os.environ.get("MAMORI_SOAK_SECONDS", "60"))
 MAX_MESSAGES = int(os.environ.get("MAMORI_SOAK_MAX_MESSAGES", "200000"))  # per kind
 RSS_GROWTH_MIB = float(os.environ.get("MAMORI_SOAK_RSS_GROWTH_MIB", "24"))
-FD_GROWTH = 4
+# kept-open sessions to the next hop are descriptors by design, bounded by the relay pool
+RELAY_POOL = 2
+FD_GROWTH = 4 + RELAY_POOL
 
 SMS_TEXTS = [
     "See you at 7 at the station", "Your code is {n}. Do not share it.",
@@ -174,6 +176,7 @@ def test_soak_mixed_traffic_no_leaks_nothing_lost(tmp_path: Path) -> None:
         tmp_path / "data", (smtp_port, milter_port, api_port),
         MAMORI_SMTP__LISTEN=f"127.0.0.1:{smtp_port}",
         MAMORI_SMTP__NEXT_HOP=f"127.0.0.1:{sink.port}",
+        MAMORI_SMTP__RELAY_POOL=str(RELAY_POOL),
         MAMORI_MILTER__LISTEN=f"inet:127.0.0.1:{milter_port}",
         MAMORI_API__LISTEN=f"127.0.0.1:{api_port}",
         MAMORI_API__KEYS=json.dumps({"soak-key": ["sms:check"]}),
