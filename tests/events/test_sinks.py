@@ -253,3 +253,22 @@ async def test_dmarc_and_settings_events_match_schema(tmp_path: Path) -> None:
     with pytest.raises(AssertionError):
         assert_valid("dmarc", {**orjson.loads((next((tmp_path / "dmarc").glob("*.jsonl"))).read_bytes()),
                                "dkim": "maybe"})
+
+
+async def test_spool_gauge_follows_the_spool(settings: Settings) -> None:
+    """mamori_events_spool_events reports what waits in the disk spool while the broker is away."""
+    from prometheus_client import REGISTRY
+
+    cfg = settings.kafka.model_copy(update={"bootstrap": "127.0.0.1:9", "request_timeout_ms": 500,
+                                            "queue_size": 5, "close_timeout": 1.0})
+    sink = KafkaEventSink(cfg, settings.data_dir / "spool")
+    await sink.start()
+    try:
+        for i in range(30):
+            sink.emit("verdicts", "k", {"n": i})
+            await asyncio.sleep(0.02)
+        spooled = sink.stats()["spooled"]
+        assert spooled > 0
+        assert REGISTRY.get_sample_value("mamori_events_spool_events") == spooled
+    finally:
+        await sink.close()
