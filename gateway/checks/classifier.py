@@ -35,7 +35,7 @@ import numpy as np
 from prometheus_client import Counter
 
 from gateway.errors import CheckError, ModelError
-from gateway.learn.features import Features, row
+from gateway.learn.features import Features
 from gateway.learn.registry import LoadedModel, live_dir, load_model, pointer_path
 from gateway.message import Channel, ScanContext
 from gateway.pipeline import Check, Stage
@@ -182,12 +182,18 @@ class ClassifierCheck(Check):
 
     # -- scoring --------------------------------------------------------------------------
 
-    def features(self, ctx: ScanContext) -> tuple[np.ndarray, np.ndarray]:
-        """The message's hashed features, computed once per message and cached in ctx.data."""
-        cached = ctx.data.get("classifier.features")
+    def features(self, ctx: ScanContext, model: LoadedModel | None = None
+                 ) -> tuple[np.ndarray, np.ndarray]:
+        """The message's hashed features for a model's feature set (default: the live model's),
+        computed once per message and feature version and cached in ctx.data."""
+        model = model or self.slot.model
+        if model is None:
+            raise CheckError(self.slot.error or "no model")
+        key = f"classifier.features.{model.features.version}"
+        cached = ctx.data.get(key)
         if cached is None:
-            cached = row(Features.from_context(ctx))
-            ctx.data["classifier.features"] = cached
+            cached = model.features.row(Features.from_context(ctx))
+            ctx.data[key] = cached
         return cached
 
     def score(self, ctx: ScanContext, idx: np.ndarray, val: np.ndarray) -> list[Symbol]:
@@ -210,6 +216,8 @@ class ClassifierCheck(Check):
         if cand is None:
             return
         try:
+            if cand.features.version != live.features.version:
+                idx, val = self.features(ctx, cand)
             q = cand.proba_row(idx, val)
         except Exception as exc:  # a shadow never affects the scan
             log.warning("shadow model failed: %s", type(exc).__name__)
@@ -248,10 +256,13 @@ class EmailClassifierCheck(ClassifierCheck):
     timeout = 2.0
 
     async def run(self, ctx: ScanContext) -> list[Symbol]:
-        if "classifier.features" not in ctx.data and ctx.message.size > BIG_TEXT:
-            feats = await asyncio.to_thread(lambda: row(Features.from_context(ctx)))
-            ctx.data["classifier.features"] = feats
-        idx, val = self.features(ctx)
+        model = self.slot.model
+        if model is not None and ctx.message.size > BIG_TEXT:
+            key = f"classifier.features.{model.features.version}"
+            if key not in ctx.data:
+                fs = model.features
+                ctx.data[key] = await asyncio.to_thread(lambda: fs.row(Features.from_context(ctx)))
+        idx, val = self.features(ctx, model)
         return self.score(ctx, idx, val)
 
 

@@ -45,7 +45,8 @@ def excerpt(rec: Record, n: int = 240) -> str:
 
 
 def score(model: LoadedModel, records: Sequence[Record], *, progress: bool = True) -> np.ndarray:
-    X = featurise(records, progress=progress, desc=f"scoring {model.ident}")
+    X = featurise(records, progress=progress, desc=f"scoring {model.ident}",
+                  features=model.features)
     if model.scorer is not None:
         return model.scorer.proba(X)
     return np.asarray(model.estimator.predict_proba(X)[:, 1])

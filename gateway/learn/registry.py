@@ -29,7 +29,9 @@ import orjson
 import scipy.sparse as sp
 
 from gateway.errors import ModelError
-from gateway.learn.features import FEATURES_VERSION, N_FEATURES, Features, vectorise
+from gateway.learn import featuresets
+from gateway.learn.features import Features
+from gateway.learn.featuresets import FeatureSet
 from gateway.message import Channel
 
 MODEL_FILE = "model.skops"
@@ -147,13 +149,14 @@ class LoadedModel:
     metrics: dict[str, Any]
     threshold: float
     scorer: LinearScorer | None
+    features: FeatureSet = featuresets.SETS["f2"]
 
     @property
     def ident(self) -> str:
         return f"{self.name}/{self.version}"
 
     def proba(self, items: Sequence[Features]) -> np.ndarray:
-        X = vectorise(items)
+        X = self.features.vectorise(items)
         if self.scorer is not None:
             return self.scorer.proba(X)
         return np.asarray(self.estimator.predict_proba(X)[:, 1])
@@ -162,7 +165,7 @@ class LoadedModel:
         """The probability of one message given its hashed features (see features.row)."""
         if self.scorer is not None:
             return self.scorer.proba_row(idx, val)
-        X = sp.csr_matrix((val, idx, np.array([0, idx.size])), shape=(1, N_FEATURES))
+        X = sp.csr_matrix((val, idx, np.array([0, idx.size])), shape=(1, self.features.n_features))
         X.sum_duplicates()
         return float(self.estimator.predict_proba(X)[0, 1])
 
@@ -183,10 +186,12 @@ def load_model(model_dir: Path | str) -> LoadedModel:
         hit = _CACHE.get(key)
     if hit is not None:
         return hit
-    if meta.get("features_version") != FEATURES_VERSION:
+    try:
+        fs = featuresets.get(str(meta.get("features_version")))
+    except KeyError:
         raise ModelError(f"{d}: built for features {meta.get('features_version')!r}, this code "
-                         f"has {FEATURES_VERSION!r}: retrain it")
-    if int(meta.get("n_features", 0)) != N_FEATURES:
+                         f"has {', '.join(sorted(featuresets.SETS))}: retrain it") from None
+    if int(meta.get("n_features", 0)) != fs.n_features:
         raise ModelError(f"{d}: feature space size differs from this code: retrain it")
     try:
         channel = Channel(meta.get("channel", ""))
@@ -209,6 +214,7 @@ def load_model(model_dir: Path | str) -> LoadedModel:
         metrics=meta,
         threshold=float(meta.get("threshold", 0.5)),
         scorer=scorer,
+        features=fs,
     )
     _self_test(model)
     with _CACHE_LOCK:
@@ -221,7 +227,7 @@ def _self_test(model: LoadedModel) -> None:
     probes = [Features(model.channel, t) for t in ("hello, see you at 7", "WIN a prize! call now",
                                                     "")]
     try:
-        X = vectorise(probes)
+        X = model.features.vectorise(probes)
         ref = np.asarray(model.estimator.predict_proba(X)[:, 1])
     except Exception as exc:
         raise ModelError(f"{model.path}: the model fails to score: {type(exc).__name__}") from None

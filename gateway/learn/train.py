@@ -25,9 +25,11 @@ from sklearn.svm import LinearSVC
 from tqdm import tqdm
 
 from gateway.errors import InputError
+from gateway.learn import featuresets
 from gateway.learn import metrics as M
 from gateway.learn.datasets import Record, counts, dedup
-from gateway.learn.features import FEATURES_VERSION, N_FEATURES, Features, vectorise
+from gateway.learn.features import Features
+from gateway.learn.featuresets import FeatureSet
 from gateway.learn.registry import CARD_FILE, METRICS_FILE, MODEL_FILE, sha256_file
 from gateway.message import Channel, Message, ScanContext
 from gateway.policy import DEFAULT_POLICY
@@ -59,10 +61,13 @@ def record_features(rec: Record) -> Features:
     return Features.from_context(ScanContext(record_message(rec), DEFAULT_POLICY))
 
 
-def featurise(records: Sequence[Record], *, progress: bool = True, desc: str = "features"
-              ) -> sp.csr_matrix:
+def featurise(records: Sequence[Record], *, progress: bool = True, desc: str = "features",
+              features: FeatureSet | None = None) -> sp.csr_matrix:
+    """Hash records with a feature set (default: the channel's default version)."""
+    if features is None:
+        features = featuresets.default_for(records[0].channel if records else Channel.SMS)
     items = tqdm(records, desc=desc, unit="msg", disable=not progress, leave=False)
-    return vectorise(record_features(r) for r in items)
+    return features.vectorise(record_features(r) for r in items)
 
 
 def make_estimator(C: float, *, calib_cv: int = 3) -> CalibratedClassifierCV:
@@ -142,6 +147,7 @@ def train(
     holdout_last: float = 0.0,
     notes: Sequence[str] = (),
     threshold_source: str | None = None,
+    features_version: str | None = None,
 ) -> dict[str, Any]:
     """Train, cross-validate and write a model directory. Returns the metrics document.
 
@@ -150,6 +156,11 @@ def train(
     (synthetic texts) cannot dilute the ham false-positive rate a threshold stands for."""
     import skops.io as sio
 
+    try:
+        fs = featuresets.get(features_version) if features_version else \
+            featuresets.default_for(channel)
+    except KeyError as exc:
+        raise InputError(str(exc.args[0])) from None
     records = [r for r in records if r.channel is channel]
     if not records:
         raise InputError(f"no {channel.value} records in the given data")
@@ -173,7 +184,7 @@ def train(
         f"dropped, {dstats['groups']} template groups, {c['spam']} spam / {c['ham']} ham")
     C = C or DEFAULT_C[channel]
     y = np.array([r.label for r in recs])
-    X = featurise(recs, progress=progress)
+    X = featurise(recs, progress=progress, features=fs)
     groups = [r.group for r in recs]
     cv_doc: dict[str, Any] = {}
     if cv_folds >= 2:
@@ -221,7 +232,7 @@ def train(
     holdout_doc: dict[str, Any] = {}
     if held:
         yh = np.array([r.label for r in held])
-        ph = est.predict_proba(featurise(held, progress=progress, desc="hold-out"))[:, 1]
+        ph = est.predict_proba(featurise(held, progress=progress, desc="hold-out", features=fs))[:, 1]
         holdout_doc = M.summary(yh, ph, threshold=threshold, target_fpr=target_fpr)
         holdout_doc["tiers"] = M.tiers(yh, ph, block_fpr=target_fpr)
         holdout_doc["fraction"] = holdout_last
@@ -247,8 +258,8 @@ def train(
         "channel": channel.value,
         "created": now.isoformat(timespec="seconds"),
         "code_version": code_version(),
-        "features_version": FEATURES_VERSION,
-        "n_features": N_FEATURES,
+        "features_version": fs.version,
+        "n_features": fs.n_features,
         "estimator": f"CalibratedClassifierCV(LinearSVC(C={C:g}), sigmoid, ensemble=False)",
         "sha256": sha256_file(model_path),
         "threshold": threshold,

@@ -144,3 +144,49 @@ def test_factor_mapping_reaches_each_action() -> None:
     assert 9.0 < w * C.factor_for(0.8, 0.4, 0.7, float("nan")) < 12.0
     # an old model without a tag threshold tags from p = 0.5
     assert w * C.factor_for(0.5, float("nan"), 0.7, 0.9) == pytest.approx(5.0)
+
+
+def test_feature_sets_side_by_side(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A model trained with another feature version is scored with that version's code, also
+    as a shadow next to a live model on the default version; unknown versions are refused."""
+    import numpy as np
+
+    from gateway.errors import InputError
+    from gateway.learn import features as F
+    from gateway.learn import featuresets as FS
+    from gateway.learn.train import train
+
+    from .conftest import make_model, tiny_records
+
+    calls: list[str] = []
+
+    def words_only(f: F.Features) -> tuple[np.ndarray, np.ndarray]:
+        calls.append(f.text)
+        cols = np.array(sorted({F._token_hash(w) % 1024 for w in f.text.lower().split()}),
+                        dtype=np.int64)
+        return cols, np.ones(cols.size)
+
+    monkeypatch.setitem(FS.SETS, "test-words", FS.FeatureSet("test-words", 1024, words_only))
+    train(Channel.SMS, tiny_records(), tmp_path / "w" / "1", cv_folds=0, progress=False,
+          features_version="test-words", log=lambda s: None)
+    meta = orjson.loads((tmp_path / "w" / "1" / "metrics.json").read_bytes())
+    assert meta["features_version"] == "test-words" and meta["n_features"] == 1024
+    live = C.ModelSlot(Channel.SMS, fixed=make_model(tmp_path / "f2" / "1"))
+    shadow = C.ModelSlot(Channel.SMS, fixed=tmp_path / "w" / "1")
+    assert shadow.model is not None and shadow.model.features.version == "test-words"
+    sink = MemorySink()
+    check = C.SmsClassifierCheck(Channel.SMS, live, shadow, sink)
+    calls.clear()
+    ctx = ScanContext(Message.sms("WIN a free prize now! call 090612 to claim"), DEFAULT_POLICY)
+    check.run(ctx)
+    assert len(calls) == 1 and {"classifier.features.f2", "classifier.features.test-words"} \
+        <= set(ctx.data)
+    (_, _, ev), = sink.events
+    assert ev["shadow"].endswith("/1") and 0.0 <= ev["shadow_p"] <= 1.0
+    with pytest.raises(InputError, match="unknown features version 'nope'.*f2"):
+        train(Channel.SMS, tiny_records(), tmp_path / "x", cv_folds=0, progress=False,
+              features_version="nope", log=lambda s: None)
+    monkeypatch.delitem(FS.SETS, "test-words")
+    R._CACHE.clear()
+    with pytest.raises(ModelError, match="'test-words', this code has .*f2"):
+        R.load_model(tmp_path / "w" / "1")

@@ -1,0 +1,74 @@
+"""Feature sets by version: a model records the version it was trained with and is scored
+with exactly that code, so several versions can live side by side (a shadow candidate on a
+new version next to the live model on the old one).
+
+A feature set is a `row(Features) -> (column indices, values)` function and the size of its
+hashed space. To add one: write its module (e.g. ``gateway/learn/features_f3.py``), add one
+line to `SETS` below, and make it the default for a channel in `DEFAULT_VERSION` once a
+model trained with it is shipped. Never change what an existing version computes: models
+trained with it would silently score differently (tests/learn/test_features_stable.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+from gateway.learn import features as _f2
+from gateway.learn.features import Features
+from gateway.message import Channel
+
+RowFn = Callable[[Features], tuple[np.ndarray, np.ndarray]]
+
+
+@dataclass(frozen=True)
+class FeatureSet:
+    version: str
+    n_features: int
+    row: RowFn
+
+    def vectorise(self, items: Iterable[Features]) -> sp.csr_matrix:
+        """Hash a batch of messages into a CSR matrix of shape (n, n_features)."""
+        indptr = [0]
+        idx: list[np.ndarray] = []
+        val: list[np.ndarray] = []
+        for f in items:
+            i, v = self.row(f)
+            idx.append(i)
+            val.append(v)
+            indptr.append(indptr[-1] + i.size)
+        X = sp.csr_matrix(
+            (np.concatenate(val) if val else np.zeros(0),
+             np.concatenate(idx) if idx else np.zeros(0, dtype=np.int64),
+             np.array(indptr, dtype=np.int64)),
+            shape=(len(indptr) - 1, self.n_features),
+        )
+        X.sum_duplicates()
+        return X
+
+
+SETS: dict[str, FeatureSet] = {
+    "f2": FeatureSet("f2", _f2.N_FEATURES, _f2.row),
+}
+
+# the version `mamori model train` uses for a channel unless --features says otherwise
+DEFAULT_VERSION: dict[Channel, str] = {
+    Channel.SMS: "f2",
+    Channel.EMAIL: "f2",
+}
+
+
+def get(version: str) -> FeatureSet:
+    """The feature set of that version (KeyError names the known ones)."""
+    try:
+        return SETS[version]
+    except KeyError:
+        raise KeyError(f"unknown features version {version!r} (this code has "
+                       f"{', '.join(sorted(SETS))})") from None
+
+
+def default_for(channel: Channel) -> FeatureSet:
+    return SETS[DEFAULT_VERSION[channel]]
