@@ -17,6 +17,7 @@ atomic (write a temporary file, then rename), so a running gateway never reads h
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import threading
 from collections.abc import Sequence
@@ -134,7 +135,7 @@ class LinearScorer:
     def proba_row(self, idx: np.ndarray, val: np.ndarray) -> float:
         """One message from its (column, value) pairs: no sparse matrix at all."""
         z = self.a * (float(val @ self.w[idx]) + self.b) + self.c
-        return 1.0 / (1.0 + float(np.exp(min(z, 700.0))))
+        return 1.0 / (1.0 + math.exp(min(z, 700.0)))
 
 
 @dataclass
@@ -157,6 +158,13 @@ class LoadedModel:
 
     def proba(self, items: Sequence[Features]) -> np.ndarray:
         X = self.features.vectorise(items)
+        if self.scorer is not None:
+            return self.scorer.proba(X)
+        return np.asarray(self.estimator.predict_proba(X)[:, 1])
+
+    def proba_rows(self, rows: Sequence[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+        """Probabilities of many messages from their hashed rows, with one sparse product."""
+        X = self.features.stack(rows)
         if self.scorer is not None:
             return self.scorer.proba(X)
         return np.asarray(self.estimator.predict_proba(X)[:, 1])

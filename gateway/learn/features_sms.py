@@ -1,0 +1,255 @@
+"""SMS feature set ``s3``: cheap pure-Python hashing and richer SMS structure features.
+
+Why a new version next to ``f2`` (which stays unchanged for the email models and for SMS
+models trained with it): f2 hashes in numpy, and for a 100-character SMS the fixed cost of
+a dozen numpy calls on arrays of a few hundred elements dominates (about 130 us per SMS).
+Here the n-grams are built by C-level string operations (``map(operator.add, ...)``),
+counted by `collections.Counter` and mapped to columns through dictionaries that remember
+every token's column (CRC-32 on a miss, so the mapping is deterministic and the caches only
+save time). Only the final arithmetic (sub-linear term frequency, per-block L2 norm) runs in
+numpy, once per message.
+
+Blocks (each L2-normalised on its own and scaled by its weight):
+
+- ``w``  word unigrams and bigrams of the NFKC-normalised, lower-cased text, digits as 0
+- ``c``  character 2..4-grams of the same text (Japanese and English alike, no dictionary)
+- ``m``  structure tokens: f2's (URLs, phone, money, capitals, script mix, length, sender
+  type) and SMS ones: digit counts and the longest digit run, premium short codes
+  (5-digit numbers), "txt/reply WORD to NNNNN", premium rates ("150p/min"), currency
+  amounts, capitalised and all-capital word ratios, exclamation and question marks, finer
+  length buckets, URL and phone presence.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import unicodedata
+import zlib
+from bisect import bisect_left
+from itertools import pairwise
+from operator import itemgetter
+
+import numpy as np
+
+from gateway.learn import features as _f2
+from gateway.learn.features import Features
+
+FEATURES_VERSION = "s3"
+N_BITS = 20
+N_FEATURES = 2**N_BITS
+MAX_CHARS = 3_000  # an SMS longer than this (concatenated parts) is featurised on its head
+
+_WORD_RE = re.compile(r"\w+", re.U)
+_NONZERO_RE = re.compile(r"[^0]+")
+_DIGIT_TABLE = {ord(d): "0" for d in "123456789"}
+# the patterns below run on the normalised text with digits as 0 (lower case, NFKC)
+_SHORTCODE_RE = re.compile(r"(?<![0£$])00000(?!0)")
+_TXT_TO_RE = re.compile(r"\b(?:txt|text|send|reply|sms)\b\W{0,3}(?:\w+\W{1,3}){0,3}?to\W{0,3}0{4,6}\b")
+_CALL_RE = re.compile(r"\b(?:call|ring|dial)\b\W{0,3}(?:\w+\W{1,3}){0,2}?\+?0[0 ]{5,}")
+_RATE_RE = re.compile(r"0p\b|0p/|0 p\b|per ?min|/min\b|\bppm\b|/ ?(?:msg|txt|wk|week)\b")
+_CURRENCY_RE = re.compile(r"[£$€¥￥] ?(0[0,]*)|(0[0,]*) ?(?:円|pounds?|usd|dollars?|gbp)\b")
+_CURRENCY_CHARS = frozenset("£$€¥￥円")
+_MONEY_WORDS = frozenset(("pound", "pounds", "usd", "dollar", "dollars", "gbp"))
+_TIME_RE = re.compile(r"\b0{1,2}(?::00|\s?[ap]m\b)")
+_EMAIL_ADDR_RE = re.compile(r"[\w.+-]+@[\w-]+\.[\w.]+")
+_PHONE_RE = re.compile(r"\+?0[0\- ]{7,}0")
+_TLDS = frozenset(("com", "net", "org", "jp", "info", "top", "xyz", "cn", "ru", "co", "ly", "me",
+                   "io", "biz", "uk", "tv", "mobi"))
+_BARE_DOMAIN_RE = re.compile(r"\b[a-z0-9-]{2,63}\.(?:" + "|".join(sorted(_TLDS)) + r")\b")
+_CJK_RE = _f2._CJK_RE
+_UPPER = bytes(range(65, 91))
+_LETTERS = bytes(range(65, 91)) + bytes(range(97, 123))
+
+BLOCK_WEIGHTS = {"w": 1.0, "c": 1.0, "m": 0.8}
+_BLOCK_SEED = {"w": 0x3C6EF372, "b": 0x5BE0CD19, "c": 0x1F83D9AB, "m": 0x9B05688C}
+_MASK = N_FEATURES - 1
+_CACHE_MAX = 400_000
+
+
+class _Columns(dict[str, int]):
+    """token -> column, computed on first sight (CRC-32 with the block's seed) and kept."""
+
+    __slots__ = ("seed",)
+
+    def __init__(self, seed: int) -> None:
+        super().__init__()
+        self.seed = seed
+
+    def __missing__(self, tok: str) -> int:
+        col = zlib.crc32(tok.encode("utf-8", "surrogatepass"), self.seed) & _MASK
+        if len(self) < _CACHE_MAX:
+            self[tok] = col
+        return col
+
+
+class _PairColumns(dict[tuple[str, str], int]):
+    """(word, next word) -> column of the bigram "word next" in the ``b`` block."""
+
+    __slots__ = ()
+
+    def __missing__(self, pair: tuple[str, str]) -> int:
+        col = _COLS["b"][pair[0] + " " + pair[1]]
+        if len(self) < _CACHE_MAX:
+            self[pair] = col
+        return col
+
+
+_COLS = {k: _Columns(v) for k, v in _BLOCK_SEED.items()}
+_PAIRS = _PairColumns()
+_FIRST = itemgetter(0)
+_SENDER_TOKENS: dict[str, str] = {}
+
+
+def _bucket(n: float, edges: tuple[float, ...]) -> int:
+    """The index of the first edge >= n (len(edges) when n is above them all)."""
+    return bisect_left(edges, n)
+
+
+def _digits0(t: str) -> str:
+    if t.isascii():
+        return t.translate(_DIGIT_TABLE)
+    return _f2._DIGITS_RE.sub("0", t)
+
+
+def meta_tokens(f: Features, text: str, t0: str, words: list[str]) -> list[str]:
+    """Structure tokens of one SMS: ``text`` the original, ``t0`` normalised with digits as
+    0, ``words`` the words of t0. Cheap tests guard every regular expression."""
+    out: list[str] = []
+    n = len(text)
+    out.append(f"len={_bucket(n, (10, 20, 35, 50, 75, 100, 130, 150, 160, 200, 320, 1000))}")
+    if not text:
+        out.append("empty")
+        return out
+    urls = f.urls  # Features.from_context finds them (the same code as f2)
+    out.append(f"nurl={_bucket(len(urls), (0, 1, 2, 4))}")
+    for url in urls[:10]:
+        out.append("url")
+        host = _f2._host(url)
+        if not host:
+            out.append("url_nohost")
+            continue
+        if _f2._IP_HOST_RE.match(host):
+            out.append("url_ip")
+        if host in _f2.SHORTENERS:
+            out.append("url_short")
+        labels = host.split(".")
+        out.append("tld=" + labels[-1])
+        if len(labels) >= 2:
+            out.append("dom=" + ".".join(labels[-2:]))
+        if url[:5].lower() == "https":
+            out.append("url_https")
+    wset = set(words)
+    if "www" in wset:
+        out.append("www")
+    if not _TLDS.isdisjoint(wset) and _BARE_DOMAIN_RE.search(t0):
+        out.append("bare_domain")
+    if "@" in text and _EMAIL_ADDR_RE.search(t0):
+        out.append("email_addr")
+    # letters and capitals
+    split = text.split()
+    n_words = len(split)
+    out.append(f"nwords={_bucket(n_words, (1, 3, 6, 10, 15, 22, 30))}")
+    if text.isascii():
+        b = text.encode("ascii")
+        n_alpha = n - len(b.translate(None, _LETTERS))
+        n_upper = n - len(b.translate(None, _UPPER))
+        cjk = 0.0
+    else:
+        n_alpha = sum(map(str.isalpha, text))
+        n_upper = sum(map(str.isupper, text))
+        cjk = len(_CJK_RE.findall(text)) / n_alpha if n_alpha else 0.0
+    if n_alpha:
+        out.append(f"upper={_bucket(n_upper / n_alpha, (0.0, 0.05, 0.1, 0.15, 0.25, 0.4, 0.6, 0.9))}")
+        out.append(f"cjk={_bucket(cjk, (0.0, 0.3, 0.7))}")
+    else:
+        out.append("noalpha")
+    if n_words:
+        caps = sum(map(str.isupper, split))  # words whose letters are all capitals
+        title = sum(map(str.isupper, map(_FIRST, split)))
+        out.append(f"capsw={_bucket(caps, (0, 1, 2, 4, 8))}")
+        out.append(f"titlew={_bucket(title / n_words, (0.0, 0.1, 0.2, 0.35, 0.5, 0.75))}")
+        if text[:1].islower():
+            out.append("starts_lower")
+    # digits, numbers, short codes, phone numbers, money
+    n_digits = t0.count("0")
+    if n_digits:
+        longest = max(map(len, _NONZERO_RE.split(t0)))
+        out.append(f"digits={1 + _bucket(n_digits, (1, 2, 4, 6, 10, 15, 25))}")
+        out.append(f"digrun={_bucket(longest, (1, 2, 3, 4, 5, 6, 8, 10, 11))}")
+        if longest >= 5 and _SHORTCODE_RE.search(t0):
+            out.append("shortcode")
+        if longest >= 4 and _TXT_TO_RE.search(t0):
+            out.append("txt_to_code")
+        if longest >= 6 and _CALL_RE.search(t0):
+            out.append("call_number")
+        if n_digits >= 8 and _PHONE_RE.search(t0):
+            out.append("phone")
+        if _RATE_RE.search(t0):
+            out.append("rate")
+        if _TIME_RE.search(t0):
+            out.append("clock_time")
+    else:
+        out.append("digits=0")
+    if not _CURRENCY_CHARS.isdisjoint(t0) or not _MONEY_WORDS.isdisjoint(wset):
+        m = _CURRENCY_RE.search(t0)
+        if m:
+            amount = (m.group(1) or m.group(2) or "").replace(",", "")
+            out.append(f"money={_bucket(len(amount), (1, 2, 3, 4))}")
+        else:
+            out.append("currency_sign")
+    excl = text.count("!") + text.count("！")  # noqa: RUF001
+    out.append(f"excl={_bucket(excl, (0, 1, 2, 4))}")
+    q = text.count("?") + text.count("？")  # noqa: RUF001
+    out.append(f"quest={_bucket(q, (0, 1, 2))}")
+    if "..." in text or "…" in text:
+        out.append("ellipsis")
+    tok = _SENDER_TOKENS.get(f.sender)
+    if tok is None:
+        tok = "sender=" + _f2._sender_type(f.sender)
+        if len(_SENDER_TOKENS) < 10_000:
+            _SENDER_TOKENS[f.sender] = tok
+    out.append(tok)
+    return out
+
+
+_P = np.uint64(1_000_003)
+_KNUTH = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing: multiply, keep the top bits
+_SHIFT = np.uint64(64 - N_BITS)
+_CHAR_SEED = np.uint64(0x2545F4914F6CDD1D)
+
+
+def _char_cols(t0: str) -> np.ndarray:
+    """Columns of the character 2-, 3- and 4-grams (with repeats), as uint64."""
+    cp = np.frombuffer(t0.encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
+    if cp.size < 2:
+        return cp[:0]
+    h2 = (cp[:-1] + _CHAR_SEED) * _P + cp[1:]
+    h3 = h2[:-1] * _P + cp[2:]
+    h4 = h3[:-1] * _P + cp[3:]
+    out: np.ndarray = (np.concatenate((h2, h3, h4)) * _KNUTH) >> _SHIFT
+    return out
+
+
+def row(f: Features) -> tuple[np.ndarray, np.ndarray]:
+    """(column indices, values) of one message; indices repeat (they are summed).
+
+    Each block's value per occurrence is weight / sqrt(occurrences in the block): the L2 norm
+    of the block when no token repeats (almost always in an SMS), with no counting at all."""
+    raw = f.text[:MAX_CHARS]
+    t = " ".join(unicodedata.normalize("NFKC", raw).lower().split())
+    t0 = _digits0(t)
+    words = _WORD_RE.findall(t0)
+    cols = list(map(_COLS["w"].__getitem__, words))
+    if len(words) > 1:
+        cols += map(_PAIRS.__getitem__, pairwise(words))
+    n_w = len(cols)
+    cols += map(_COLS["m"].__getitem__, meta_tokens(f, raw, t0, words))
+    n_m = len(cols) - n_w
+    cc = _char_cols(t0)
+    n_c = cc.size
+    idx = np.concatenate((np.array(cols, dtype=np.uint64), cc)).view(np.int64)
+    val = np.repeat(np.array((BLOCK_WEIGHTS["w"] / math.sqrt(n_w or 1),
+                              BLOCK_WEIGHTS["m"] / math.sqrt(n_m or 1),
+                              BLOCK_WEIGHTS["c"] / math.sqrt(n_c or 1))), (n_w, n_m, n_c))
+    return idx, val
