@@ -27,8 +27,9 @@ import re
 import unicodedata
 import zlib
 from bisect import bisect_left
-from itertools import pairwise
-from operator import itemgetter
+from itertools import repeat
+from operator import add, and_, itemgetter, methodcaller
+from zlib import crc32
 
 import numpy as np
 
@@ -49,7 +50,9 @@ _TXT_TO_RE = re.compile(r"\b(?:txt|text|send|reply|sms)\b\W{0,3}(?:\w+\W{1,3}){0
 _CALL_RE = re.compile(r"\b(?:call|ring|dial)\b\W{0,3}(?:\w+\W{1,3}){0,2}?\+?0[0 ]{5,}")
 _RATE_RE = re.compile(r"0p\b|0p/|0 p\b|per ?min|/min\b|\bppm\b|/ ?(?:msg|txt|wk|week)\b")
 _CURRENCY_RE = re.compile(r"[£$€¥￥] ?(0[0,]*)|(0[0,]*) ?(?:円|pounds?|usd|dollars?|gbp)\b")
-_CURRENCY_CHARS = frozenset("£$€¥￥円")
+_CURRENCY_CHAR_RE = re.compile("[£$€¥￥円]")
+_TXT_WORDS = frozenset(("txt", "text", "send", "reply", "sms"))
+_CALL_WORDS = frozenset(("call", "ring", "dial"))
 _MONEY_WORDS = frozenset(("pound", "pounds", "usd", "dollar", "dollars", "gbp"))
 _TIME_RE = re.compile(r"\b0{1,2}(?::00|\s?[ap]m\b)")
 _EMAIL_ADDR_RE = re.compile(r"[\w.+-]+@[\w-]+\.[\w.]+")
@@ -83,27 +86,45 @@ class _Columns(dict[str, int]):
         return col
 
 
-class _PairColumns(dict[tuple[str, str], int]):
-    """(word, next word) -> column of the bigram "word next" in the ``b`` block."""
-
-    __slots__ = ()
-
-    def __missing__(self, pair: tuple[str, str]) -> int:
-        col = _COLS["b"][pair[0] + " " + pair[1]]
-        if len(self) < _CACHE_MAX:
-            self[pair] = col
-        return col
-
-
 _COLS = {k: _Columns(v) for k, v in _BLOCK_SEED.items()}
-_PAIRS = _PairColumns()
+_ENCODE = methodcaller("encode", "utf-8", "surrogatepass")
+_META_COL = _COLS["m"].__getitem__
+_ASCII_DIGITS0 = bytes.maketrans(b"123456789", b"000000000")
 _FIRST = itemgetter(0)
 _SENDER_TOKENS: dict[str, str] = {}
 
 
-def _bucket(n: float, edges: tuple[float, ...]) -> int:
-    """The index of the first edge >= n (len(edges) when n is above them all)."""
-    return bisect_left(edges, n)
+def _tokens(name: str, edges: tuple[float, ...], extra: int = 0) -> tuple[str, ...]:
+    """The tokens name=0 .. name=len(edges)+extra of a bucketed quantity."""
+    return tuple(f"{name}={i}" for i in range(len(edges) + 1 + extra))
+
+
+# bucket edges of the structure tokens: a value v becomes name=bisect_left(edges, v), the
+# index of the first edge >= v
+_LEN_EDGES = (10, 20, 35, 50, 75, 100, 130, 150, 160, 200, 320, 1000)
+_NURL_EDGES = (0, 1, 2, 4)
+_NWORDS_EDGES = (1, 3, 6, 10, 15, 22, 30)
+_UPPER_EDGES = (0.0, 0.05, 0.1, 0.15, 0.25, 0.4, 0.6, 0.9)
+_CJK_EDGES = (0.0, 0.3, 0.7)
+_CAPSW_EDGES = (0, 1, 2, 4, 8)
+_TITLEW_EDGES = (0.0, 0.1, 0.2, 0.35, 0.5, 0.75)
+_DIGITS_EDGES = (1, 2, 4, 6, 10, 15, 25)  # digits=0: none, digits=1..: bucket + 1
+_DIGRUN_EDGES = (1, 2, 3, 4, 5, 6, 8, 10, 11)
+_MONEY_EDGES = (1, 2, 3, 4)
+_EXCL_EDGES = (0, 1, 2, 4)
+_QUEST_EDGES = (0, 1, 2)
+_LEN = _tokens("len", _LEN_EDGES)
+_NURL = _tokens("nurl", _NURL_EDGES)
+_NWORDS = _tokens("nwords", _NWORDS_EDGES)
+_UPPER_T = _tokens("upper", _UPPER_EDGES)
+_CJK_T = _tokens("cjk", _CJK_EDGES)
+_CAPSW = _tokens("capsw", _CAPSW_EDGES)
+_TITLEW = _tokens("titlew", _TITLEW_EDGES)
+_DIGITS = _tokens("digits", _DIGITS_EDGES, extra=1)
+_DIGRUN = _tokens("digrun", _DIGRUN_EDGES)
+_MONEY = _tokens("money", _MONEY_EDGES)
+_EXCL = _tokens("excl", _EXCL_EDGES)
+_QUEST = _tokens("quest", _QUEST_EDGES)
 
 
 def _digits0(t: str) -> str:
@@ -117,12 +138,12 @@ def meta_tokens(f: Features, text: str, t0: str, words: list[str]) -> list[str]:
     0, ``words`` the words of t0. Cheap tests guard every regular expression."""
     out: list[str] = []
     n = len(text)
-    out.append(f"len={_bucket(n, (10, 20, 35, 50, 75, 100, 130, 150, 160, 200, 320, 1000))}")
+    out.append(_LEN[bisect_left(_LEN_EDGES, n)])
     if not text:
         out.append("empty")
         return out
     urls = f.urls  # Features.from_context finds them (the same code as f2)
-    out.append(f"nurl={_bucket(len(urls), (0, 1, 2, 4))}")
+    out.append(_NURL[bisect_left(_NURL_EDGES, len(urls))])
     for url in urls[:10]:
         out.append("url")
         host = _f2._host(url)
@@ -149,7 +170,7 @@ def meta_tokens(f: Features, text: str, t0: str, words: list[str]) -> list[str]:
     # letters and capitals
     split = text.split()
     n_words = len(split)
-    out.append(f"nwords={_bucket(n_words, (1, 3, 6, 10, 15, 22, 30))}")
+    out.append(_NWORDS[bisect_left(_NWORDS_EDGES, n_words)])
     if text.isascii():
         b = text.encode("ascii")
         n_alpha = n - len(b.translate(None, _LETTERS))
@@ -160,48 +181,52 @@ def meta_tokens(f: Features, text: str, t0: str, words: list[str]) -> list[str]:
         n_upper = sum(map(str.isupper, text))
         cjk = len(_CJK_RE.findall(text)) / n_alpha if n_alpha else 0.0
     if n_alpha:
-        out.append(f"upper={_bucket(n_upper / n_alpha, (0.0, 0.05, 0.1, 0.15, 0.25, 0.4, 0.6, 0.9))}")
-        out.append(f"cjk={_bucket(cjk, (0.0, 0.3, 0.7))}")
+        out.append(_UPPER_T[bisect_left(_UPPER_EDGES, n_upper / n_alpha)])
+        out.append(_CJK_T[bisect_left(_CJK_EDGES, cjk)])
     else:
         out.append("noalpha")
     if n_words:
         caps = sum(map(str.isupper, split))  # words whose letters are all capitals
         title = sum(map(str.isupper, map(_FIRST, split)))
-        out.append(f"capsw={_bucket(caps, (0, 1, 2, 4, 8))}")
-        out.append(f"titlew={_bucket(title / n_words, (0.0, 0.1, 0.2, 0.35, 0.5, 0.75))}")
+        out.append(_CAPSW[bisect_left(_CAPSW_EDGES, caps)])
+        out.append(_TITLEW[bisect_left(_TITLEW_EDGES, title / n_words)])
         if text[:1].islower():
             out.append("starts_lower")
     # digits, numbers, short codes, phone numbers, money
     n_digits = t0.count("0")
     if n_digits:
         longest = max(map(len, _NONZERO_RE.split(t0)))
-        out.append(f"digits={1 + _bucket(n_digits, (1, 2, 4, 6, 10, 15, 25))}")
-        out.append(f"digrun={_bucket(longest, (1, 2, 3, 4, 5, 6, 8, 10, 11))}")
+        out.append(_DIGITS[1 + bisect_left(_DIGITS_EDGES, n_digits)])
+        out.append(_DIGRUN[bisect_left(_DIGRUN_EDGES, longest)])
+        # each regular expression runs only when a substring it needs is there
         if longest >= 5 and _SHORTCODE_RE.search(t0):
             out.append("shortcode")
-        if longest >= 4 and _TXT_TO_RE.search(t0):
+        if (longest >= 4 and "to" in t0 and not _TXT_WORDS.isdisjoint(wset)
+                and _TXT_TO_RE.search(t0)):
             out.append("txt_to_code")
-        if longest >= 6 and _CALL_RE.search(t0):
+        if longest >= 6 and not _CALL_WORDS.isdisjoint(wset) and _CALL_RE.search(t0):
             out.append("call_number")
         if n_digits >= 8 and _PHONE_RE.search(t0):
             out.append("phone")
-        if _RATE_RE.search(t0):
+        if ("0p" in t0 or "0 p" in t0 or "/" in t0 or "min" in t0 or "ppm" in t0) \
+                and _RATE_RE.search(t0):
             out.append("rate")
-        if _TIME_RE.search(t0):
+        if (":00" in t0 or "0am" in t0 or "0pm" in t0 or "0 am" in t0 or "0 pm" in t0) \
+                and _TIME_RE.search(t0):
             out.append("clock_time")
     else:
         out.append("digits=0")
-    if not _CURRENCY_CHARS.isdisjoint(t0) or not _MONEY_WORDS.isdisjoint(wset):
+    if _CURRENCY_CHAR_RE.search(t0) or not _MONEY_WORDS.isdisjoint(wset):
         m = _CURRENCY_RE.search(t0)
         if m:
             amount = (m.group(1) or m.group(2) or "").replace(",", "")
-            out.append(f"money={_bucket(len(amount), (1, 2, 3, 4))}")
+            out.append(_MONEY[bisect_left(_MONEY_EDGES, len(amount))])
         else:
             out.append("currency_sign")
     excl = text.count("!") + text.count("！")  # noqa: RUF001
-    out.append(f"excl={_bucket(excl, (0, 1, 2, 4))}")
+    out.append(_EXCL[bisect_left(_EXCL_EDGES, excl)])
     q = text.count("?") + text.count("？")  # noqa: RUF001
-    out.append(f"quest={_bucket(q, (0, 1, 2))}")
+    out.append(_QUEST[bisect_left(_QUEST_EDGES, q)])
     if "..." in text or "…" in text:
         out.append("ellipsis")
     tok = _SENDER_TOKENS.get(f.sender)
@@ -219,16 +244,36 @@ _SHIFT = np.uint64(64 - N_BITS)
 _CHAR_SEED = np.uint64(0x2545F4914F6CDD1D)
 
 
-def _char_cols(t0: str) -> np.ndarray:
-    """Columns of the character 2-, 3- and 4-grams (with repeats), as uint64."""
-    cp = np.frombuffer(t0.encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
-    if cp.size < 2:
+def _char_cols(cp: np.ndarray) -> np.ndarray:
+    """Columns of the character 2-, 3- and 4-grams (with repeats) of the code points cp
+    (uint64), computed in place in one array."""
+    n = cp.size
+    if n < 2:
         return cp[:0]
-    h2 = (cp[:-1] + _CHAR_SEED) * _P + cp[1:]
-    h3 = h2[:-1] * _P + cp[2:]
-    h4 = h3[:-1] * _P + cp[3:]
-    out: np.ndarray = (np.concatenate((h2, h3, h4)) * _KNUTH) >> _SHIFT
+    out = np.empty(3 * n - 6 if n >= 4 else 2 * n - 3, dtype=np.uint64)
+    h2 = out[: n - 1]
+    np.multiply(cp[:-1] + _CHAR_SEED, _P, out=h2)
+    h2 += cp[1:]
+    if n >= 3:
+        h3 = out[n - 1 : 2 * n - 3]
+        np.multiply(h2[:-1], _P, out=h3)
+        h3 += cp[2:]
+        if n >= 4:
+            h4 = out[2 * n - 3 :]
+            np.multiply(h3[:-1], _P, out=h4)
+            h4 += cp[3:]
+    out *= _KNUTH
+    out >>= _SHIFT
     return out
+
+
+def _normalised(raw: str) -> tuple[str, np.ndarray]:
+    """(t0, its code points): NFKC, lower case, single spaces, every digit as 0."""
+    if raw.isascii():  # NFKC is the identity on ASCII; bytes.translate is the fastest map
+        b = " ".join(raw.lower().split()).encode("ascii").translate(_ASCII_DIGITS0)
+        return b.decode("ascii"), np.frombuffer(b, dtype=np.uint8).astype(np.uint64)
+    t0 = _digits0(" ".join(unicodedata.normalize("NFKC", raw).lower().split()))
+    return t0, np.frombuffer(t0.encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
 
 
 def row(f: Features) -> tuple[np.ndarray, np.ndarray]:
@@ -237,18 +282,23 @@ def row(f: Features) -> tuple[np.ndarray, np.ndarray]:
     Each block's value per occurrence is weight / sqrt(occurrences in the block): the L2 norm
     of the block when no token repeats (almost always in an SMS), with no counting at all."""
     raw = f.text[:MAX_CHARS]
-    t = " ".join(unicodedata.normalize("NFKC", raw).lower().split())
-    t0 = _digits0(t)
+    t0, cp = _normalised(raw)
     words = _WORD_RE.findall(t0)
-    cols = list(map(_COLS["w"].__getitem__, words))
-    if len(words) > 1:
-        cols += map(_PAIRS.__getitem__, pairwise(words))
+    # words and bigrams: CRC-32 in C-level maps (no Python call per token, no cache to miss);
+    # the same columns as _Columns would give ("a b" for a bigram)
+    enc = list(map(_ENCODE, words))
+    cols = list(map(and_, map(crc32, enc, repeat(_BLOCK_SEED["w"])), repeat(_MASK)))
+    if len(enc) > 1:
+        pairs = map(add, map(add, enc, repeat(b" ")), enc[1:])
+        cols += map(and_, map(crc32, pairs, repeat(_BLOCK_SEED["b"])), repeat(_MASK))
     n_w = len(cols)
-    cols += map(_COLS["m"].__getitem__, meta_tokens(f, raw, t0, words))
+    cols += map(_META_COL, meta_tokens(f, raw, t0, words))
     n_m = len(cols) - n_w
-    cc = _char_cols(t0)
+    cc = _char_cols(cp)
     n_c = cc.size
-    idx = np.concatenate((np.array(cols, dtype=np.uint64), cc)).view(np.int64)
+    idx = np.empty(n_w + n_m + n_c, dtype=np.int64)
+    idx[: n_w + n_m] = cols
+    idx[n_w + n_m :] = cc
     val = np.repeat(np.array((BLOCK_WEIGHTS["w"] / math.sqrt(n_w or 1),
                               BLOCK_WEIGHTS["m"] / math.sqrt(n_m or 1),
                               BLOCK_WEIGHTS["c"] / math.sqrt(n_c or 1))), (n_w, n_m, n_c))

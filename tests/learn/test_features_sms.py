@@ -63,7 +63,7 @@ def test_row_blocks_are_normalised_and_deterministic() -> None:
         n = int(np.sum(np.isclose(val, w)))
         assert any(math.isclose(w * math.sqrt(n), bw) for bw in S.BLOCK_WEIGHTS.values())
     # the column caches only save time: cleared, the same row comes out
-    for cache in (*S._COLS.values(), S._PAIRS):
+    for cache in S._COLS.values():
         cache.clear()
     i2, v2 = S.row(f)
     assert np.array_equal(idx, i2) and np.array_equal(val, v2)
