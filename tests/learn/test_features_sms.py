@@ -87,9 +87,14 @@ def digests(texts: list[str]) -> list[str]:
     return out
 
 
+FIXED = ["【重要】お客様のアカウントが停止されました。確認はこちら https://a1.top/x",
+         "明日の打ち合わせは午前十時から第三会議室で行います。", "認証コードは123456です。",
+         "ＷＩＮ　￥１０，０００！ call ０９０-１２３４-５６７８", "", "x", "😀 ok 👍"]  # noqa: RUF001
+
+
 def _sample(shared_data: Path) -> list[str]:
     lines = (shared_data / "sms" / "uci_sms_spam_train.tsv").read_text("utf-8").splitlines()
-    return [ln.split("\t", 1)[1] for ln in lines[::15]][:300]
+    return [ln.split("\t", 1)[1] for ln in lines[::15]][:300] + FIXED
 
 
 def test_s3_output_never_changes(shared_data: Path) -> None:
