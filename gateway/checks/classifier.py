@@ -226,11 +226,6 @@ class ClassifierCheck(Check):
             ctx.data[PRESCORED] = (model.ident, pi)
         return p
 
-    def run_many(self, ctxs: Sequence[ScanContext]) -> list[list[Symbol]]:
-        """The check's symbols for many messages, scored in one batch (see `prescore`)."""
-        self.prescore(ctxs)
-        return [self.score(ctx, *self.features(ctx)) for ctx in ctxs]
-
     def score(self, ctx: ScanContext, idx: np.ndarray, val: np.ndarray) -> list[Symbol]:
         model = self.slot.model
         if model is None:
@@ -283,8 +278,22 @@ class SmsClassifierCheck(ClassifierCheck):
     channels = frozenset({Channel.SMS})
 
     def run(self, ctx: ScanContext) -> list[Symbol]:
+        if not ctx.message.text.strip():
+            # no content to judge (no training message is empty: the score would be the
+            # structure tokens' extrapolation); other checks still see the message
+            model = self.slot.model
+            if model is None:
+                raise CheckError(self.slot.error or "no model")
+            ctx.versions["model"] = model.ident
+            return []
         idx, val = self.features(ctx)
         return self.score(ctx, idx, val)
+
+    def run_many(self, ctxs: Sequence[ScanContext]) -> list[list[Symbol]]:
+        """The check's symbols for many messages, scored in one batch (see `prescore`): the
+        batch entry point for an HTTP batch hook. Same symbols as `run` one at a time."""
+        self.prescore(ctxs)
+        return [self.run(ctx) for ctx in ctxs]
 
 
 class EmailClassifierCheck(ClassifierCheck):

@@ -116,7 +116,7 @@ def s3_check(tmp_path: Path) -> C.SmsClassifierCheck:
 
 
 def test_batch_entry_point_matches_one_at_a_time(s3_check: C.SmsClassifierCheck) -> None:
-    texts = ["WIN a free prize now! call 0906123 to claim", "see you at lunch", "",
+    texts = ["WIN a free prize now! call 0906123 to claim", "see you at lunch", "ok",
              "Congratulations! you won 500 pounds, txt CLAIM to 81234", "明日10時に駅前で"]
     one = [ScanContext(Message.sms(t), DEFAULT_POLICY) for t in texts]
     many = [ScanContext(Message.sms(t), DEFAULT_POLICY) for t in texts]
@@ -131,6 +131,8 @@ def test_batch_entry_point_matches_one_at_a_time(s3_check: C.SmsClassifierCheck)
         assert np.allclose([s.factor for s in a], [s.factor for s in b], atol=1e-12)
         assert np.allclose([s.factor for s in a], [s.factor for s in c], atol=1e-12)
     assert any(singles)
+    empty = [ScanContext(Message.sms(t), DEFAULT_POLICY) for t in ("", "  ")]
+    assert s3_check.run_many(empty) == [[], []] == [s3_check.run(c) for c in empty]
 
 
 def test_prescored_result_of_another_model_is_ignored(s3_check: C.SmsClassifierCheck) -> None:
