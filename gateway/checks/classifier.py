@@ -51,7 +51,7 @@ TAG_P = 0.5
 REJECT_WEIGHT = 12.0  # the default weight of CLASSIFIER_SPAM (scores.toml)
 WATCH_INTERVAL = 1.0
 BIG_TEXT = 64_000  # email text longer than this is featurised in a worker thread
-PRESCORED = "classifier.prescored"  # ctx.data: (model ident, p) from a batch (prescore)
+PRESCORED = "classifier.prescored"  # ctx.data: (model, p) from a batch (prescore)
 
 SHADOW_SCORED = Counter(
     "mamori_shadow_verdicts_total", "Messages scored by a shadow model, by agreement with live",
@@ -215,7 +215,7 @@ class ClassifierCheck(Check):
         """Score many messages at once (the batch entry point, e.g. for an HTTP batch hook).
 
         Featurises each message (cached in ctx.data like `run` does), scores them all in one
-        vectorised pass and remembers each probability with the model's identity, so that the
+        vectorised pass and remembers each probability with the model that gave it, so that the
         pipeline's per-message `run` afterwards only maps it to a symbol. Returns the
         probabilities in the order of ctxs."""
         model = self.slot.model
@@ -223,7 +223,7 @@ class ClassifierCheck(Check):
             raise CheckError(self.slot.error or "no model")
         p = model.proba_rows([self.features(ctx, model) for ctx in ctxs])
         for ctx, pi in zip(ctxs, p.tolist(), strict=True):
-            ctx.data[PRESCORED] = (model.ident, pi)
+            ctx.data[PRESCORED] = (model, pi)
         return p
 
     def score(self, ctx: ScanContext, idx: np.ndarray, val: np.ndarray) -> list[Symbol]:
@@ -231,7 +231,7 @@ class ClassifierCheck(Check):
         if model is None:
             raise CheckError(self.slot.error or "no model")
         pre = ctx.data.get(PRESCORED)
-        p = pre[1] if pre is not None and pre[0] == model.ident else model.proba_row(idx, val)
+        p = pre[1] if pre is not None and pre[0] is model else model.proba_row(idx, val)
         ctx.versions["model"] = model.ident
         ctx.data["classifier.p"] = p
         if self.shadow is not None and self.shadow.model is not None:

@@ -76,13 +76,14 @@ class _Columns(dict[str, int]):
     """token -> column, computed on first sight (CRC-32 with the block's seed) and kept."""
 
     __slots__ = ("seed",)
+    seed: int
 
     def __init__(self, seed: int) -> None:
         super().__init__()
         self.seed = seed
 
     def __missing__(self, tok: str) -> int:
-        col = zlib.crc32(tok.encode("utf-8", "surrogatepass"), self.seed) & _MASK
+        col: int = zlib.crc32(tok.encode("utf-8", "surrogatepass"), self.seed) & _MASK
         if len(self) < _CACHE_MAX:
             self[tok] = col
         return col

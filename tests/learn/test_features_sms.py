@@ -137,7 +137,7 @@ def test_batch_entry_point_matches_one_at_a_time(s3_check: C.SmsClassifierCheck)
 
 def test_prescored_result_of_another_model_is_ignored(s3_check: C.SmsClassifierCheck) -> None:
     ctx = ScanContext(Message.sms("see you at lunch"), DEFAULT_POLICY)
-    ctx.data[C.PRESCORED] = ("some-other/9", 0.123456)
+    ctx.data[C.PRESCORED] = (object(), 0.123456)  # scored by a model since swapped out
     ref = ScanContext(Message.sms("see you at lunch"), DEFAULT_POLICY)
     s3_check.run(ctx)
     s3_check.run(ref)
