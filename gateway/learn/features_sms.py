@@ -28,7 +28,7 @@ import unicodedata
 import zlib
 from bisect import bisect_left
 from itertools import repeat
-from operator import add, and_, itemgetter, methodcaller
+from operator import add, itemgetter, methodcaller
 from zlib import crc32
 
 import numpy as np
@@ -289,11 +289,12 @@ def row(f: Features) -> tuple[np.ndarray, np.ndarray]:
     words = _WORD_RE.findall(t0)
     # words and bigrams: CRC-32 in C-level maps (no Python call per token, no cache to miss);
     # the same columns as _Columns would give ("a b" for a bigram)
+    # (masked to the column range in numpy below)
     enc = list(map(_ENCODE, words))
-    cols = list(map(and_, map(crc32, enc, repeat(_BLOCK_SEED["w"])), repeat(_MASK)))
+    cols = list(map(crc32, enc, repeat(_BLOCK_SEED["w"])))
     if len(enc) > 1:
-        pairs = map(add, map(add, enc, repeat(b" ")), enc[1:])
-        cols += map(and_, map(crc32, pairs, repeat(_BLOCK_SEED["b"])), repeat(_MASK))
+        cols += map(crc32, map(add, map(add, enc, repeat(b" ")), enc[1:]),
+                    repeat(_BLOCK_SEED["b"]))
     n_w = len(cols)
     cols += map(_META_COL, meta_tokens(f, raw, t0, words))
     n_m = len(cols) - n_w
@@ -301,6 +302,7 @@ def row(f: Features) -> tuple[np.ndarray, np.ndarray]:
     n_c = cc.size
     idx = np.empty(n_w + n_m + n_c, dtype=np.int64)
     idx[: n_w + n_m] = cols
+    idx[:n_w] &= _MASK
     idx[n_w + n_m :] = cc
     val = np.repeat(np.array((BLOCK_WEIGHTS["w"] / math.sqrt(n_w or 1),
                               BLOCK_WEIGHTS["m"] / math.sqrt(n_m or 1),
