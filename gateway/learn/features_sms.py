@@ -276,7 +276,7 @@ def _normalised(raw: str) -> tuple[str, np.ndarray]:
         b = " ".join(raw.lower().split()).encode("ascii").translate(_ASCII_DIGITS0)
         return b.decode("ascii"), np.frombuffer(b, dtype=np.uint8).astype(np.uint64)
     t0 = _digits0(" ".join(unicodedata.normalize("NFKC", raw).lower().split()))
-    return t0, np.frombuffer(t0.encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
+    return t0, np.frombuffer(t0.encode("utf-32-le", "surrogatepass"), dtype=np.uint32).astype(np.uint64)
 
 
 def row(f: Features) -> tuple[np.ndarray, np.ndarray]:

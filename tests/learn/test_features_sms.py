@@ -73,7 +73,7 @@ def test_nfkc_and_digits_share_features() -> None:
     a = set(S.row(_features("ＷＩＮ　１０００ now"))[0].tolist())  # noqa: RUF001
     b = set(S.row(_features("WIN 2345 now"))[0].tolist())
     assert len(a ^ b) <= 4 and len(a & b) >= 20  # only the capitals/script tokens differ
-    for text in ("", "a", "!", "😀" * 3, "x" * 10_000):
+    for text in ("", "a", "!", "😀" * 3, "x" * 10_000, "\ud800 lone surrogate", "nul\x00"):
         idx, val = S.row(_features(text))
         assert idx.size == val.size and np.all(np.isfinite(val))
 
