@@ -304,7 +304,7 @@ def row(f: Features) -> tuple[np.ndarray, np.ndarray]:
     idx[: n_w + n_m] = cols
     idx[:n_w] &= _MASK
     idx[n_w + n_m :] = cc
-    val = np.repeat(np.array((BLOCK_WEIGHTS["w"] / math.sqrt(n_w or 1),
-                              BLOCK_WEIGHTS["m"] / math.sqrt(n_m or 1),
-                              BLOCK_WEIGHTS["c"] / math.sqrt(n_c or 1))), (n_w, n_m, n_c))
+    val = np.array((BLOCK_WEIGHTS["w"] / math.sqrt(n_w or 1),
+                    BLOCK_WEIGHTS["m"] / math.sqrt(n_m or 1),
+                    BLOCK_WEIGHTS["c"] / math.sqrt(n_c or 1))).repeat((n_w, n_m, n_c))
     return idx, val
