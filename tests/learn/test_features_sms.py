@@ -149,3 +149,15 @@ if __name__ == "__main__":  # regenerate the digests (only when a NEW version is
 
     texts = _sample(Path(os.environ["MAMORI_SHARED_DATA"]))
     DIGESTS.write_text(json.dumps(digests(texts), indent=0) + "\n")
+
+
+def test_batch_scoring_is_the_estimators_own(s3_check: C.SmsClassifierCheck) -> None:
+    """proba_rows (one gather, one segmented sum) equals scikit-learn's predict_proba, also
+    with an empty row in the batch."""
+    model = s3_check.slot.model
+    assert model is not None and model.scorer is not None
+    rows = [S.row(_features(t)) for t in ("WIN cash now! txt WIN to 80082", "ok", "明日10時")]
+    rows.insert(1, (np.zeros(0, dtype=np.int64), np.zeros(0)))
+    ref = model.estimator.predict_proba(model.features.stack(rows))[:, 1]
+    assert np.allclose(model.proba_rows(rows), ref, atol=1e-12, rtol=0)
+    assert model.proba_rows([]).shape == (0,)
