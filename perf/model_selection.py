@@ -1,12 +1,14 @@
 """Hyper-parameter selection without the test corpora, as recorded in docs/models.md.
 
     python perf/model_selection.py email   # C by CV and by a within-SpamAssassin shift split
-    python perf/model_selection.py sms     # SMS F1 at 0.1% ham over several CV fold seeds
+    python perf/model_selection.py sms          # SMS F1 at 0.1% ham, f2 vs s3, five fold seeds
+    python perf/model_selection.py sms-weights  # s3's structure-block weight, five fold seeds
 
 email: 5-fold grouped CV on SpamAssassin, and a shift split inside it (train easy-ham-1 +
 spam-1, test easy-ham-2 + hard-ham-1 + spam-2), for C in 0.03 / 0.1 / 0.3 / 1.0. trec07p is
-never read. sms: the 1.1.0 training set (UCI + synthetic:ja:4000), spam F1 at the threshold
-for 0.1% UCI ham, for a few fold seeds (how much the fold assignment alone moves the figure).
+never read. sms: the 1.1.0/1.2.0 training set (UCI + synthetic:ja:4000), spam F1 at the
+threshold for 0.1% UCI ham, for five fold seeds (the fold assignment alone moves it by about
++-0.004), with features f2 (1.1.0) and s3 (1.2.0); sms-weights: s3's structure-block weight.
 CPU-heavy (minutes on one core): run it on purpose, not in CI.
 """
 
@@ -21,8 +23,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from gateway.learn import featuresets  # noqa: E402
 from gateway.learn import metrics as M  # noqa: E402
 from gateway.learn.datasets import dedup, load_many  # noqa: E402
+from gateway.learn.featuresets import FeatureSet  # noqa: E402
 from gateway.learn.train import cross_validate, featurise, fit  # noqa: E402
 from gateway.message import Channel  # noqa: E402
 
@@ -48,22 +52,44 @@ def email() -> None:
               f"{M.recall_at_fpr(y[te], p, 0.01):.3f}, at 0.1% {M.recall_at_fpr(y[te], p, 0.001):.3f}")
 
 
-def sms() -> None:
+def _sms_cv(label: str, fs: FeatureSet, seeds: tuple[int, ...], C: float = 1.0) -> float:
     recs, _ = dedup(load_many([SHARED / "sms" / "uci_sms_spam_train.tsv", "synthetic:ja:4000"]))
     y = np.array([r.label for r in recs])
     uci = np.array([r.source == "uci_sms_spam_train.tsv" for r in recs])
-    X = featurise(recs, progress=False)
+    X = featurise(recs, progress=False, features=fs)
     groups = [r.group for r in recs]
-    for seed in (7, 1, 2, 3, 4):
-        res = cross_validate(X, y, groups, 1.0, k=10, seed=seed, progress=False)
+    f1s = []
+    for seed in seeds:
+        res = cross_validate(X, y, groups, C, k=10, seed=seed, progress=False)
         t = M.threshold_at_fpr(y[uci], res.oof[uci], 0.001)
         a = M.at_threshold(y[uci], res.oof[uci], t)
-        print(f"fold seed {seed}: UCI spam F1 {a['f1']:.4f}, recall {a['recall']:.4f}, "
-              f"{a['fp']} of {int((~y[uci].astype(bool)).sum())} ham blocked")
+        f1s.append(a["f1"])
+        print(f"{label} fold seed {seed}: UCI spam F1 {a['f1']:.4f}, recall {a['recall']:.4f}, "
+              f"{a['fp']} of {int((~y[uci].astype(bool)).sum())} ham blocked", flush=True)
+    print(f"{label}: mean F1 {np.mean(f1s):.4f} over fold seeds {seeds}", flush=True)
+    return float(np.mean(f1s))
+
+
+def sms(which: str) -> None:
+    """f2 (sms-linear/1.1.0) against s3 (1.2.0), or the s3 structure-block weight sweep."""
+    seeds = (7, 1, 2, 3, 4)
+    if which == "sms":
+        _sms_cv("f2", featuresets.get("f2"), seeds)
+        _sms_cv("s3", featuresets.get("s3"), seeds)
+        return
+    from gateway.learn import features_sms
+
+    chosen = features_sms.BLOCK_WEIGHTS["m"]
+    try:
+        for m in (0.5, 0.8, 1.2, 1.6, 2.2):
+            features_sms.BLOCK_WEIGHTS["m"] = m
+            _sms_cv(f"s3 m={m}", featuresets.get("s3"), seeds)
+    finally:
+        features_sms.BLOCK_WEIGHTS["m"] = chosen
 
 
 if __name__ == "__main__":
     what = sys.argv[1] if len(sys.argv) > 1 else ""
-    if what not in ("email", "sms"):
-        sys.exit("usage: model_selection.py email|sms")
-    email() if what == "email" else sms()
+    if what not in ("email", "sms", "sms-weights"):
+        sys.exit("usage: model_selection.py email|sms|sms-weights")
+    email() if what == "email" else sms(what)

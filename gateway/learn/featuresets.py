@@ -18,6 +18,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from gateway.learn import features as _f2
+from gateway.learn import features_sms as _s3
 from gateway.learn.features import Features
 from gateway.message import Channel
 
@@ -32,11 +33,14 @@ class FeatureSet:
 
     def vectorise(self, items: Iterable[Features]) -> sp.csr_matrix:
         """Hash a batch of messages into a CSR matrix of shape (n, n_features)."""
+        return self.stack(map(self.row, items))
+
+    def stack(self, rows: Iterable[tuple[np.ndarray, np.ndarray]]) -> sp.csr_matrix:
+        """Rows from `row` (already computed) as a CSR matrix of shape (n, n_features)."""
         indptr = [0]
         idx: list[np.ndarray] = []
         val: list[np.ndarray] = []
-        for f in items:
-            i, v = self.row(f)
+        for i, v in rows:
             idx.append(i)
             val.append(v)
             indptr.append(indptr[-1] + i.size)
@@ -52,11 +56,13 @@ class FeatureSet:
 
 SETS: dict[str, FeatureSet] = {
     "f2": FeatureSet("f2", _f2.N_FEATURES, _f2.row),
+    # SMS: pure-Python hashing (2.5x cheaper than f2) and richer SMS structure tokens
+    "s3": FeatureSet("s3", _s3.N_FEATURES, _s3.row),
 }
 
 # the version `mamori model train` uses for a channel unless --features says otherwise
 DEFAULT_VERSION: dict[Channel, str] = {
-    Channel.SMS: "f2",
+    Channel.SMS: "s3",
     Channel.EMAIL: "f2",
 }
 

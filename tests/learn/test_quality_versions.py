@@ -35,11 +35,14 @@ def test_every_shipped_version_loads_and_scores(model_dir: Path) -> None:
 
 
 def test_live_pointers() -> None:
-    """sms: 1.1.0 is live; email: 1.0.0 stays live (1.1.0, selected on SpamAssassin alone,
-    transfers worse to trec07p: see docs/models.md) and history allows a rollback to 1.0.0."""
+    """sms: 1.2.0 (features s3) is live, rollback returns to 1.1.0 (features f2); email: 1.0.0
+    stays live (1.1.0, selected on SpamAssassin alone, transfers worse to trec07p: see
+    docs/models.md)."""
     sms = live_dir(MODELS, "sms")
-    assert sms is not None and sms.name == "1.1.0" and load_model(sms).channel is Channel.SMS
-    assert (MODELS / "history-sms").read_text("utf-8").split()[-1] == "sms-linear/1.0.0"
+    assert sms is not None and sms.name == "1.2.0" and load_model(sms).channel is Channel.SMS
+    assert load_model(sms).features.version == "s3"
+    assert (MODELS / "history-sms").read_text("utf-8").split()[-1] == "sms-linear/1.1.0"
+    assert load_model(MODELS / "sms-linear" / "1.1.0").features.version == "f2"
     email = live_dir(MODELS, "email")
     assert email is not None and load_model(email).channel is Channel.EMAIL
 

@@ -179,14 +179,15 @@ def test_feature_sets_side_by_side(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     calls.clear()
     ctx = ScanContext(Message.sms("WIN a free prize now! call 090612 to claim"), DEFAULT_POLICY)
     check.run(ctx)
-    assert len(calls) == 1 and {"classifier.features.f2", "classifier.features.test-words"} \
+    assert len(calls) == 1 and {f"classifier.features.{FS.DEFAULT_VERSION[Channel.SMS]}",
+                                "classifier.features.test-words"} \
         <= set(ctx.data)
     (_, _, ev), = sink.events
     assert ev["shadow"].endswith("/1") and 0.0 <= ev["shadow_p"] <= 1.0
-    with pytest.raises(InputError, match="unknown features version 'nope'.*f2"):
+    with pytest.raises(InputError, match=r"unknown features version 'nope'.*f2"):
         train(Channel.SMS, tiny_records(), tmp_path / "x", cv_folds=0, progress=False,
               features_version="nope", log=lambda s: None)
     monkeypatch.delitem(FS.SETS, "test-words")
     R._CACHE.clear()
-    with pytest.raises(ModelError, match="'test-words', this code has .*f2"):
+    with pytest.raises(ModelError, match=r"'test-words', this code has .*f2"):
         R.load_model(tmp_path / "w" / "1")

@@ -77,8 +77,10 @@ async def test_flood_and_burst(gw: Gateway) -> None:
 
 
 async def test_url_unknown_sender(gw: Gateway) -> None:
-    v = await gw.process(sms("see https://x.example/a", "+819012345678"), "t")
+    # a chat-like text: a bare "see <link>" sits at the classifier's 1%-ham tag tier
+    text = "ok i will be late, here is the map https://x.example/a"
+    v = await gw.process(sms(text, "+819012345678"), "t")
     assert "SMS_URL_UNKNOWN_SENDER" in v.symbols and v.action is Action.ACCEPT
     await gw.policies.put(Policy(subscriber="+818011112222", block_url_unknown_senders=True))
-    v = await gw.process(sms("see https://x.example/a", "+819012345678"), "t")
+    v = await gw.process(sms(text, "+819012345678"), "t")
     assert v.action is Action.QUARANTINE
