@@ -18,6 +18,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from gateway.learn import features as _f2
+from gateway.learn import features_email as _e3
 from gateway.learn.features import Features
 from gateway.message import Channel
 
@@ -52,6 +53,7 @@ class FeatureSet:
 
 SETS: dict[str, FeatureSet] = {
     "f2": FeatureSet("f2", _f2.N_FEATURES, _f2.row),
+    "e3": FeatureSet("e3", _e3.N_FEATURES, _e3.row),  # email only (features_email.py)
 }
 
 # the version `mamori model train` uses for a channel unless --features says otherwise
