@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT))
 from gateway.config import load_settings  # noqa: E402
 from gateway.events import NullSink  # noqa: E402
 from gateway.learn.datasets import load  # noqa: E402
-from gateway.learn.features import Features, row  # noqa: E402
+from gateway.learn.features import Features  # noqa: E402
 from gateway.learn.registry import live_dir, load_model  # noqa: E402
 from gateway.message import Channel, Message, ScanContext  # noqa: E402
 from gateway.policy import DEFAULT_POLICY  # noqa: E402
@@ -43,9 +43,12 @@ def report(label: str, n: int, secs: float) -> None:
     print(f"{label:<58} {n / secs:>10,.0f} msg/s per core  {secs / n * 1e6:>9.1f} us/msg")
 
 
-def bench_model(channel: Channel, messages: list[Message], batch: int) -> None:
-    model = load_model(live_dir(ROOT / "models", channel))  # type: ignore[arg-type]
-    print(f"\n{channel.value}: model {model.ident}, {len(messages)} messages")
+def bench_model(channel: Channel, messages: list[Message], batch: int,
+                model_dir: Path | None = None) -> None:
+    model = load_model(model_dir or live_dir(ROOT / "models", channel))  # type: ignore[arg-type]
+    row = model.features.row  # the feature version the model was trained with
+    print(f"\n{channel.value}: model {model.ident} (features {model.features.version}), "
+          f"{len(messages)} messages")
     ctxs = [ScanContext(m, DEFAULT_POLICY) for m in messages]
     t = cpu()
     feats = [Features.from_context(c) for c in ctxs]
@@ -89,18 +92,27 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=3000, help="SMS messages")
     ap.add_argument("--emails", type=int, default=300, help="emails")
     ap.add_argument("--batch", type=int, default=256)
+    ap.add_argument("--email-model", action="append", type=Path, default=[],
+                    help="email model directory to bench (repeatable; default: the live one)")
+    ap.add_argument("--spread", action="store_true",
+                    help="emails spread over the whole corpus (ham and spam), not the first N")
+    ap.add_argument("--email-only", action="store_true", help="skip SMS and the pipelines")
     a = ap.parse_args()
-    sms = [r.text for r in load(SHARED / "sms" / "uci_sms_spam_train.tsv")]
-    sms = (sms * (a.n // len(sms) + 1))[: a.n]
-    sms_msgs = [Message.sms(t, sender="+819012345678") for t in sms]
-    bench_model(Channel.SMS, sms_msgs, a.batch)
-    bench_pipeline(Channel.SMS, sms_msgs)
-    emails = [r.raw for r in load(SHARED / "email" / "spamassassin")][: a.emails]
+    if not a.email_only:
+        sms = [r.text for r in load(SHARED / "sms" / "uci_sms_spam_train.tsv")]
+        sms = (sms * (a.n // len(sms) + 1))[: a.n]
+        sms_msgs = [Message.sms(t, sender="+819012345678") for t in sms]
+        bench_model(Channel.SMS, sms_msgs, a.batch)
+        bench_pipeline(Channel.SMS, sms_msgs)
+    emails = [r.raw for r in load(SHARED / "email" / "spamassassin")]
+    emails = emails[:: max(1, len(emails) // a.emails)][: a.emails] if a.spread else emails[: a.emails]
     mail_msgs = [Message.email(raw) for raw in emails]
     avg = sum(len(r) for r in emails) / max(len(emails), 1)
     print(f"\n(email sample: SpamAssassin corpus, mean size {avg / 1024:.1f} KiB)")
-    bench_model(Channel.EMAIL, mail_msgs, min(a.batch, 64))
-    bench_pipeline(Channel.EMAIL, mail_msgs)
+    for d in a.email_model or [None]:
+        bench_model(Channel.EMAIL, mail_msgs, min(a.batch, 64), d)
+    if not a.email_only:
+        bench_pipeline(Channel.EMAIL, mail_msgs)
 
 
 if __name__ == "__main__":

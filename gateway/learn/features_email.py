@@ -32,7 +32,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from urllib.parse import urlsplit
+from dataclasses import replace
 
 import numpy as np
 
@@ -55,14 +55,15 @@ from gateway.learn.features import (
     _word_ids,
     normalise,
 )
+from gateway.mime import html_to_text
 
 FEATURES_VERSION = "e3"
 N_FEATURES = 2**19
 BLOCK_WEIGHTS = {"w": 1.0, "c": 0.7, "m": 1.0, "h": 0.5, "r": 0.7}
-MAX_HEADER_CHARS = 2_500
-MAX_WORD_CHARS = 6_000
+MAX_HEADER_CHARS = 2_000
+MAX_WORD_CHARS = 5_000
 MAX_CHAR_CHARS = 1_000
-MAX_HTML_CHARS = 30_000
+MAX_HTML_CHARS = 20_000
 MAX_URLS = 40
 
 _C_SEED = np.uint64(0x2545F4914F6CDD1D)
@@ -158,37 +159,26 @@ def _charset_class(cs: str) -> str:
 
 
 def _received(values: list[str], out: Counter[str]) -> None:
-    n = len(values)
-    out[f"m:rcvd_hops={_bucket(n, (0, 1, 2, 3, 5, 8))}"] = 1
-    if not n:
+    """The sender's end of the Received chain only: how many hops there are and what they
+    look like depends on the receiving site's own relays (and on how a corpus was collected),
+    the earliest hop says how the mail entered the internet."""
+    if not values:
+        out["m:rcvd_none"] = 1
         return
-    # the earliest hop (the last Received field) says where the mail entered
-    first = values[-1]
+    first = values[-1]  # the earliest hop is the last Received field
     m = _RCVD_FROM_RE.match(first)
-    if m:
-        helo, paren = m.group(1).lower(), (m.group(2) or "").lower()
-        if _IP_HOST_RE.match(helo.strip("[]")):
-            out["m:rcvd_first_helo_ip"] = 1
-        elif "." not in helo:
-            out["m:rcvd_first_helo_bare"] = 1
-        if "unknown" in paren or "may be forged" in first.lower():
-            out["m:rcvd_first_unresolved"] = 1
-        if _DYNAMIC_RE.search(paren) or _DYNAMIC_RE.search(helo):
-            out["m:rcvd_first_dynamic"] = 1
-    elif first.lstrip().lower().startswith("by "):
-        out["m:rcvd_first_local"] = 1
-    lows = [v.lower() for v in values]
-    unresolved = sum(1 for v in lows if "unknown" in v)
-    if unresolved:
-        out[f"m:rcvd_unknown={_bucket(unresolved, (1, 2))}"] = 1
-    if any("forged" in v for v in lows):
-        out["m:rcvd_forged"] = 1
-    ips = [_RCVD_IP_RE.findall(v) for v in values]
-    if any(not x for x in ips[:-1]) and n > 1:
-        out["m:rcvd_hop_without_ip"] = 1
-    joined = " ".join(values).lower()
-    if "with smtp" in joined and "with esmtp" not in joined:
-        out["m:rcvd_plain_smtp_only"] = 1
+    if not m:
+        return
+    helo, paren = m.group(1).lower(), (m.group(2) or "").lower()
+    if _IP_HOST_RE.match(helo.strip("[]")):
+        out["m:rcvd_first_helo_ip"] = 1
+    elif "." not in helo:
+        out["m:rcvd_first_helo_bare"] = 1
+    if "unknown" in paren or "may be forged" in first.lower():
+        out["m:rcvd_first_unresolved"] = 1
+    rdns = _RCVD_IP_RE.sub(" ", paren)  # the resolved name, not the address itself
+    if _DYNAMIC_RE.search(rdns) or _DYNAMIC_RE.search(helo):
+        out["m:rcvd_first_dynamic"] = 1
 
 
 def _date(value: str | None, out: Counter[str]) -> None:
@@ -202,8 +192,6 @@ def _date(value: str | None, out: Counter[str]) -> None:
     tz = m.group(1)
     if tz[0] not in "+-":
         out["m:date_tz_name"] = 1
-    elif tz in ("+0000", "-0000"):
-        out["m:date_tz_zero"] = 1
     elif int(tz[1:3]) > 14 or int(tz[3:]) not in (0, 30, 45):
         out["m:date_tz_invalid"] = 1
     if "," not in value:
@@ -349,14 +337,16 @@ def _html(html: str, text_len: int, out: Counter[str]) -> list[tuple[str, str]]:
     return [(m.group(1), m.group(2)) for m in _HREF_RE.finditer(low)][:MAX_URLS]
 
 
+_HOST_RE = re.compile(r"^(?:[a-z][a-z0-9+.-]*://)?(?:[^@/?#\s]*@)?([^:/?#\s]*)(?::(\d{1,5}))?", re.I)
+
+
 def _host(url: str) -> tuple[str, int | None]:
-    if not re.match(r"(?i)^[a-z][a-z0-9+.-]*://", url):
-        url = "http://" + url
-    try:
-        s = urlsplit(url)
-        return (s.hostname or "").lower().rstrip("."), s.port
-    except ValueError:
+    """(host, port) of a URL or bare domain, without urllib (one regex)."""
+    m = _HOST_RE.match(url)
+    if not m:
         return "", None
+    port = m.group(2)
+    return m.group(1).lower().strip("[]").rstrip("."), int(port) if port else None
 
 
 def _urls(urls: tuple[str, ...], anchors: list[tuple[str, str]], text_len: int,
@@ -450,7 +440,7 @@ def _body(text: str, out: Counter[str]) -> None:
     lower = int(np.count_nonzero((b >= 97) & (b <= 122)))
     if upper + lower:
         out[f"m:body_caps={_bucket(upper / (upper + lower), (0.05, 0.15, 0.3))}"] = 1
-    if _MONEY_RE.search(sample):
+    if any(ch in sample for ch in "$£€¥") or _MONEY_RE.search(sample[:1000]):
         out["m:body_money"] = 1
     if _PHONE_RE.search(sample):
         out["m:body_phone"] = 1
@@ -463,6 +453,9 @@ def _body(text: str, out: Counter[str]) -> None:
 
 def meta_tokens(f: Features) -> Counter[str]:
     """Structure tokens (``m:``) and header words (``h:``) of one email."""
+    text = body_text(f)
+    if text is not f.text:
+        f = replace(f, text=text)
     out: Counter[str] = Counter()
     h: dict[str, str] = {}
     received: list[str] = []
@@ -493,19 +486,23 @@ def meta_tokens(f: Features) -> Counter[str]:
     return out
 
 
-def _char_ids(text: str, seed: np.uint64 = _C_SEED) -> np.ndarray:
-    """Character 3..5-grams, hashed (rolling polynomial + splitmix64)."""
-    if len(text) < 3:
+def _char_ids(text: str, sizes: tuple[int, ...] = (3, 4, 5),
+              seed: np.uint64 = _C_SEED) -> np.ndarray:
+    """Character n-grams of the given sizes, hashed (rolling polynomial + splitmix64)."""
+    if len(text) < sizes[0]:
         return np.zeros(0, dtype=np.uint64)
-    cp = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32).astype(np.uint64)
+    cp = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32
+                       ).astype(np.uint64)
     parts = []
-    h = cp[:-1] ^ seed
-    h = h * _P + cp[1:]
-    for n in (3, 4, 5):
+    h = cp ^ seed
+    for n in range(2, sizes[-1] + 1):
         if len(cp) < n:
             break
         h = h[: len(cp) - n + 1] * _P + cp[n - 1:]
-        parts.append(h)
+        if n in sizes:
+            parts.append(h)
+    if not parts:
+        return np.zeros(0, dtype=np.uint64)
     return _mix(np.concatenate(parts)) & _MASK
 
 
@@ -525,15 +522,39 @@ def _meta_block(tokens: Counter[str]) -> tuple[list[int], list[float]]:
     return cols, [v * scale[k] for v, k in zip(vals, keys, strict=True)]
 
 
+_WS_RE = re.compile(r"\s+")
+
+
+def _normalise(text: str) -> str:
+    """As `features.normalise` (NFKC, collapsed space, lower case); NFKC is skipped for ASCII
+    text, which it leaves unchanged."""
+    if text.isascii():
+        return _WS_RE.sub(" ", text).strip().lower()
+    return normalise(text)
+
+
+def body_text(f: Features) -> str:
+    """The text the body blocks read. For HTML-only mail `ScanContext.text` holds just the
+    subject (the subject counts as a plain part), so the HTML's text is added here."""
+    text = f.text
+    if f.html and len(text) <= len(f.subject) + 2:
+        text = text + "\n" + html_to_text(f.html[:MAX_HTML_CHARS])
+    return text
+
+
 def row(f: Features) -> tuple[np.ndarray, np.ndarray]:
     """(column indices, values) of one email; indices may repeat across blocks (summed)."""
-    text0 = _DIGITS_RE.sub("0", normalise(f.text[:MAX_WORD_CHARS]))
+    text = body_text(f)
+    if text is not f.text:
+        f = replace(f, text=text)
+    text0 = _DIGITS_RE.sub("0", _normalise(text[:MAX_WORD_CHARS]))
     wi, wv = _block(_word_ids(_WORD_RE.findall(text0)), BLOCK_WEIGHTS["w"])
-    ci, cv = _block(_char_ids(text0[:MAX_CHAR_CHARS]), BLOCK_WEIGHTS["c"])
+    ci, cv = _block(_char_ids(text0[:MAX_CHAR_CHARS], (3, 4)), BLOCK_WEIGHTS["c"])
     mc, mv = _meta_block(meta_tokens(f))
     if BLOCK_WEIGHTS["r"]:
-        head = "\n".join(f"{n}:{v}" for n, v in f.headers)[:MAX_HEADER_CHARS].lower()
-        ri, rv = _block(_char_ids(head, _R_SEED), BLOCK_WEIGHTS["r"])
+        head = "\n".join(f"{n}:{v}" for n, v in f.headers
+                          if n.lower() != "received")[:MAX_HEADER_CHARS].lower()
+        ri, rv = _block(_char_ids(head, (4,), _R_SEED), BLOCK_WEIGHTS["r"])
     else:
         ri, rv = np.zeros(0, dtype=np.int64), np.zeros(0)
     return (np.concatenate((wi, ci, np.array(mc, dtype=np.int64), ri)),

@@ -59,7 +59,7 @@ SETS: dict[str, FeatureSet] = {
 # the version `mamori model train` uses for a channel unless --features says otherwise
 DEFAULT_VERSION: dict[Channel, str] = {
     Channel.SMS: "f2",
-    Channel.EMAIL: "f2",
+    Channel.EMAIL: "e3",
 }
 
 
