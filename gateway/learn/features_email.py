@@ -42,7 +42,6 @@ from gateway.learn.features import (
     _MASK,
     _MONEY_RE,
     _P,
-    _PHONE_RE,
     _WORD_RE,
     SHORTENERS,
     Features,
@@ -428,6 +427,23 @@ def _subject(subj: str, out: Counter[str]) -> None:
     out[f"m:subj_len={_bucket(len(subj), (10, 30, 60))}"] = 1
 
 
+_MONEY_WORDS = ("円", "pound", "usd", "dollar")
+# the same yes/no as features._PHONE_RE (its optional leading "+" never decides a match)
+_PHONE_ANY_RE = re.compile(r"\d[\d\- ]{7,}\d")
+
+
+def _has_money(sample: str) -> bool:
+    """A currency sign anywhere, or `_MONEY_RE` in the first 1,000 characters; the regex runs
+    only when one of the words it needs is there."""
+    if any(ch in sample for ch in "$£€¥"):
+        return True
+    head = sample[:1000]
+    low = head.lower()
+    if "￥" not in head and not any(w in low for w in _MONEY_WORDS):
+        return False
+    return _MONEY_RE.search(head) is not None
+
+
 def _body(text: str, out: Counter[str]) -> None:
     n = len(text)
     out[f"m:len={_bucket(n, (100, 300, 1000, 3000, 10000))}"] = 1
@@ -440,9 +456,9 @@ def _body(text: str, out: Counter[str]) -> None:
     lower = int(np.count_nonzero((b >= 97) & (b <= 122)))
     if upper + lower:
         out[f"m:body_caps={_bucket(upper / (upper + lower), (0.05, 0.15, 0.3))}"] = 1
-    if any(ch in sample for ch in "$£€¥") or _MONEY_RE.search(sample[:1000]):
+    if _has_money(sample):
         out["m:body_money"] = 1
-    if _PHONE_RE.search(sample):
+    if _PHONE_ANY_RE.search(sample):
         out["m:body_phone"] = 1
     excl = sample.count("!")
     out[f"m:body_excl={_bucket(excl, (0, 2, 6))}"] = 1
