@@ -133,3 +133,45 @@ if __name__ == "__main__":
 
     base = Path(os.environ["MAMORI_SHARED_DATA"]) / "email" / "spamassassin"
     sys.stdout.write(json.dumps(_digests(base), indent=0, sort_keys=True) + "\n")
+
+
+def test_html_only_mail_is_featurised_from_its_html() -> None:
+    """ScanContext.text of HTML-only mail is the subject alone; e3 reads the HTML's text."""
+    f = features(SPAMMY)
+    assert "CLAIM" not in f.text  # the gap e3 fills (f2 reads only the subject here)
+    body = E.body_text(f)
+    assert "CLAIM YOUR PRIZE NOW" in body and body.startswith(f.text)
+    assert E.body_text(features(REPLY)) is features(REPLY).text or \
+        E.body_text(features(REPLY)) == features(REPLY).text
+    toks = E.meta_tokens(f)
+    assert "m:body_phone" in toks and "m:body_caps=3" in toks
+
+
+def test_money_and_phone_fast_paths_agree_with_the_regexes() -> None:
+    from gateway.learn.features import _MONEY_RE, _PHONE_RE
+
+    for s in ("", "costs 5 dollars", "10 POUNDS", "5000円です", "￥500", "$5", "no money here",
+              "call +44 20 7946 0958", "call 12-34", "1 2 3 4 5 6 7 8 9", "usd", "5usd"):
+        assert E._has_money(s) == (any(c in s for c in "$£€¥") or bool(_MONEY_RE.search(s)))
+        assert bool(E._PHONE_ANY_RE.search(s)) == bool(_PHONE_RE.search(s))
+
+
+def test_email_training_defaults_to_e3(tmp_path: Path) -> None:
+    from gateway.learn.datasets import Record
+    from gateway.learn.registry import load_model
+    from gateway.learn.train import train
+
+    def word(i: int) -> bytes:  # dedup masks digits: vary the words instead
+        return " ".join(chr(97 + (i * j + j) % 26) * 3 for j in range(1, 6)).encode()
+
+    recs = [Record(Channel.EMAIL, i % 2, raw=(SPAMMY if i % 2 else REPLY).replace(
+        b"qzx81", word(i)).replace(b"minutes", b"minutes " + word(i)).replace(
+        b"CLAIM YOUR", word(i) + b" CLAIM YOUR").replace(b"Thanks,", word(i) + b" thanks,"),
+        source="t", order=i) for i in range(40)]
+    doc = train(Channel.EMAIL, recs, tmp_path / "email-t" / "1", cv_folds=0, progress=False,
+                log=lambda s: None)
+    assert doc["features_version"] == "e3" and doc["tag_fpr"] == 0.005
+    m = load_model(tmp_path / "email-t" / "1")
+    assert m.features.version == "e3"
+    p = m.proba([features(SPAMMY), features(REPLY)])
+    assert p[0] > p[1]
