@@ -6,8 +6,11 @@ ham from its spam well and transfer badly to mail from another year and place. `
 the body words, cuts the text it reads (cheaper than ``f2`` per message) and describes the
 message by signals that mean the same thing at any site:
 
-- ``w``  body word unigrams and bigrams (NFKC, lower case, digits as 0), first 6,000 chars
-- ``c``  body character 3..5-grams, first 1,200 chars
+- ``w``  body word unigrams and bigrams (NFKC, lower case, digits as 0), first 5,000 chars
+  (HTML-only mail: the text of its HTML, which ``ScanContext.text`` leaves out)
+- ``c``  body character 3..4-grams, first 1,000 chars
+- ``r``  character 4-grams of the header fields except ``Received`` (first 2,000 chars): the
+  TREC-style header signal, without the receiving site's relay names
 - ``m``  structure, one token per anomaly or shape class:
   Received chain shape (hops, IP-literal or unresolved relays, dynamic-looking hosts),
   Date and Message-ID format (and whether they fit the claimed mailer family),
