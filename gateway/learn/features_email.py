@@ -2,9 +2,10 @@
 
 Why a version of its own: the ``f2`` email features leaned on corpus-specific tokens (which
 header fields are present, the mailer's first word, link domains), which separate one corpus'
-ham from its spam well and transfer badly to mail from another year and place. ``e3`` keeps
-the body words, cuts the text it reads (cheaper than ``f2`` per message) and describes the
-message by signals that mean the same thing at any site:
+ham from its spam well and, so the idea went, transfer badly to mail from another year and
+place. ``e3`` keeps the body words, cuts the text it reads (cheaper than ``f2`` per message)
+and describes the message by signals meant to mean the same thing at any site. Measured
+(docs/models.md): better for retraining on a site's own mail, NOT better at transfer.
 
 - ``w``  body word unigrams and bigrams (NFKC, lower case, digits as 0), first 5,000 chars
   (HTML-only mail: the text of its HTML, which ``ScanContext.text`` leaves out)
@@ -12,7 +13,7 @@ message by signals that mean the same thing at any site:
 - ``r``  character 4-grams of the header fields except ``Received`` (first 2,000 chars): the
   TREC-style header signal, without the receiving site's relay names
 - ``m``  structure, one token per anomaly or shape class:
-  Received chain shape (hops, IP-literal or unresolved relays, dynamic-looking hosts),
+  the sender's end of the Received chain (HELO an IP or bare name, unresolved or dynamic rDNS),
   Date and Message-ID format (and whether they fit the claimed mailer family),
   From / Reply-To / Return-Path / Message-ID domain mismatches, freemail senders,
   recipients (none, undisclosed, many), MIME shape (top-level type, missing MIME-Version,
@@ -27,7 +28,7 @@ No token names a host, a list, a mailer version or a header field by mere presen
 are what a model trained at one site learns about that site, not about spam.
 
 Never change what this module computes once a model trained with it is shipped (make a new
-version instead; tests/learn/test_features_stable.py pins the output).
+version instead; tests/learn/test_features_email.py pins the output).
 """
 
 from __future__ import annotations
