@@ -64,6 +64,16 @@ FEATURES_VERSION = "e3"
 N_FEATURES = 2**19
 BLOCK_WEIGHTS = {"w": 1.0, "c": 0.7, "m": 1.0, "h": 0.5, "r": 0.7}
 MAX_HEADER_CHARS = 2_000
+# header fields whose character 4-grams are read: those the sender's software writes, which
+# travel with the message. Fields added on the way (Received, Delivered-To, list servers'
+# List-*, spam filters' X-Spam-*) or by whoever stored the mail (X-Keywords, Delivery-Date,
+# Status, X-UID: collection artefacts of a corpus) describe a site, not the message.
+HEADER_GRAM_FIELDS = frozenset({
+    "from", "to", "cc", "subject", "date", "message-id", "reply-to", "sender", "in-reply-to",
+    "references", "mime-version", "content-type", "content-transfer-encoding", "x-mailer",
+    "user-agent", "x-priority", "x-msmail-priority", "importance", "x-mimeole",
+    "organization", "content-disposition", "disposition-notification-to", "return-receipt-to",
+})
 MAX_WORD_CHARS = 5_000
 MAX_CHAR_CHARS = 1_000
 MAX_HTML_CHARS = 20_000
@@ -573,7 +583,7 @@ def row(f: Features) -> tuple[np.ndarray, np.ndarray]:
     mc, mv = _meta_block(meta_tokens(f))
     if BLOCK_WEIGHTS["r"]:
         head = "\n".join(f"{n}:{v}" for n, v in f.headers
-                          if n.lower() != "received")[:MAX_HEADER_CHARS].lower()
+                          if n.lower() in HEADER_GRAM_FIELDS)[:MAX_HEADER_CHARS].lower()
         ri, rv = _block(_char_ids(head, (4,), _R_SEED), BLOCK_WEIGHTS["r"])
     else:
         ri, rv = np.zeros(0, dtype=np.int64), np.zeros(0)
