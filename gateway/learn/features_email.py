@@ -10,8 +10,8 @@ and describes the message by signals meant to mean the same thing at any site. M
 - ``w``  body word unigrams and bigrams (NFKC, lower case, digits as 0), first 5,000 chars
   (HTML-only mail: the text of its HTML, which ``ScanContext.text`` leaves out)
 - ``c``  body character 3..4-grams, first 1,000 chars
-- ``r``  character 4-grams of the header fields except ``Received`` (first 2,000 chars): the
-  TREC-style header signal, without the receiving site's relay names
+- ``r``  character 4-grams of the header fields the sender's software writes (first 2,000
+  chars): the TREC-style header signal without relay, list-server or mail-store fields
 - ``m``  structure, one token per anomaly or shape class:
   the sender's end of the Received chain (HELO an IP or bare name, unresolved or dynamic rDNS),
   Date and Message-ID format (and whether they fit the claimed mailer family),

@@ -87,7 +87,7 @@ def test_row_is_finite_and_in_range() -> None:
         assert np.isfinite(val).all()
 
 
-def test_header_grams_leave_the_received_chain_out() -> None:
+def test_header_grams_leave_relay_fields_out() -> None:
     a = features(REPLY)
     relay = ("Received", "from pc.other.example.net (pc.other.example.net [192.0.2.99]) by "
              "relay.example.com with ESMTPSA")
