@@ -175,3 +175,17 @@ def test_email_training_defaults_to_e3(tmp_path: Path) -> None:
     assert m.features.version == "e3"
     p = m.proba([features(SPAMMY), features(REPLY)])
     assert p[0] > p[1]
+
+
+def test_mail_store_and_list_fields_change_nothing() -> None:
+    """X-Keywords, Delivery-Date, Delivered-To, List-*: where a corpus was kept, not the mail."""
+    a = features(REPLY)
+    extra = (("X-Keywords", "NonJunk"), ("Delivery-Date", "Thu, 26 Nov 2026 10:00:05 +0000"),
+             ("Delivered-To", "bob@example.org"), ("List-Id", "<dev.lists.example.org>"))
+    b = Features(a.channel, a.text, a.sender, (*a.headers, *extra), a.html, a.urls, a.subject)
+    ia, va = E.row(a)
+    ib, vb = E.row(b)
+    assert np.array_equal(np.sort(ia), np.sort(ib)) and np.allclose(np.sort(va), np.sort(vb))
+    c = Features(a.channel, a.text, a.sender, (*a.headers, ("X-Mailer", "BulkBlaster 9")),
+                 a.html, a.urls, a.subject)
+    assert not np.array_equal(np.sort(E.row(c)[0]), np.sort(ia))  # a sender-written field does
