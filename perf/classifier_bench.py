@@ -47,7 +47,7 @@ def report(label: str, n: int, secs: float) -> None:
 def bench_model(channel: Channel, messages: list[Message], batch: int,
                 model_dir: Path | None = None) -> None:
     model = load_model(model_dir or live_dir(ROOT / "models", channel))  # type: ignore[arg-type]
-    row = model.features.row
+    row = model.features.row  # the feature version the model was trained with
     print(f"\n{channel.value}: model {model.ident} (features {model.features.version}), "
           f"{len(messages)} messages")
     ctxs = [ScanContext(m, DEFAULT_POLICY) for m in messages]
@@ -113,19 +113,27 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--sms-model", type=Path, default=None, help="SMS model dir (default: live)")
     ap.add_argument("--no-pipeline", action="store_true", help="the classifier only")
+    ap.add_argument("--email-model", action="append", type=Path, default=[],
+                    help="email model directory to bench (repeatable; default: the live one)")
+    ap.add_argument("--spread", action="store_true",
+                    help="emails spread over the whole corpus (ham and spam), not the first N")
+    ap.add_argument("--email-only", action="store_true", help="skip SMS and the pipelines")
     a = ap.parse_args()
-    sms = [r.text for r in load(SHARED / "sms" / "uci_sms_spam_train.tsv")]
-    sms = (sms * (a.n // len(sms) + 1))[: a.n]
-    sms_msgs = [Message.sms(t, sender="+819012345678") for t in sms]
-    bench_model(Channel.SMS, sms_msgs, a.batch, a.sms_model)
-    if not a.no_pipeline:
-        bench_pipeline(Channel.SMS, sms_msgs)
-    emails = [r.raw for r in load(SHARED / "email" / "spamassassin")][: a.emails]
+    if not a.email_only:
+        sms = [r.text for r in load(SHARED / "sms" / "uci_sms_spam_train.tsv")]
+        sms = (sms * (a.n // len(sms) + 1))[: a.n]
+        sms_msgs = [Message.sms(t, sender="+819012345678") for t in sms]
+        bench_model(Channel.SMS, sms_msgs, a.batch, a.sms_model)
+        if not a.no_pipeline:
+            bench_pipeline(Channel.SMS, sms_msgs)
+    emails = [r.raw for r in load(SHARED / "email" / "spamassassin")]
+    emails = emails[:: max(1, len(emails) // a.emails)][: a.emails] if a.spread else emails[: a.emails]
     mail_msgs = [Message.email(raw) for raw in emails]
     avg = sum(len(r) for r in emails) / max(len(emails), 1)
     print(f"\n(email sample: SpamAssassin corpus, mean size {avg / 1024:.1f} KiB)")
-    bench_model(Channel.EMAIL, mail_msgs, min(a.batch, 64))
-    if not a.no_pipeline:
+    for d in a.email_model or [None]:
+        bench_model(Channel.EMAIL, mail_msgs, min(a.batch, 64), d)
+    if not (a.email_only or a.no_pipeline):
         bench_pipeline(Channel.EMAIL, mail_msgs)
 
 

@@ -50,11 +50,13 @@ def model() -> None:
                    "uci_sms_spam_train.tsv), not diluted by easier extra data")
 @click.option("--features", "features_version", default=None,
               help="feature set version (default: the channel's current default)")
+@click.option("--tag-fpr", type=float, default=None,
+              help="ham false-positive rate of the tag tier (default: 1% SMS, 0.5% email)")
 @click.option("--quiet", is_flag=True, help="no progress bars")
 def train(channel: str, data: tuple[str, ...], out: Path, name: str | None, version: str | None,
           cv_folds: int, C: float | None, target_fpr: float, holdout_last: float,
           notes: tuple[str, ...], threshold_source: str | None, features_version: str | None,
-          quiet: bool) -> None:
+          tag_fpr: float | None, quiet: bool) -> None:
     """Train a model on labelled data and write a model directory with its card."""
     from gateway.learn.datasets import load_many
     from gateway.learn.train import train as do_train
@@ -66,7 +68,7 @@ def train(channel: str, data: tuple[str, ...], out: Path, name: str | None, vers
         doc = do_train(ch, records, out, name=name, version=version, C=C, cv_folds=cv_folds,
                        target_fpr=target_fpr, progress=not quiet, holdout_last=holdout_last,
                        notes=notes, threshold_source=threshold_source,
-                       features_version=features_version, log=lambda s: click.echo(s, err=True))
+                       features_version=features_version, tag_fpr=tag_fpr, log=lambda s: click.echo(s, err=True))
     except GatewayError as exc:
         _fail(exc)
         return

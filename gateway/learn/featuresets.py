@@ -18,6 +18,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from gateway.learn import features as _f2
+from gateway.learn import features_email as _e3
 from gateway.learn import features_sms as _s3
 from gateway.learn.features import Features
 from gateway.message import Channel
@@ -58,12 +59,13 @@ SETS: dict[str, FeatureSet] = {
     "f2": FeatureSet("f2", _f2.N_FEATURES, _f2.row),
     # SMS: pure-Python hashing (2.5x cheaper than f2) and richer SMS structure tokens
     "s3": FeatureSet("s3", _s3.N_FEATURES, _s3.row),
+    "e3": FeatureSet("e3", _e3.N_FEATURES, _e3.row),  # email only (features_email.py)
 }
 
 # the version `mamori model train` uses for a channel unless --features says otherwise
 DEFAULT_VERSION: dict[Channel, str] = {
     Channel.SMS: "s3",
-    Channel.EMAIL: "f2",
+    Channel.EMAIL: "e3",
 }
 
 

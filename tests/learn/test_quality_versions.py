@@ -84,3 +84,33 @@ def test_threshold_at_fpr_counts_allowed_ham() -> None:
     p = np.concatenate([np.linspace(0, 0.5, 1000), np.full(10, 0.9)])
     t = M.threshold_at_fpr(y, p, 0.001)
     assert M.at_threshold(y, p, t)["fp"] == 1
+
+
+def test_without_cv_thresholds_come_from_out_of_fold_scores(tmp_path: Path) -> None:
+    """--cv 0 (what perf/compare's held-out model uses): the tiers are still set on
+    out-of-fold scores, not on the training messages' own (far lower for ham) scores."""
+    import gateway.learn.train as T
+
+    recs = tiny_records(n=200)
+    doc = train(Channel.SMS, recs, tmp_path / "m" / "1", cv_folds=0, progress=False,
+                log=lambda s: None)
+    assert doc["cv"] == {} and "out-of-fold" in doc["thresholds_from"]
+    X = T.featurise(T.dedup(recs)[0], progress=False)
+    y = np.array([r.label for r in T.dedup(recs)[0]])
+    groups = [r.group for r in T.dedup(recs)[0]]
+    oof = T.cross_validate(X, y, groups, 1.0, k=T.THRESHOLD_FOLDS, progress=False).oof
+    t = M.tiers(y, oof, block_fpr=0.001, tag_fpr=0.01)
+    # (liblinear shuffles without a fixed seed: the same folds agree to a few 1e-5)
+    assert doc["thresholds"]["tag"] == pytest.approx(t["tag"], rel=1e-3)
+    assert doc["thresholds"]["quarantine"] == pytest.approx(t["quarantine"], rel=1e-3)
+
+
+def test_email_tag_tier_is_tied_to_a_lower_ham_rate(tmp_path: Path) -> None:
+    from gateway.learn.train import TAG_FPR
+
+    assert TAG_FPR[Channel.EMAIL] < TAG_FPR[Channel.SMS] == 0.01
+    y = np.array([0] * 1000 + [1] * 100)
+    p = np.concatenate([np.linspace(0, 0.6, 1000), np.linspace(0.3, 1, 100)])
+    t1 = M.tiers(y, p, tag_fpr=0.01)["tag"]
+    t05 = M.tiers(y, p, tag_fpr=0.005)["tag"]
+    assert t05 > t1 and (p[:1000] >= t05).sum() <= 5
