@@ -103,7 +103,7 @@ def test_e3_is_the_email_default_and_f2_stays() -> None:
     assert featuresets.DEFAULT_VERSION[Channel.EMAIL] == "e3"
     assert featuresets.default_for(Channel.EMAIL).row is E.row
     assert featuresets.get("f2").version == "f2"
-    assert featuresets.DEFAULT_VERSION[Channel.SMS] == "f2"
+    assert featuresets.DEFAULT_VERSION[Channel.SMS] == "s3"
 
 
 def _digests(corpus: Path) -> dict[str, str]:

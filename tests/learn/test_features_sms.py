@@ -32,7 +32,7 @@ def _meta(text: str, sender: str = "") -> list[str]:
 
 def test_s3_is_registered_as_the_sms_default() -> None:
     assert FS.DEFAULT_VERSION[Channel.SMS] == "s3" and FS.get("s3").row is S.row
-    assert FS.DEFAULT_VERSION[Channel.EMAIL] == "f2"  # email keeps its features
+    assert FS.DEFAULT_VERSION[Channel.EMAIL] == "e3"  # email has its own (features_email.py)
 
 
 def test_sms_structure_tokens() -> None:
