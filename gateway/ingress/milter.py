@@ -35,6 +35,7 @@ from gateway.metrics import INFLIGHT, INGRESS_ERRORS, SCAN_SECONDS, SCANNED
 from gateway.policy import Policy
 from gateway.runtime import Gateway
 from gateway.verdict import Action, Verdict
+from gateway.workers import inherited_socket
 
 log = logging.getLogger("mamori.milter")
 
@@ -133,16 +134,21 @@ class MilterService:
         limit = mc.MAX_PACKET + 16
         if listen.startswith("unix:"):
             path = Path(listen[5:])
-            if path.exists() or path.is_symlink():
-                if not stat.S_ISSOCK(path.lstat().st_mode):
-                    raise ConfigError(f"milter socket path {path} exists and is not a socket")
-                path.unlink()  # stale socket of an earlier run
-            try:
-                mode = int(self.settings.socket_mode, 8)
-            except ValueError:
-                raise ConfigError(f"invalid milter socket_mode {self.settings.socket_mode!r}") from None
-            self.server = await asyncio.start_unix_server(self._handle, path=str(path), limit=limit)
-            os.chmod(path, mode)
+            if inherited_socket(listen) is not None:  # a worker: the supervisor bound it
+                self.server = await asyncio.start_unix_server(self._handle, path=str(path),
+                                                              limit=limit)
+            else:
+                if path.exists() or path.is_symlink():
+                    if not stat.S_ISSOCK(path.lstat().st_mode):
+                        raise ConfigError(f"milter socket path {path} exists and is not a socket")
+                    path.unlink()  # stale socket of an earlier run
+                try:
+                    mode = int(self.settings.socket_mode, 8)
+                except ValueError:
+                    raise ConfigError(f"invalid milter socket_mode {self.settings.socket_mode!r}") from None
+                self.server = await asyncio.start_unix_server(self._handle, path=str(path),
+                                                              limit=limit)
+                os.chmod(path, mode)
             self._unix_path = path
         else:
             host, port = parse_hostport(listen.removeprefix("inet:"))
@@ -173,8 +179,8 @@ class MilterService:
             await asyncio.gather(*self.sessions, return_exceptions=True)
         if self.server is not None:
             await self.server.wait_closed()
-        if self._unix_path is not None:
-            with contextlib.suppress(FileNotFoundError):
+        if self._unix_path is not None and inherited_socket(self.settings.listen) is None:
+            with contextlib.suppress(FileNotFoundError):  # (a worker's socket is the parent's)
                 self._unix_path.unlink()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
