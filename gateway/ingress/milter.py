@@ -53,6 +53,7 @@ SMTP_451_BUSY = "451 4.3.2 Mail filter busy, try again later"
 HEADER_ACTION = "X-Mamori-Action"
 OUR_HEADER_PREFIX = "x-mamori-"
 MAX_HEADER_BYTES = 1024 * 1024  # header block kept for scanning
+READ_SIZE = 256 * 1024  # bytes taken from the socket at once (a body chunk is 64 KiB)
 
 # policy fields only `Pipeline.decide` reads: recipients whose policies differ in nothing
 # else share one run of the checks (any other field, including ones added later, may be read
@@ -379,14 +380,22 @@ class Session:
 
     async def run(self) -> None:
         idle = self.settings.idle_timeout
+        decoder = mc.PacketDecoder()
+        read = self.reader.read
         try:
             while True:
+                # whatever the socket has: Postfix sends the header fields (no replies wanted)
+                # and body chunks back to back, so one read and one timer serve many packets
                 async with asyncio.timeout(idle):
-                    pkt = await mc.read_packet(self.reader)
-                if pkt is None:
+                    data = await read(READ_SIZE)
+                if not data:
+                    if decoder.pending:
+                        raise mc.MilterProtocolError("stream ended inside a packet")
                     return
-                if not await self._dispatch(*pkt):
-                    return
+                for pkt in decoder.feed(data):
+                    if not await self._dispatch(*pkt):
+                        return
+                decoder.check()
         except mc.MilterProtocolError as exc:
             self._error("protocol")
             log.info("milter protocol error, closing", extra={"reason": str(exc)})
