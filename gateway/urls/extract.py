@@ -17,7 +17,7 @@ from __future__ import annotations
 import html as htmlmod
 import re
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from gateway.urls.canon import CanonicalUrl, UrlError, canonicalize
@@ -115,7 +115,7 @@ def normalize_text(text: str) -> tuple[str, tuple[str, ...]]:
                 ev.append("fullwidth")
             t = t2
     if "[" in t or "(" in t or "{" in t or "xx" in t.lower() or "**" in t:
-        t2, n = _DEFANG_RE.subn(_undefang, t)  # one scan: finding and replacing
+        t2, n = _subn_at(_DEFANG_RE, _undefang, t, _DEFANG_WORDS)  # one scan: find and undo
         if n:
             ev.append("defanged")
             t = t2
@@ -285,7 +285,24 @@ def _finditer_at(pattern: re.Pattern[str], t: str, words: tuple[str, ...]) -> It
             pos = m.end()
 
 
+def _subn_at(pattern: re.Pattern[str], repl: Callable[[re.Match[str]], str], t: str,
+             words: tuple[str, ...]) -> tuple[str, int]:
+    """`pattern.subn(repl, t)` with the matches of `_finditer_at` (patterns that cannot
+    match the empty string)."""
+    out: list[str] = []
+    last = 0
+    for m in _finditer_at(pattern, t, words):
+        out.append(t[last:m.start()])
+        out.append(repl(m))
+        last = m.end()
+    if not out:
+        return t, 0
+    out.append(t[last:])
+    return "".join(out), len(out) // 2
+
+
 _SCHEME_WORDS = ("http", "ftp", "www")  # where a _SCHEME_URL_RE match can begin
+_DEFANG_WORDS = ("hxx", "h**", "htt", "[", "(", "{")  # and a _DEFANG_RE match
 
 
 _CONT_RE = re.compile(rf"[ \t]*\r?\n?[ \t]*([^{_STOP}]+)")
