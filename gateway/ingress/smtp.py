@@ -21,7 +21,7 @@ import logging
 from typing import Any
 
 import aiosmtplib
-from aiosmtpd.smtp import SMTP, Envelope, Session
+from aiosmtpd.smtp import MISSING, SMTP, Envelope, Session
 
 from gateway.config import parse_hostport
 from gateway.errors import GatewayError
@@ -164,6 +164,93 @@ class _LimitedSMTP(SMTP):
             type(self).active -= 1
             self._counted = False
         super().connection_lost(exc)
+
+    async def smtp_DATA(self, arg: str) -> None:
+        """aiosmtpd's DATA, with the message read in blocks (`read_data`) instead of one
+        `readuntil` and one join per line: the same checks and replies as aiosmtpd 1.4."""
+        if await self.check_helo_needed():
+            return
+        if await self.check_auth_needed("DATA"):
+            return
+        assert self.envelope is not None
+        if not self.envelope.rcpt_tos:
+            await self.push("503 Error: need RCPT command")
+            return
+        if arg:
+            await self.push("501 Syntax: DATA")
+            return
+        await self.push("354 End data with <CR><LF>.<CR><LF>")
+        try:
+            content, error = await read_data(self._reader, self.data_size_limit,
+                                             self.line_length_limit)
+        except asyncio.CancelledError:  # the connection was lost during DATA
+            self._writer.close()
+            raise
+        except asyncio.IncompleteReadError:
+            self._writer.close()
+            return
+        if error is not None:
+            await self.push(error)
+            self._set_post_data_state()
+            return
+        self.envelope.content = content
+        self.envelope.original_content = content
+        status = await self._call_handler_hook("DATA")
+        self._set_post_data_state()
+        await self.push("250 OK" if status is MISSING else status)
+
+
+async def read_data(reader: asyncio.StreamReader, size_limit: int | None,
+                    line_limit: int) -> tuple[bytes, str | None]:
+    """The message after DATA up to the line with a single dot, dot-unstuffed (RFC 5321
+    4.5.2); or an error reply once the end is read: 500 for a line (with its CRLF) longer than
+    `line_limit`, 552 when the data exceed `size_limit` bytes (then nothing is kept).
+
+    Read in blocks that end at ".\r\n" (the end-of-data line ends so, and otherwise only
+    lines ending with a full stop): a handful of reads per message, not one per line."""
+    blocks: list[bytes] = []
+    size = 0
+    tail = b"\r\n"  # the last bytes read: the DATA command's line ended with CRLF
+    too_long = too_much = False
+    while True:
+        try:
+            block = await reader.readuntil(b".\r\n")
+        except asyncio.LimitOverrunError as exc:  # no ".\r\n" in the reader's buffer limit
+            block = await reader.readexactly(exc.consumed)
+        seen = tail + block
+        if seen.endswith(b"\r\n.\r\n"):  # the end-of-data line
+            block = block[:-3]
+            done = True
+        else:
+            done = False
+        size += len(block)
+        if not (too_long or too_much):
+            if size_limit and size > size_limit:
+                too_much = True
+                too_long = _has_long_line(blocks, line_limit)
+                blocks = []
+            else:
+                blocks.append(block)
+        if done:
+            break
+        tail = seen[-4:]
+    if too_long:
+        return b"", "500 Line too long (see RFC5321 4.5.3.1.6)"
+    if too_much:
+        return b"", "552 Error: Too much mail data"
+    if _has_long_line(blocks, line_limit):
+        return b"", "500 Line too long (see RFC5321 4.5.3.1.6)"
+    data = b"".join(blocks)
+    if b"\r\n." in data or data.startswith(b"."):
+        data = (b"\r\n" + data).replace(b"\r\n.", b"\r\n")[2:]  # undo dot-stuffing
+    return data, None
+
+
+def _has_long_line(blocks: list[bytes], line_limit: int) -> bool:
+    """Whether a line of the data, with its CRLF, is longer than `line_limit`."""
+    if sum(map(len, blocks)) <= line_limit - 2:
+        return False
+    return max(map(len, b"".join(blocks).split(b"\r\n"))) > line_limit - 2
 
 
 class SmtpService:
