@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 from typing import Any
 
 import aiosmtplib
@@ -135,6 +136,11 @@ def _reverse_path(mail_from: str | None) -> str:
     return "" if mail_from in (None, "", "<>") else mail_from
 
 
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_SIMPLE_PATH = re.compile(rf"[ \t]*<({_ATOM}(?:\.{_ATOM})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*)>[ \t]*(.*)",
+                          re.S)
+
+
 class _LimitedSMTP(SMTP):
     """aiosmtpd's SMTP with a cap on concurrent sessions (421 beyond it).
 
@@ -164,6 +170,17 @@ class _LimitedSMTP(SMTP):
             type(self).active -= 1
             self._counted = False
         super().connection_lost(exc)
+
+    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+        """aiosmtpd's address parsing (the email package's header parser, costly), with a
+        fast path for the usual `<local@domain> PARAMS` of plain ASCII atoms."""
+        m = _SIMPLE_PATH.fullmatch(arg)
+        if m is None or m.group(2).startswith("("):  # a comment after '>': the parser's job
+            return super()._getaddr(arg)
+        addr, rest = m.group(1), m.group(2)
+        if self.local_part_limit and len(addr.rpartition("@")[0]) > self.local_part_limit:
+            return None, None
+        return addr, rest
 
     async def smtp_DATA(self, arg: str) -> None:
         """aiosmtpd's DATA, with the message read in blocks (`read_data`) instead of one
