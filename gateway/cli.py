@@ -202,8 +202,10 @@ def serve() -> None:
 
             sys.exit(supervise(settings, workers))
         from gateway.serve import run
+        from gateway.workers import event_loop_factory
 
-        asyncio.run(run(settings))
+        with asyncio.Runner(loop_factory=event_loop_factory(settings)) as runner:
+            runner.run(run(settings))
     except GatewayError as exc:
         _fail(exc)
     except KeyboardInterrupt:

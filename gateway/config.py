@@ -262,6 +262,9 @@ class Settings(BaseSettings):
     log_level: str = Field("INFO", description="DEBUG, INFO, WARNING, ERROR")
     workers: int = Field(1, ge=0, description="serving processes sharing the listening sockets "
                          "(pre-fork, supervised); 0: one per CPU")
+    event_loop: Literal["auto", "asyncio", "uvloop"] = Field(
+        "auto", description="event loop of `mamori serve`: auto (uvloop when installed), "
+                            "asyncio, uvloop")
 
     smtp: SmtpSettings = Field(default_factory=SmtpSettings)
     milter: MilterSettings = Field(default_factory=MilterSettings)

@@ -13,6 +13,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pytest
+
 from perf.bench.milter import check as milter_check
 from tests.faults.support import Serve, Sink, free_port, smtp_send
 
@@ -51,11 +53,14 @@ async def deliver(port: int, n: int) -> int:
     raise AssertionError(f"message {n} never accepted")
 
 
-def test_two_workers_share_sockets_survive_a_kill_and_stop(tmp_path: Path) -> None:
+@pytest.mark.parametrize("event_loop", ["asyncio", "uvloop"])
+def test_two_workers_share_sockets_survive_a_kill_and_stop(tmp_path: Path, event_loop: str) -> None:
+    if event_loop == "uvloop":
+        pytest.importorskip("uvloop")
     smtp_port, api_port = free_port(), free_port()
     sock = tmp_path / "milter.sock"
     with Sink() as sink:
-        serve = Serve(tmp_path / "data", MAMORI_WORKERS="2",
+        serve = Serve(tmp_path / "data", MAMORI_WORKERS="2", MAMORI_EVENT_LOOP=event_loop,
                       MAMORI_SMTP__LISTEN=f"127.0.0.1:{smtp_port}",
                       MAMORI_SMTP__NEXT_HOP=f"127.0.0.1:{sink.port}",
                       MAMORI_MILTER__LISTEN=f"unix:{sock}",
