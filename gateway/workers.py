@@ -123,7 +123,7 @@ def bind(address: str, *, unix_mode: int = 0o660, backlog: int = 1024) -> socket
     return sock
 
 
-class _Prefork:
+class _Prefork(asyncio.AbstractEventLoop):
     """Event loop mixin: servers use the inherited listening sockets when there is one."""
 
     async def create_server(self, protocol_factory: Any, host: Any = None, port: Any = None,
@@ -167,7 +167,7 @@ def event_loop_factory(settings: Settings, *, prefork: bool = False
     if uvloop is not None:
         if not prefork:
             return uvloop.new_event_loop  # type: ignore[no-any-return]
-        return type("PreforkUvloop", (_Prefork, uvloop.Loop), {})  # type: ignore[no-any-return]
+        return type("PreforkUvloop", (_Prefork, uvloop.Loop), {})
     return PreforkLoop if prefork else None
 
 
@@ -359,7 +359,7 @@ def _mark_dead(pid: int) -> None:
     with contextlib.suppress(Exception):
         from prometheus_client import multiprocess
 
-        multiprocess.mark_process_dead(pid)
+        multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
 
 
 def metrics_payload() -> bytes:
@@ -368,6 +368,6 @@ def metrics_payload() -> bytes:
 
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR") and _worker_index is not None:
         registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
         return generate_latest(registry)
     return generate_latest()
