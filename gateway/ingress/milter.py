@@ -414,7 +414,10 @@ class Session:
 
     async def _dispatch(self, cmd: bytes, data: bytes) -> bool:
         """Handle one command; False ends the connection."""
-        if cmd == mc.SMFIC_OPTNEG:
+        if cmd == mc.SMFIC_HEADER and self.negotiated:  # the most frequent command first
+            self._header(*mc.parse_header(data))
+            await self._reply(cmd)
+        elif cmd == mc.SMFIC_OPTNEG:
             await self._optneg(data)
         elif not self.negotiated and cmd != mc.SMFIC_QUIT:
             raise mc.MilterProtocolError("command before option negotiation")
@@ -449,9 +452,6 @@ class Session:
             if not args:
                 raise mc.MilterProtocolError("RCPT without a recipient")
             self.recipients.append(mc.strip_angle(args[0]))
-            await self._reply(cmd)
-        elif cmd == mc.SMFIC_HEADER:
-            self._header(*mc.parse_header(data))
             await self._reply(cmd)
         elif cmd in (mc.SMFIC_DATA, mc.SMFIC_EOH, mc.SMFIC_UNKNOWN):
             await self._reply(cmd)

@@ -321,10 +321,13 @@ def parse_macros(data: bytes) -> tuple[bytes, dict[str, str]]:
 
 
 def parse_header(data: bytes) -> tuple[str, str]:
-    parts = split_strings(data)
-    if len(parts) != 2 or not parts[0]:
+    """name NUL value NUL (the final NUL may be missing), as `split_strings` would give."""
+    if data.endswith(b"\0"):
+        data = data[:-1]
+    name, sep, value = data.partition(b"\0")
+    if not sep or not name or b"\0" in value:
         raise MilterProtocolError("malformed header")
-    return parts[0], parts[1]
+    return _text(name), _text(value)
 
 
 def strip_angle(addr: str) -> str:

@@ -121,3 +121,13 @@ def test_decoder_returns_the_good_packets_before_a_bad_one() -> None:
     assert dec.feed(good + b"\0\0\0\0") == [(b"H", b"mx\0")]
     with pytest.raises(mc.MilterProtocolError):
         dec.check()
+
+
+@given(st.binary(max_size=40))
+def test_parse_header_agrees_with_split_strings(data: bytes) -> None:
+    parts = mc.split_strings(data)
+    if len(parts) == 2 and parts[0]:
+        assert mc.parse_header(data) == (parts[0], parts[1])
+    else:
+        with pytest.raises(mc.MilterProtocolError):
+            mc.parse_header(data)
