@@ -189,13 +189,23 @@ def scan(channel: str, jsonl: bool, model_dir: Path | None, inputs: tuple[str, .
 @main.command(cls=_SettingsHelp)
 def serve() -> None:
     """Start the gateway with every ingress whose listen address is set."""
+    import os
+
     from gateway.logging import setup_logging
-    from gateway.serve import run
 
     try:
         settings = load_settings()
         setup_logging(settings.log_level)
-        asyncio.run(run(settings))
+        workers = settings.workers or os.cpu_count() or 1
+        if workers > 1:  # MAMORI_WORKERS: a supervisor and pre-forked serving processes
+            from gateway.workers import supervise
+
+            sys.exit(supervise(settings, workers))
+        from gateway.serve import run
+        from gateway.workers import event_loop_factory
+
+        with asyncio.Runner(loop_factory=event_loop_factory(settings)) as runner:
+            runner.run(run(settings))
     except GatewayError as exc:
         _fail(exc)
     except KeyboardInterrupt:

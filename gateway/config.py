@@ -260,6 +260,11 @@ class Settings(BaseSettings):
     shared_data: Path = Field(Path("../shared/data"), description="shared corpora (tests, training)")
     hash_key: str = Field("", description="secret for keyed hashes of numbers and addresses")
     log_level: str = Field("INFO", description="DEBUG, INFO, WARNING, ERROR")
+    workers: int = Field(1, ge=0, description="serving processes sharing the listening sockets "
+                         "(pre-fork, supervised); 0: one per CPU")
+    event_loop: Literal["auto", "asyncio", "uvloop"] = Field(
+        "auto", description="event loop of `mamori serve`: auto (uvloop when installed), "
+                            "asyncio, uvloop")
 
     smtp: SmtpSettings = Field(default_factory=SmtpSettings)
     milter: MilterSettings = Field(default_factory=MilterSettings)

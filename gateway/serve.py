@@ -12,6 +12,7 @@ from typing import Protocol
 from gateway.cli import module_exists
 from gateway.config import Settings
 from gateway.runtime import Gateway
+from gateway.workers import worker_index
 
 log = logging.getLogger("mamori.serve")
 
@@ -30,6 +31,7 @@ INGRESS_MODULES = (
     "gateway.ingress.smpp",
     "gateway.retention",  # the scheduled purge
 )
+SINGLETON_MODULES = frozenset({"gateway.retention"})
 
 
 async def run(settings: Settings, *, ready: asyncio.Event | None = None,
@@ -46,6 +48,8 @@ async def run(settings: Settings, *, ready: asyncio.Event | None = None,
         for modname in INGRESS_MODULES:
             if not module_exists(modname):
                 continue  # this build does not have that ingress
+            if modname in SINGLETON_MODULES and worker_index() != 0:
+                continue  # with MAMORI_WORKERS, one process runs the scheduled jobs
             mod = importlib.import_module(modname)
             svc = await mod.start(gw)
             if svc is not None:

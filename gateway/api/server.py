@@ -19,7 +19,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from gateway import __version__
 from gateway.api.middleware import BodyLimit, SecurityHeaders
@@ -27,6 +27,7 @@ from gateway.cli import module_exists
 from gateway.config import parse_hostport
 from gateway.errors import GatewayError, InputError, StoreError
 from gateway.runtime import Gateway
+from gateway.workers import metrics_payload
 
 log = logging.getLogger("mamori.api")
 
@@ -70,7 +71,7 @@ def create_app(gw: Gateway) -> FastAPI:
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+        return Response(metrics_payload(), media_type=CONTENT_TYPE_LATEST)
 
     for target in ROUTERS:
         modname, _, attr = target.partition(":")

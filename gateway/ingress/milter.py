@@ -35,6 +35,7 @@ from gateway.metrics import INFLIGHT, INGRESS_ERRORS, SCAN_SECONDS, SCANNED
 from gateway.policy import Policy
 from gateway.runtime import Gateway
 from gateway.verdict import Action, Verdict
+from gateway.workers import inherited_socket
 
 log = logging.getLogger("mamori.milter")
 
@@ -52,6 +53,7 @@ SMTP_451_BUSY = "451 4.3.2 Mail filter busy, try again later"
 HEADER_ACTION = "X-Mamori-Action"
 OUR_HEADER_PREFIX = "x-mamori-"
 MAX_HEADER_BYTES = 1024 * 1024  # header block kept for scanning
+READ_SIZE = 256 * 1024  # bytes taken from the socket at once (a body chunk is 64 KiB)
 
 # policy fields only `Pipeline.decide` reads: recipients whose policies differ in nothing
 # else share one run of the checks (any other field, including ones added later, may be read
@@ -133,16 +135,21 @@ class MilterService:
         limit = mc.MAX_PACKET + 16
         if listen.startswith("unix:"):
             path = Path(listen[5:])
-            if path.exists() or path.is_symlink():
-                if not stat.S_ISSOCK(path.lstat().st_mode):
-                    raise ConfigError(f"milter socket path {path} exists and is not a socket")
-                path.unlink()  # stale socket of an earlier run
-            try:
-                mode = int(self.settings.socket_mode, 8)
-            except ValueError:
-                raise ConfigError(f"invalid milter socket_mode {self.settings.socket_mode!r}") from None
-            self.server = await asyncio.start_unix_server(self._handle, path=str(path), limit=limit)
-            os.chmod(path, mode)
+            if inherited_socket(listen) is not None:  # a worker: the supervisor bound it
+                self.server = await asyncio.start_unix_server(self._handle, path=str(path),
+                                                              limit=limit)
+            else:
+                if path.exists() or path.is_symlink():
+                    if not stat.S_ISSOCK(path.lstat().st_mode):
+                        raise ConfigError(f"milter socket path {path} exists and is not a socket")
+                    path.unlink()  # stale socket of an earlier run
+                try:
+                    mode = int(self.settings.socket_mode, 8)
+                except ValueError:
+                    raise ConfigError(f"invalid milter socket_mode {self.settings.socket_mode!r}") from None
+                self.server = await asyncio.start_unix_server(self._handle, path=str(path),
+                                                              limit=limit)
+                os.chmod(path, mode)
             self._unix_path = path
         else:
             host, port = parse_hostport(listen.removeprefix("inet:"))
@@ -173,8 +180,8 @@ class MilterService:
             await asyncio.gather(*self.sessions, return_exceptions=True)
         if self.server is not None:
             await self.server.wait_closed()
-        if self._unix_path is not None:
-            with contextlib.suppress(FileNotFoundError):
+        if self._unix_path is not None and inherited_socket(self.settings.listen) is None:
+            with contextlib.suppress(FileNotFoundError):  # (a worker's socket is the parent's)
                 self._unix_path.unlink()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -373,14 +380,22 @@ class Session:
 
     async def run(self) -> None:
         idle = self.settings.idle_timeout
+        decoder = mc.PacketDecoder()
+        read = self.reader.read
         try:
             while True:
+                # whatever the socket has: Postfix sends the header fields (no replies wanted)
+                # and body chunks back to back, so one read and one timer serve many packets
                 async with asyncio.timeout(idle):
-                    pkt = await mc.read_packet(self.reader)
-                if pkt is None:
+                    data = await read(READ_SIZE)
+                if not data:
+                    if decoder.pending:
+                        raise mc.MilterProtocolError("stream ended inside a packet")
                     return
-                if not await self._dispatch(*pkt):
-                    return
+                for pkt in decoder.feed(data):
+                    if not await self._dispatch(*pkt):
+                        return
+                decoder.check()
         except mc.MilterProtocolError as exc:
             self._error("protocol")
             log.info("milter protocol error, closing", extra={"reason": str(exc)})
@@ -399,7 +414,10 @@ class Session:
 
     async def _dispatch(self, cmd: bytes, data: bytes) -> bool:
         """Handle one command; False ends the connection."""
-        if cmd == mc.SMFIC_OPTNEG:
+        if cmd == mc.SMFIC_HEADER and self.negotiated:  # the most frequent command first
+            self._header(*mc.parse_header(data))
+            await self._reply(cmd)
+        elif cmd == mc.SMFIC_OPTNEG:
             await self._optneg(data)
         elif not self.negotiated and cmd != mc.SMFIC_QUIT:
             raise mc.MilterProtocolError("command before option negotiation")
@@ -434,9 +452,6 @@ class Session:
             if not args:
                 raise mc.MilterProtocolError("RCPT without a recipient")
             self.recipients.append(mc.strip_angle(args[0]))
-            await self._reply(cmd)
-        elif cmd == mc.SMFIC_HEADER:
-            self._header(*mc.parse_header(data))
             await self._reply(cmd)
         elif cmd in (mc.SMFIC_DATA, mc.SMFIC_EOH, mc.SMFIC_UNKNOWN):
             await self._reply(cmd)

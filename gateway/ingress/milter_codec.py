@@ -163,25 +163,67 @@ async def read_packet(reader: asyncio.StreamReader, max_size: int = MAX_PACKET) 
 
 
 class PacketDecoder:
-    """Incremental decoder for callers that receive bytes in arbitrary pieces."""
+    """Incremental decoder for callers that receive bytes in arbitrary pieces (the milter
+    session reads whatever the socket has and decodes every packet in it at once).
+
+    Packets wholly inside one `feed` are sliced straight out of it (one copy of each body
+    chunk); only a packet split across reads is assembled in the buffer."""
 
     def __init__(self, max_size: int = MAX_PACKET) -> None:
         self._buf = bytearray()
         self.max_size = max_size
+        # a bad packet after good ones in the same read: the good ones are returned first,
+        # this is raised by `check` (or the next `feed`)
+        self.error: MilterProtocolError | None = None
+
+    def check(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+    def _length(self, data: bytes | bytearray, off: int) -> int:
+        (length,) = _LEN.unpack_from(data, off)
+        if length == 0:
+            raise MilterProtocolError("packet of length 0")
+        if length > self.max_size:
+            raise MilterProtocolError(f"packet of {length} bytes exceeds {self.max_size}")
+        return int(length)
 
     def feed(self, data: bytes) -> list[tuple[bytes, bytes]]:
-        self._buf += data
+        self.check()
         out: list[tuple[bytes, bytes]] = []
-        while len(self._buf) >= 4:
-            (length,) = _LEN.unpack_from(self._buf)
-            if length == 0 or length > self.max_size:
-                raise MilterProtocolError(f"bad packet length {length}")
-            if len(self._buf) < 4 + length:
-                break
-            packet = bytes(self._buf[4 : 4 + length])
-            del self._buf[: 4 + length]
-            out.append((packet[:1], packet[1:]))
+        try:
+            self._decode(data, out)
+        except MilterProtocolError as exc:
+            if not out:
+                raise
+            self.error = exc
         return out
+
+    def _decode(self, data: bytes, out: list[tuple[bytes, bytes]]) -> None:
+        if self._buf:  # complete the packet begun in an earlier read first
+            buf = self._buf
+            if len(buf) < 4:
+                take = 4 - len(buf)
+                buf += data[:take]
+                data = data[take:]
+                if len(buf) < 4:
+                    return
+            need = 4 + self._length(buf, 0) - len(buf)
+            buf += data[:need]
+            data = data[need:]
+            if len(buf) < 4 + self._length(buf, 0):
+                return
+            out.append((bytes(buf[4:5]), bytes(buf[5:])))
+            self._buf = bytearray()
+        off, end = 0, len(data)
+        while end - off >= 4:
+            length = self._length(data, off)
+            if end - off < 4 + length:
+                break
+            out.append((data[off + 4 : off + 5], data[off + 5 : off + 4 + length]))
+            off += 4 + length
+        if off < end:
+            self._buf = bytearray(data[off:])
 
     @property
     def pending(self) -> int:
@@ -279,10 +321,13 @@ def parse_macros(data: bytes) -> tuple[bytes, dict[str, str]]:
 
 
 def parse_header(data: bytes) -> tuple[str, str]:
-    parts = split_strings(data)
-    if len(parts) != 2 or not parts[0]:
+    """name NUL value NUL (the final NUL may be missing), as `split_strings` would give."""
+    if data.endswith(b"\0"):
+        data = data[:-1]
+    name, sep, value = data.partition(b"\0")
+    if not sep or not name or b"\0" in value:
         raise MilterProtocolError("malformed header")
-    return parts[0], parts[1]
+    return _text(name), _text(value)
 
 
 def strip_angle(addr: str) -> str:

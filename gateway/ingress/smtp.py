@@ -18,10 +18,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 from typing import Any
 
 import aiosmtplib
-from aiosmtpd.smtp import SMTP, Envelope, Session
+from aiosmtpd.smtp import MISSING, SMTP, Envelope, Session
 
 from gateway.config import parse_hostport
 from gateway.errors import GatewayError
@@ -135,6 +136,11 @@ def _reverse_path(mail_from: str | None) -> str:
     return "" if mail_from in (None, "", "<>") else mail_from
 
 
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_SIMPLE_PATH = re.compile(rf"[ \t]*<({_ATOM}(?:\.{_ATOM})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*)>[ \t]*(.*)",
+                          re.S)
+
+
 class _LimitedSMTP(SMTP):
     """aiosmtpd's SMTP with a cap on concurrent sessions (421 beyond it).
 
@@ -164,6 +170,104 @@ class _LimitedSMTP(SMTP):
             type(self).active -= 1
             self._counted = False
         super().connection_lost(exc)
+
+    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+        """aiosmtpd's address parsing (the email package's header parser, costly), with a
+        fast path for the usual `<local@domain> PARAMS` of plain ASCII atoms."""
+        m = _SIMPLE_PATH.fullmatch(arg)
+        if m is None or m.group(2).startswith("("):  # a comment after '>': the parser's job
+            return super()._getaddr(arg)
+        addr, rest = m.group(1), m.group(2)
+        if self.local_part_limit and len(addr.rpartition("@")[0]) > self.local_part_limit:
+            return None, None
+        return addr, rest
+
+    async def smtp_DATA(self, arg: str) -> None:
+        """aiosmtpd's DATA, with the message read in blocks (`read_data`) instead of one
+        `readuntil` and one join per line: the same checks and replies as aiosmtpd 1.4."""
+        if await self.check_helo_needed():
+            return
+        if await self.check_auth_needed("DATA"):
+            return
+        assert self.envelope is not None
+        if not self.envelope.rcpt_tos:
+            await self.push("503 Error: need RCPT command")
+            return
+        if arg:
+            await self.push("501 Syntax: DATA")
+            return
+        await self.push("354 End data with <CR><LF>.<CR><LF>")
+        try:
+            content, error = await read_data(self._reader, self.data_size_limit,
+                                             self.line_length_limit)
+        except asyncio.CancelledError:  # the connection was lost during DATA
+            self._writer.close()
+            raise
+        except asyncio.IncompleteReadError:
+            self._writer.close()
+            return
+        if error is not None:
+            await self.push(error)
+            self._set_post_data_state()  # type: ignore[no-untyped-call]
+            return
+        self.envelope.content = content
+        self.envelope.original_content = content
+        status = await self._call_handler_hook("DATA")
+        self._set_post_data_state()  # type: ignore[no-untyped-call]
+        await self.push("250 OK" if status is MISSING else status)
+
+
+async def read_data(reader: asyncio.StreamReader, size_limit: int | None,
+                    line_limit: int) -> tuple[bytes, str | None]:
+    """The message after DATA up to the line with a single dot, dot-unstuffed (RFC 5321
+    4.5.2); or an error reply once the end is read: 500 for a line (with its CRLF) longer than
+    `line_limit`, 552 when the data exceed `size_limit` bytes (then nothing is kept).
+
+    Read in blocks that end at ".\r\n" (the end-of-data line ends so, and otherwise only
+    lines ending with a full stop): a handful of reads per message, not one per line."""
+    blocks: list[bytes] = []
+    size = 0
+    tail = b"\r\n"  # the last bytes read: the DATA command's line ended with CRLF
+    too_long = too_much = False
+    while True:
+        try:
+            block = await reader.readuntil(b".\r\n")
+        except asyncio.LimitOverrunError as exc:  # no ".\r\n" in the reader's buffer limit
+            block = await reader.readexactly(exc.consumed)
+        seen = tail + block
+        if seen.endswith(b"\r\n.\r\n"):  # the end-of-data line
+            block = block[:-3]
+            done = True
+        else:
+            done = False
+        size += len(block)
+        if not (too_long or too_much):
+            if size_limit and size > size_limit:
+                too_much = True
+                too_long = _has_long_line(blocks, line_limit)
+                blocks = []
+            else:
+                blocks.append(block)
+        if done:
+            break
+        tail = seen[-4:]
+    if too_long:
+        return b"", "500 Line too long (see RFC5321 4.5.3.1.6)"
+    if too_much:
+        return b"", "552 Error: Too much mail data"
+    if _has_long_line(blocks, line_limit):
+        return b"", "500 Line too long (see RFC5321 4.5.3.1.6)"
+    data = b"".join(blocks)
+    if b"\r\n." in data or data.startswith(b"."):
+        data = (b"\r\n" + data).replace(b"\r\n.", b"\r\n")[2:]  # undo dot-stuffing
+    return data, None
+
+
+def _has_long_line(blocks: list[bytes], line_limit: int) -> bool:
+    """Whether a line of the data, with its CRLF, is longer than `line_limit`."""
+    if sum(map(len, blocks)) <= line_limit - 2:
+        return False
+    return max(map(len, b"".join(blocks).split(b"\r\n"))) > line_limit - 2
 
 
 class SmtpService:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import html as htmlmod
 import re
 import unicodedata
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from gateway.urls.canon import CanonicalUrl, UrlError, canonicalize
@@ -113,9 +114,11 @@ def normalize_text(text: str) -> tuple[str, tuple[str, ...]]:
             if "fullwidth" not in ev:
                 ev.append("fullwidth")
             t = t2
-    if ("[" in t or "(" in t or "{" in t or "xx" in t.lower() or "**" in t) and _DEFANG_RE.search(t):
-        ev.append("defanged")
-        t = _DEFANG_RE.sub(_undefang, t)
+    if "[" in t or "(" in t or "{" in t or "xx" in t.lower() or "**" in t:
+        t2, n = _subn_at(_DEFANG_RE, _undefang, t, _DEFANG_WORDS)  # one scan: find and undo
+        if n:
+            ev.append("defanged")
+            t = t2
     if " ." in t or "\t." in t:
         t2 = _SPACED_DOT_RE.sub(".", t)
         if t2 != t:
@@ -226,7 +229,7 @@ def _from_text(text: str, source: str) -> list[FoundUrl]:
     out: list[FoundUrl] = []
     taken: list[tuple[int, int]] = []
     if "://" in t or "www" in t.lower():
-        for m in _SCHEME_URL_RE.finditer(t):
+        for m in _finditer_at(_SCHEME_URL_RE, t, _SCHEME_WORDS):
             start, end = m.span()
             url = m.group(0)
             url, end, joined = _join_broken(t, url, end)
@@ -256,6 +259,50 @@ def _from_text(text: str, source: str) -> list[FoundUrl]:
                 if len(out) >= MAX_URLS:
                     return out
     return out
+
+
+def _finditer_at(pattern: re.Pattern[str], t: str, words: tuple[str, ...]) -> Iterator[re.Match[str]]:
+    """`pattern.finditer(t)` for a pattern whose matches all begin with one of `words` (case
+    insensitive): in ASCII text the pattern is tried only where `str.find` sees one of them,
+    not at every position of the text. The same matches, in the same order."""
+    if not t.isascii():  # case folding may change lengths: scan everywhere
+        yield from pattern.finditer(t)
+        return
+    low = t.lower()
+    starts: set[int] = set()
+    for word in words:
+        i = low.find(word)
+        while i != -1:
+            starts.add(i)
+            i = low.find(word, i + 1)
+    pos = 0
+    for start in sorted(starts):
+        if start < pos:
+            continue  # inside the previous match
+        m = pattern.match(t, start)
+        if m is not None:
+            yield m
+            pos = m.end()
+
+
+def _subn_at(pattern: re.Pattern[str], repl: Callable[[re.Match[str]], str], t: str,
+             words: tuple[str, ...]) -> tuple[str, int]:
+    """`pattern.subn(repl, t)` with the matches of `_finditer_at` (patterns that cannot
+    match the empty string)."""
+    out: list[str] = []
+    last = 0
+    for m in _finditer_at(pattern, t, words):
+        out.append(t[last:m.start()])
+        out.append(repl(m))
+        last = m.end()
+    if not out:
+        return t, 0
+    out.append(t[last:])
+    return "".join(out), len(out) // 2
+
+
+_SCHEME_WORDS = ("http", "ftp", "www")  # where a _SCHEME_URL_RE match can begin
+_DEFANG_WORDS = ("hxx", "h**", "htt", "[", "(", "{")  # and a _DEFANG_RE match
 
 
 _CONT_RE = re.compile(rf"[ \t]*\r?\n?[ \t]*([^{_STOP}]+)")
@@ -325,6 +372,7 @@ _ANCHOR_RE = re.compile(
 _ATTR_URL_RE = re.compile(
     r"""(?i)\b(?:href|src|action|background|formaction)\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>]+))"""
 )
+_ATTR_WORDS = ("href", "src", "action", "background", "formaction")
 _TAG_RE = re.compile(r"(?s)<[^>]*>")
 
 
@@ -356,7 +404,7 @@ def _from_html(html: str) -> list[FoundUrl]:
             out.append(f)
         if len(out) >= MAX_URLS:
             return out
-    for m in _ATTR_URL_RE.finditer(html):
+    for m in _finditer_at(_ATTR_URL_RE, html, _ATTR_WORDS):
         href = htmlmod.unescape(m.group(1) or m.group(2) or m.group(3) or "").strip()
         if not href or href.lower().startswith(_SKIP_SCHEMES):
             continue

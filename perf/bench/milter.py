@@ -78,9 +78,14 @@ _FINAL_NAMES = {R_ACCEPT: "accept", R_REJECT: "reject", R_TEMPFAIL: "tempfail",
 
 
 async def check(host: str, port: int, raw: bytes, *, sender: str, recipient: str,
-                client_ip: str = "127.0.0.1", helo: str = "bench.localhost") -> MilterOutcome:
-    """One connection, one message: negotiate, connect .. end of body; the milter's verdict."""
-    reader, writer = await asyncio.open_connection(host, port)
+                client_ip: str = "127.0.0.1", helo: str = "bench.localhost",
+                unix: str | None = None) -> MilterOutcome:
+    """One connection, one message: negotiate, connect .. end of body; the milter's verdict.
+    `unix`: connect to that unix socket path instead of host:port."""
+    if unix is not None:
+        reader, writer = await asyncio.open_unix_connection(unix)
+    else:
+        reader, writer = await asyncio.open_connection(host, port)
     out = MilterOutcome("accept")
     try:
         writer.write(packet(C_OPTNEG, struct.pack("!III", VERSION, ALL_ACTIONS, OFFERED)))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 
 import pytest
 from hypothesis import given
@@ -97,3 +98,36 @@ def test_replies() -> None:
     assert mc.change_header(2, "X-Mamori-Action", "")[5:] == b"\0\0\0\x02X-Mamori-Action\0\0"
     assert mc.add_header("A\0B", "v")[5:] == b"AB\0v\0"
     assert mc.quarantine("")[5:] == b"mamori\0"
+
+
+@given(st.lists(st.tuples(st.sampled_from([b"H", b"L", b"B", b"E", b"T"]),
+                          st.binary(max_size=300)), max_size=8),
+       st.lists(st.integers(min_value=0, max_value=3000), max_size=6))
+def test_decoder_gives_the_same_packets_however_the_stream_is_cut(
+        packets: list[tuple[bytes, bytes]], cuts: list[int]) -> None:
+    stream = b"".join(mc.encode(c, d) for c, d in packets)
+    bounds = sorted({0, len(stream), *(c for c in cuts if c < len(stream))})
+    dec = mc.PacketDecoder()
+    got: list[tuple[bytes, bytes]] = []
+    for a, b in itertools.pairwise(bounds):
+        got += dec.feed(stream[a:b])
+    assert got == packets
+    assert dec.pending == 0
+
+
+def test_decoder_returns_the_good_packets_before_a_bad_one() -> None:
+    dec = mc.PacketDecoder(max_size=64)
+    good = mc.encode(mc.SMFIC_HELO, b"mx\0")
+    assert dec.feed(good + b"\0\0\0\0") == [(b"H", b"mx\0")]
+    with pytest.raises(mc.MilterProtocolError):
+        dec.check()
+
+
+@given(st.binary(max_size=40))
+def test_parse_header_agrees_with_split_strings(data: bytes) -> None:
+    parts = mc.split_strings(data)
+    if len(parts) == 2 and parts[0]:
+        assert mc.parse_header(data) == (parts[0], parts[1])
+    else:
+        with pytest.raises(mc.MilterProtocolError):
+            mc.parse_header(data)
