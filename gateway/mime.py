@@ -8,7 +8,9 @@ from email.message import EmailMessage, Message
 from email.policy import EmailPolicy
 from typing import Any
 
-MAX_PARTS = 200
+from gateway import limits
+
+MAX_PARTS = 200  # defaults; MAMORI_LIMITS__MIME_MAX_PARTS and __MIME_MAX_DEPTH apply
 MAX_DEPTH = 20
 MAX_TEXT = 2_000_000
 
@@ -50,14 +52,16 @@ def extract_text(msg: EmailMessage) -> tuple[str, str]:
         subject = ""
     if subject:
         plain.append(subject)
+    lim = limits.current()
+    max_parts, max_depth = lim.mime_max_parts, lim.mime_max_depth
     count = 0
     stack: list[tuple[Message, int]] = [(msg, 0)]
-    while stack and count < MAX_PARTS:
+    while stack and count < max_parts:
         part, depth = stack.pop()
         count += 1
         try:
             if part.is_multipart():
-                if depth < MAX_DEPTH:
+                if depth < max_depth:
                     payload = part.get_payload()
                     if isinstance(payload, list):
                         stack.extend(

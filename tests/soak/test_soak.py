@@ -14,6 +14,7 @@ import asyncio
 import json
 import os
 import random
+import signal
 import statistics
 import time
 from pathlib import Path
@@ -142,10 +143,18 @@ async def http_worker(port: int, stop: float, st: Stats) -> None:
         st.sent["http"] = n
 
 
+MEMPROBE = os.environ.get("MAMORI_SOAK_MEMPROBE", "")  # dir: tracemalloc snapshots (diagnosis)
+PROBE_AT = (0.1, 0.3, 0.9)  # fractions of the run: start tracing, then two dumps (SIGUSR1)
+
+
 async def sampler(pid: int, stop: float, interval: float, out: list[tuple[float, int, int]]) -> None:
     t0 = time.monotonic()
+    probes = [t0 + f * SECONDS for f in PROBE_AT] if MEMPROBE else []
     while time.monotonic() < stop:
         out.append((time.monotonic() - t0, rss_kib(pid), open_fds(pid)))
+        if probes and time.monotonic() >= probes[0]:
+            probes.pop(0)
+            os.kill(pid, signal.SIGUSR1)
         await asyncio.sleep(interval)
 
 
@@ -174,6 +183,15 @@ def plot(samples: list[tuple[float, int, int]], path: Path, summary: dict[str, o
     plt.close(fig)
 
 
+def probe_env() -> dict[str, str]:
+    if not MEMPROBE:
+        return {}
+    Path(MEMPROBE).mkdir(parents=True, exist_ok=True)
+    here = str(Path(__file__).parent / "memprobe")
+    return {"PYTHONPATH": os.pathsep.join(filter(None, [here, os.environ.get("PYTHONPATH", "")])),
+            "MAMORI_SOAK_MEMPROBE": str(Path(MEMPROBE).resolve())}
+
+
 def test_soak_mixed_traffic_no_leaks_nothing_lost(tmp_path: Path) -> None:
     smtp_port, milter_port, api_port = free_port(), free_port(), free_port()
     with Sink() as sink, serving(
@@ -185,6 +203,7 @@ def test_soak_mixed_traffic_no_leaks_nothing_lost(tmp_path: Path) -> None:
         MAMORI_API__LISTEN=f"127.0.0.1:{api_port}",
         MAMORI_API__KEYS=json.dumps({"soak-key": ["sms:check"]}),
         MAMORI_API__RATE_LIMIT="100000", MAMORI_API__RATE_BURST="100000",
+        **probe_env(),
     ) as srv:
         pid = srv.pid
         time.sleep(1.0)
