@@ -26,6 +26,9 @@ def main(a_path: str, b_path: str, top: int = 25) -> None:
     grown = sorted(((b["types"].get(k, 0) - a["types"].get(k, 0), k) for k in b["types"]), reverse=True)
     for d, k in grown[:top]:
         print(f"{d:+10d} {k}")
+    print("\nnative memory (MiB): " + "  ".join(
+        f"{k} {a.get('native', {}).get(k, 0) / 2**20:.1f} -> {v / 2**20:.1f}"
+        for k, v in b.get("native", {}).items()))
     print("\nlru caches (entries):")
     for k in sorted(b["lru"]):
         print(f"{a['lru'].get(k, 0):10d} -> {b['lru'][k]:10d} {k}")

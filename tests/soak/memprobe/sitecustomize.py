@@ -21,6 +21,40 @@ if _OUT:
 
     _n = [0]
 
+    def _native() -> dict[str, int]:
+        """RSS, glibc malloc's view (mallinfo2, all arenas) and SQLite's own heap, in bytes."""
+        import ctypes
+        import ctypes.util
+
+        out: dict[str, int] = {}
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    out["rss"] = int(line.split()[1]) * 1024
+        libc = ctypes.CDLL("libc.so.6")
+
+        class MallInfo2(ctypes.Structure):
+            _fields_ = [(n, ctypes.c_size_t) for n in (
+                "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks",
+                "uordblks", "fordblks", "keepcost")]
+
+        libc.mallinfo2.restype = MallInfo2
+        mi = libc.mallinfo2()
+        out.update(malloc_heap=mi.arena, malloc_mmap=mi.hblkhd, malloc_used=mi.uordblks,
+                   malloc_free=mi.fordblks)
+        name = ctypes.util.find_library("sqlite3")
+        if name:
+            lib = ctypes.CDLL(name)
+            lib.sqlite3_memory_used.restype = ctypes.c_int64
+            out["sqlite_used"] = lib.sqlite3_memory_used()
+        if os.environ.get("MAMORI_SOAK_MEMPROBE_TRIM"):  # does malloc give memory back?
+            libc.malloc_trim(0)
+            with open("/proc/self/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        out["rss_after_trim"] = int(line.split()[1]) * 1024
+        return out
+
     def _dump(signum: int, frame: object) -> None:
         try:
             _write()
@@ -30,6 +64,9 @@ if _OUT:
 
     def _write() -> None:
         if not tracemalloc.is_tracing():  # the first signal starts tracing (start-up stays fast)
+            native = _native()
+            with open(os.path.join(_OUT, "probe-0.pickle"), "wb") as f:
+                pickle.dump({"native": native}, f)
             tracemalloc.start(4)
             return
         gc.collect()
@@ -52,6 +89,7 @@ if _OUT:
             memo = {}
         path = os.path.join(_OUT, f"probe-{_n[0]}.pickle")
         with open(path, "wb") as f:
-            pickle.dump({"snapshot": snap, "types": dict(counts), "lru": {**lru, **memo}}, f)
+            pickle.dump({"snapshot": snap, "types": dict(counts), "lru": {**lru, **memo},
+                         "native": _native()}, f)
 
     signal.signal(signal.SIGUSR1, _dump)
