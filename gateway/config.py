@@ -209,6 +209,8 @@ class ModelSettings(BaseModel):
 
 class StoreSettings(BaseModel):
     url: str = Field("", description="database URL; empty: SQLite under MAMORI_DATA_DIR")
+    policy_cache_size: int = Field(
+        1_000_000, description="subscriber policies kept in memory (LRU; about 500 bytes each)")
     policy_cache_ttl: float = Field(
         30.0, description="seconds before a cached policy is refreshed (in the background)")
     release_smtp: str = Field(
@@ -268,6 +270,8 @@ class LimitsSettings(BaseModel):
     sms_body_max: int = Field(2 * 1024 * 1024, description="bytes of one SMS hook request body; larger get 413")
     sms_batch_max: int = Field(1000, description="messages in one POST /v1/sms/check/batch; more get 422")
     sms_text_max: int = Field(64 * 1024, description="characters of one SMS text on the HTTP hook; more get 422")
+    header_cache_size: int = Field(2048, description="parsed mail header fields kept for reuse (about 5 KB each)")
+    token_cache_size: int = Field(200_000, description="classifier word-token hashes kept (about 130 bytes each; filled once, not evicted)")
     memo_cache_size: int = Field(8192, description="entries of each memo cache (hosts, domains, sender ids)")
     client_state_max: int = Field(100_000, description="clients whose request rates are tracked at once (LRU)")
 

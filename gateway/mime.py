@@ -82,7 +82,9 @@ def extract_text(msg: EmailMessage) -> tuple[str, str]:
 
 
 _HEADER_CACHE: dict[tuple[str, str], object] = {}
-_HEADER_CACHE_MAX = 20_000
+# cleared when full at MAMORI_LIMITS__HEADER_CACHE_SIZE entries: each costs about 5 KB (the
+# standard library builds a class per parsed header; the former bound of 20,000 let it reach
+# ~100 MB before clearing, the soak's main memory growth)
 
 
 class _CachingPolicy(EmailPolicy):
@@ -98,7 +100,7 @@ class _CachingPolicy(EmailPolicy):
         hit = _HEADER_CACHE.get(key)
         if hit is None:
             hit = super().header_fetch_parse(name, value)
-            if len(_HEADER_CACHE) >= _HEADER_CACHE_MAX:
+            if len(_HEADER_CACHE) >= limits.current().header_cache_size:
                 _HEADER_CACHE.clear()
             _HEADER_CACHE[key] = hit
         return hit

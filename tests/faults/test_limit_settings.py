@@ -84,6 +84,32 @@ def test_memo_caches_are_bounded_by_the_setting() -> None:
     assert all(n <= 50 for n in caches.sizes().values())
 
 
+def test_header_cache_is_bounded_by_the_setting() -> None:
+    from gateway import mime
+
+    limits.apply(LimitsSettings(header_cache_size=10))
+    for n in range(50):  # unique Subject and Message-ID values
+        raw = f"Subject: invoice {n}\r\nMessage-ID: <{n}@x.test>\r\n\r\nhi\r\n".encode()
+        assert f"invoice {n}" in ScanContext(Message.email(raw), DEFAULT_POLICY).text
+        assert len(mime._HEADER_CACHE) <= 10
+
+
+def test_flood_counter_keeps_only_what_its_window_saw() -> None:
+    from gateway.sms.flood import MemoryCounter
+
+    now = [0.0]
+    c = MemoryCounter(60.0, max_keys=1000, clock=lambda: now[0])
+    for i in range(500):  # one text per key, a second apart: 8 minutes of distinct texts
+        now[0] = float(i)
+        assert c.add(f"t{i}", "r") == 1
+        assert len(c) <= 61  # keys used in the current or the previous 30 s bucket
+    assert c.add("t499", "r2") == 2  # a live key still counts its members
+    many = MemoryCounter(1e9, max_keys=100, clock=lambda: 0.0)
+    for i in range(1000):
+        many.add(f"k{i}", "r")
+    assert len(many) == 100  # and the hard bound holds within one window
+
+
 def test_per_client_state_is_bounded() -> None:
     limits.apply(LimitsSettings(client_state_max=100))
     rates = limits.per_minute(2)

@@ -29,8 +29,9 @@ if _OUT:
         out: dict[str, int] = {}
         with open("/proc/self/status") as f:
             for line in f:
-                if line.startswith("VmRSS:"):
-                    out["rss"] = int(line.split()[1]) * 1024
+                if line.startswith(("VmRSS:", "RssAnon:", "RssFile:")):
+                    key = {"VmRSS:": "rss", "RssAnon:": "rss_anon", "RssFile:": "rss_file"}
+                    out[key[line.split()[0]]] = int(line.split()[1]) * 1024
         libc = ctypes.CDLL("libc.so.6")
 
         class MallInfo2(ctypes.Structure):
@@ -63,6 +64,11 @@ if _OUT:
                 f.write(f"{type(exc).__name__}: {exc}\n")
 
     def _write() -> None:
+        if os.environ.get("MAMORI_SOAK_MEMPROBE_NATIVE"):  # no tracing: native figures only
+            _n[0] += 1
+            with open(os.path.join(_OUT, f"native-{_n[0]}.pickle"), "wb") as f:
+                pickle.dump({"native": _native()}, f)
+            return
         if not tracemalloc.is_tracing():  # the first signal starts tracing (start-up stays fast)
             native = _native()
             with open(os.path.join(_OUT, "probe-0.pickle"), "wb") as f:
