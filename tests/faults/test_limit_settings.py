@@ -322,3 +322,27 @@ async def test_sms_hook_batch_text_and_body_limits(hook: httpx.AsyncClient) -> N
     assert (await hook.post("/v1/sms/check", json={**one, "text": "x" * 100})).status_code == 200
     r = await hook.post("/v1/sms/check-batch", json=[{**one, "text": "y" * 90}] * 60)
     assert r.status_code == 413 and r.json()["detail"].startswith("request body larger than")
+
+
+def test_token_cache_is_bounded_by_the_setting() -> None:
+    from gateway.learn import features
+
+    limits.apply(LimitsSettings(token_cache_size=10))
+    features._TOKEN_IDS.clear()
+    ids = [features._token_hash(f"token{i}") for i in range(100)]
+    assert len(features._TOKEN_IDS) == 10
+    assert ids == [features._token_hash(f"token{i}") for i in range(100)]  # same answers
+    features._TOKEN_IDS.clear()
+
+
+async def test_policy_cache_is_bounded_by_the_setting(settings: Settings) -> None:
+    s = settings.model_copy(update={"store": settings.store.model_copy(
+        update={"policy_cache_size": 5})})
+    gw = Gateway.create(s)
+    await gw.start()
+    try:
+        for i in range(20):
+            await gw.policy_for(f"+8180{i:08d}")
+        assert gw.stores is not None and len(gw.stores.policies._cache) == 5
+    finally:
+        await gw.close()
