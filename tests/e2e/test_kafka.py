@@ -30,8 +30,13 @@ ROOT = Path(__file__).resolve().parents[2]
 SUBSCRIBERS = [f"+8190{n:08d}" for n in (11112222, 33334444, 55556666, 77778888)]
 
 
+# read at import: the `settings` fixture removes MAMORI_* from the environment, and without this
+# the fallback (this checkout's script) would stop nothing and start a second broker elsewhere
+KAFKA_CTL = os.environ.get("MAMORI_TEST_KAFKA_CTL", "")
+
+
 def kafka_ctl(action: str) -> None:
-    script = os.environ.get("MAMORI_TEST_KAFKA_CTL") or str(ROOT / "scripts/services/kafka.sh")
+    script = KAFKA_CTL or str(ROOT / "scripts/services/kafka.sh")
     subprocess.run(["bash", script, action], check=True, capture_output=True, timeout=180)
 
 

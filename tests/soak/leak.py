@@ -13,8 +13,8 @@ healthy process's RSS jitters by a few MiB and may take a step of several; a lin
 the half-run averages the jitter out, and a single 4 MiB step projects about 6 MiB, under the
 8 MiB floor (2 % of a 250 MiB process is 5 MiB). A real leak is linear in traffic: a leak of B
 bytes per message over the N messages of the second half projects B x N. The 10-minute soak
-sends about 30,000 messages in its second half, so it catches leaks down to about 300 bytes
-per message; the 60-second default run (about 3,000) about 3 KiB per message. A bounded cache still filling
+sends about 50,000 messages in its second half, so it catches leaks down to about 160 bytes
+per message; the 60-second default run (about 5,000) about 1.6 KiB per message. A bounded cache still filling
 looks like a leak too; the soak sizes its bounds so they fill during warm-up (see
 docs/reliability.md), and a saw-tooth (a cache cleared when full) has no trend.
 """
