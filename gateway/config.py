@@ -41,6 +41,10 @@ class SmtpSettings(BaseModel):
     relay_pool: int = Field(16, description="kept-open sessions to the next hop; 0: one per message")
     relay_idle: float = Field(30.0, description="seconds an idle next-hop session is kept")
     max_recipients: int = Field(1000, description="recipients of one transaction; more get 452")
+    rate_limit_per_minute: int = Field(
+        0, description="connections per minute from one client IP; more get 421 4.7.0; 0: unlimited")
+    message_rate_per_minute: int = Field(
+        0, description="messages per minute from one client IP; more get 450 4.7.1; 0: unlimited")
 
 
 class MilterSettings(BaseModel):
@@ -61,6 +65,8 @@ class MilterSettings(BaseModel):
     max_inflight: int = Field(64, description="scans running at once; more wait (back-pressure)")
     queue_timeout: float = Field(2.0, description="seconds a message waits for a scan slot, then tempfail")
     idle_timeout: float = Field(900.0, description="seconds without a packet before the connection closes")
+    client_rate_per_minute: int = Field(
+        0, description="messages per minute from one SMTP client address (connect macro); more get tempfail 4.7.1; 0: unlimited")
     socket_mode: str = Field("0660", description="octal permissions of a unix: socket")
     reject_reply: str = Field(
         "550 5.7.1 Message rejected as spam or fraud by mamori", description="SMTP reply to rejected mail"
@@ -203,6 +209,8 @@ class ModelSettings(BaseModel):
 
 class StoreSettings(BaseModel):
     url: str = Field("", description="database URL; empty: SQLite under MAMORI_DATA_DIR")
+    policy_cache_size: int = Field(
+        1_000_000, description="subscriber policies kept in memory (LRU; about 500 bytes each)")
     policy_cache_ttl: float = Field(
         30.0, description="seconds before a cached policy is refreshed (in the background)")
     release_smtp: str = Field(
@@ -249,6 +257,25 @@ class UrlsSettings(BaseModel):
     expand_timeout: float = Field(1.5, description="seconds for one shortener expansion")
 
 
+class LimitsSettings(BaseModel):
+    """Input limits of the parsers every ingress shares, and the bound of the memo caches
+    (docs/reliability.md lists each with its answer)."""
+
+    mime_max_parts: int = Field(200, description="MIME parts of one message scanned; the rest pass unscanned")
+    mime_max_depth: int = Field(20, description="MIME nesting levels scanned; deeper parts pass unscanned")
+    mime_parse_bytes: int = Field(8 * 1024 * 1024, description="bytes of one message parsed for content checks")
+    urls_per_message: int = Field(500, description="URLs of one message looked up; the rest are not")
+    header_max_count: int = Field(1000, description="header fields of one mail; more get 552 5.3.4 (SMTP) or the milter's reject")
+    header_max_bytes: int = Field(1024 * 1024, description="bytes of one mail's header block; more get 552 5.3.4 (SMTP) or the milter's reject")
+    sms_body_max: int = Field(2 * 1024 * 1024, description="bytes of one SMS hook request body; larger get 413")
+    sms_batch_max: int = Field(1000, description="messages in one POST /v1/sms/check/batch; more get 422")
+    sms_text_max: int = Field(64 * 1024, description="characters of one SMS text on the HTTP hook; more get 422")
+    header_cache_size: int = Field(2048, description="parsed mail header fields kept for reuse (about 5 KB each)")
+    token_cache_size: int = Field(200_000, description="classifier word-token hashes kept (about 130 bytes each; filled once, not evicted)")
+    memo_cache_size: int = Field(8192, description="entries of each memo cache (hosts, domains, sender ids)")
+    client_state_max: int = Field(100_000, description="clients whose request rates are tracked at once (LRU)")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="MAMORI_",
@@ -279,6 +306,7 @@ class Settings(BaseSettings):
     auth: AuthSettings = Field(default_factory=AuthSettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
     urls: UrlsSettings = Field(default_factory=UrlsSettings)
+    limits: LimitsSettings = Field(default_factory=LimitsSettings)
 
     @field_validator("data_dir", "shared_data", mode="after")
     @classmethod

@@ -21,8 +21,10 @@ import calendar
 import contextlib
 import logging
 import os
+import threading
 import time
 import uuid
+import weakref
 from collections import deque
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -54,6 +56,13 @@ SPOOL_EVENTS = Gauge("mamori_events_spool_events", "Events waiting in the disk s
 LAG_SECONDS = Gauge(
     "mamori_events_lag_seconds", "Age of the oldest event not yet acknowledged by the broker"
 )
+# The spool gauges are read from the sinks' own spools when scraped. They used to be set by
+# every EventSpool on each change, so a spool opened elsewhere in the process (retention's
+# purge, a second or closed sink) overwrote them with its own count: last writer won, and the
+# gauge could read 0 while the live sink's spool held events.
+_LIVE_SPOOLS: weakref.WeakSet[EventSpool] = weakref.WeakSet()
+SPOOL_EVENTS.set_function(lambda: float(sum(s.pending_events for s in list(_LIVE_SPOOLS))))
+SPOOL_BYTES.set_function(lambda: float(sum(s.pending_bytes for s in list(_LIVE_SPOOLS))))
 
 
 class EventSink(Protocol):
@@ -242,6 +251,8 @@ class EventSpool:
     failed half way does not send anything twice). Writes are fsynced."""
 
     SEGMENT_BYTES = 16 * 1024 * 1024
+    pending_events: int  # undelivered events
+    pending_bytes: int  # and their bytes (both read by the gauges)
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
@@ -256,6 +267,9 @@ class EventSpool:
         # among the records written since this time
         self.check_since: float | None = cur.get("check_since")
         self.pending_events = 0
+        self.pending_bytes = 0
+        # appends come from the event loop, commits from a worker thread (asyncio.to_thread)
+        self._count_lock = threading.Lock()
         self._truncate_torn_tail()
         self._recount()
 
@@ -311,7 +325,8 @@ class EventSpool:
                     fh.seek(self.offset)
                 for raw in fh:
                     events += raw.endswith(b"\n")
-        self.pending_events = max(0, events - len(self.done))
+        with self._count_lock:
+            self.pending_events = max(0, events - len(self.done))
         self._gauges()
 
     def _gauges(self) -> None:
@@ -320,8 +335,7 @@ class EventSpool:
             if n >= self.segment:
                 with contextlib.suppress(OSError):
                     size += self._seg_path(n).stat().st_size
-        SPOOL_BYTES.set(max(0, size - self.offset))
-        SPOOL_EVENTS.set(self.pending_events)
+        self.pending_bytes = max(0, size - self.offset)
 
     def __len__(self) -> int:
         return self.pending_events
@@ -337,11 +351,20 @@ class EventSpool:
         if path.exists() and path.stat().st_size >= self.SEGMENT_BYTES:
             path = self._seg_path(last + 1)
         data = b"".join(lines)
-        with open(path, "ab") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        self.pending_events += len(lines)
+        # counted before they are written: a replay in a worker thread may read and commit
+        # these lines the moment they are on disk, and its commit must find them counted
+        # (else the count, clamped at 0, ends one too high and the sink waits for it forever)
+        with self._count_lock:
+            self.pending_events += len(lines)
+        try:
+            with open(path, "ab") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+        except BaseException:
+            with self._count_lock:
+                self.pending_events = max(0, self.pending_events - len(lines))
+            raise
         self._gauges()
         return len(lines)
 
@@ -411,7 +434,8 @@ class EventSpool:
         else:
             self.done |= set(later)
         self._save_cursor()
-        self.pending_events = max(0, self.pending_events - sum(ok))
+        with self._count_lock:
+            self.pending_events = max(0, self.pending_events - sum(ok))
         self._gauges()
 
     def mark_uncertain(self, since: float) -> None:
@@ -517,6 +541,7 @@ class KafkaEventSink:
     def _spool(self) -> EventSpool:
         if self.spool is None:
             self.spool = EventSpool(self.spool_dir)
+            _LIVE_SPOOLS.add(self.spool)  # this sink's spool is what the gauges show
         return self.spool
 
     # -- producer
@@ -801,6 +826,8 @@ class KafkaEventSink:
             if uncertain:
                 self._spool().mark_uncertain(self._inflight_since)
         await self._drop_producer()
+        if self.spool is not None:  # a closed sink's spool is the next sink's to count
+            _LIVE_SPOOLS.discard(self.spool)
 
 
 def spool_dir(settings: Settings) -> Path:

@@ -18,6 +18,8 @@ from enum import StrEnum
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
+from gateway import limits
+
 if TYPE_CHECKING:
     from gateway.policy import Policy
     from gateway.verdict import CheckResult
@@ -221,8 +223,9 @@ class ScanContext:
     def mime(self) -> EmailMessage:
         """The email parsed with the standard library (tolerant: defects are recorded)."""
         raw = self.message.raw()
-        if len(raw) > MIME_PARSE_LIMIT:  # content analysis reads the head of huge mail only
-            raw = raw[:MIME_PARSE_LIMIT]
+        parse_limit = limits.current().mime_parse_bytes  # MAMORI_LIMITS__MIME_PARSE_BYTES
+        if len(raw) > parse_limit:  # content analysis reads the head of huge mail only
+            raw = raw[:parse_limit]
             self.data["mime_truncated"] = True
         from gateway.mime import PARSE_POLICY  # email.policy.default, headers parsed once
 

@@ -8,7 +8,9 @@ from email.message import EmailMessage, Message
 from email.policy import EmailPolicy
 from typing import Any
 
-MAX_PARTS = 200
+from gateway import limits
+
+MAX_PARTS = 200  # defaults; MAMORI_LIMITS__MIME_MAX_PARTS and __MIME_MAX_DEPTH apply
 MAX_DEPTH = 20
 MAX_TEXT = 2_000_000
 
@@ -50,14 +52,16 @@ def extract_text(msg: EmailMessage) -> tuple[str, str]:
         subject = ""
     if subject:
         plain.append(subject)
+    lim = limits.current()
+    max_parts, max_depth = lim.mime_max_parts, lim.mime_max_depth
     count = 0
     stack: list[tuple[Message, int]] = [(msg, 0)]
-    while stack and count < MAX_PARTS:
+    while stack and count < max_parts:
         part, depth = stack.pop()
         count += 1
         try:
             if part.is_multipart():
-                if depth < MAX_DEPTH:
+                if depth < max_depth:
                     payload = part.get_payload()
                     if isinstance(payload, list):
                         stack.extend(
@@ -78,7 +82,9 @@ def extract_text(msg: EmailMessage) -> tuple[str, str]:
 
 
 _HEADER_CACHE: dict[tuple[str, str], object] = {}
-_HEADER_CACHE_MAX = 20_000
+# cleared when full at MAMORI_LIMITS__HEADER_CACHE_SIZE entries: each costs about 5 KB (the
+# standard library builds a class per parsed header; the former bound of 20,000 let it reach
+# ~100 MB before clearing, the soak's main memory growth)
 
 
 class _CachingPolicy(EmailPolicy):
@@ -94,7 +100,7 @@ class _CachingPolicy(EmailPolicy):
         hit = _HEADER_CACHE.get(key)
         if hit is None:
             hit = super().header_fetch_parse(name, value)
-            if len(_HEADER_CACHE) >= _HEADER_CACHE_MAX:
+            if len(_HEADER_CACHE) >= limits.current().header_cache_size:
                 _HEADER_CACHE.clear()
             _HEADER_CACHE[key] = hit
         return hit

@@ -51,8 +51,11 @@ class Gateway:
     @classmethod
     def create(cls, settings: Settings, *, env: PluginEnv | None = None,
                events: EventSink | None = None, policies: PolicyStore | None = None) -> Gateway:
-        env = env or PluginEnv(settings)
+        from gateway import limits
         from gateway.store import Stores
+
+        limits.apply(settings)  # input limits and memo cache bounds (MAMORI_LIMITS__*)
+        env = env or PluginEnv(settings)
 
         data = settings.data_dir
         stores = Stores.open(settings)  # lazy: the database is opened on first use

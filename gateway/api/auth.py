@@ -26,6 +26,7 @@ import jwt
 from fastapi import HTTPException, Request, status
 from fastapi import Path as PathParam
 
+from gateway import limits
 from gateway.api.ratelimit import RateLimiter
 from gateway.config import ApiSettings
 from gateway.errors import ConfigError
@@ -100,8 +101,10 @@ class Authenticator:
                 self.public_key = Path(api.jwt_public_key_file).read_text()
             except OSError as exc:
                 raise ConfigError(f"cannot read MAMORI_API__JWT_PUBLIC_KEY_FILE: {exc}") from exc
-        self.limiter = RateLimiter(api.rate_limit, api.rate_burst)
-        self.fail_limiter = RateLimiter(max(api.rate_limit / 4, 1.0), max(api.rate_burst // 2, 5))
+        keys = limits.current().client_state_max  # callers tracked (LRU): MAMORI_LIMITS__CLIENT_STATE_MAX
+        self.limiter = RateLimiter(api.rate_limit, api.rate_burst, maxkeys=keys)
+        self.fail_limiter = RateLimiter(max(api.rate_limit / 4, 1.0), max(api.rate_burst // 2, 5),
+                                        maxkeys=keys)
 
     @property
     def jwt_enabled(self) -> bool:

@@ -107,6 +107,7 @@ def create_app(gw: Gateway) -> FastAPI:
     app.add_middleware(BodyLimit, limits={
         "/v1/subscribers": api.max_body, "/settings": api.max_body,
         "/v1/operator": api.max_body, "/v1/operator/policies/import": api.max_import_body,
+        "/v1/sms": gw.settings.limits.sms_body_max,  # the SMS hook (single and batch)
     })
     app.add_middleware(SecurityHeaders)
     return app

@@ -19,6 +19,7 @@ import orjson
 from fastapi import APIRouter, Body, Depends, HTTPException, Request, Response, status
 from pydantic import BaseModel, Field, model_validator
 
+from gateway import limits
 from gateway.api.auth import ERRORS, Caller, require_scope
 from gateway.message import Message, Peer
 from gateway.runtime import Gateway
@@ -27,7 +28,7 @@ from gateway.sms.registry import SenderIdEntry, registry_for
 
 router = APIRouter(responses=ERRORS)
 
-MAX_BATCH = 1000
+MAX_BATCH = 1000  # defaults; MAMORI_LIMITS__SMS_BATCH_MAX and __SMS_TEXT_MAX apply
 HTTP_422 = 422  # Unprocessable Content (the constant was renamed across Starlette versions)
 MAX_TEXT = 64 * 1024
 
@@ -40,8 +41,8 @@ class SmsIn(BaseModel):
 
     sender: str = Field("", max_length=64)
     recipient: str = Field("", max_length=64)
-    text: str | None = Field(None, max_length=MAX_TEXT)
-    payload: str | None = Field(None, max_length=2 * MAX_TEXT)
+    text: str | None = None  # at most MAMORI_LIMITS__SMS_TEXT_MAX characters (422)
+    payload: str | None = None  # hex or base64 of at most that many octets
     payload_encoding: str = Field("hex", pattern="^(hex|base64)$")
     data_coding: int = Field(0, ge=0, le=255)
     esm_class: int = Field(0, ge=0, le=255)
@@ -61,9 +62,14 @@ class SmsIn(BaseModel):
 
 
 def _text_of(sms: SmsIn) -> str:
+    limit = limits.current().sms_text_max
     if sms.text is not None:
+        if len(sms.text) > limit:
+            raise HTTPException(HTTP_422, f"text longer than {limit} characters")
         return sms.text
     assert sms.payload is not None
+    if len(sms.payload) > 2 * limit:
+        raise HTTPException(HTTP_422, f"payload longer than {limit} octets")
     try:
         raw = (bytes.fromhex(sms.payload) if sms.payload_encoding == "hex"
                else base64.b64decode(sms.payload, validate=True))
@@ -117,9 +123,12 @@ async def check(sms: SmsIn, request: Request, caller: SmsCaller) -> Response:
 
 @router.post("/v1/sms/check-batch", tags=["sms"], response_class=Response,
              responses={200: {"description": "the verdicts, in the order of the request"}})
-async def check_batch(batch: Annotated[list[SmsIn], Body(max_length=MAX_BATCH)],
+async def check_batch(batch: Annotated[list[SmsIn], Body()],
                       request: Request, caller: SmsCaller) -> Response:
-    """Scan up to 1000 SMS; answer their verdicts in the same order."""
+    """Scan up to 1000 SMS (`MAMORI_LIMITS__SMS_BATCH_MAX`); answer their verdicts in order."""
+    limit = limits.current().sms_batch_max
+    if len(batch) > limit:
+        raise HTTPException(HTTP_422, f"at most {limit} messages per batch")
     gw: Gateway = request.app.state.gateway
     peer = _peer(request)
     msgs = [_message(s, caller, peer) for s in batch]

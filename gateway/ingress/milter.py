@@ -26,10 +26,13 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from gateway import limits
 from gateway.config import MilterSettings, parse_hostport
 from gateway.errors import ConfigError
 from gateway.ingress import milter_codec as mc
+from gateway.ingress.authres import claims_authserv_id
 from gateway.ingress.headers import mamori_headers
+from gateway.limits import per_minute
 from gateway.message import Channel, Message, Peer, ScanContext
 from gateway.metrics import INFLIGHT, INGRESS_ERRORS, SCAN_SECONDS, SCANNED
 from gateway.policy import Policy
@@ -49,10 +52,12 @@ WANTED_PROTOCOL = mc.SMFIP_NR_HDR | mc.SMFIP_SKIP
 # fixed replies (the peer never sees exception text)
 SMTP_451_FAILURE = "451 4.3.0 Temporary failure in mail filter, try again later"
 SMTP_451_BUSY = "451 4.3.2 Mail filter busy, try again later"
+SMTP_451_RATE = "451 4.7.1 Too many messages from your address, try again later"
+SMTP_552_HEADER = "552 5.3.4 Message header too big"
 
 HEADER_ACTION = "X-Mamori-Action"
 OUR_HEADER_PREFIX = "x-mamori-"
-MAX_HEADER_BYTES = 1024 * 1024  # header block kept for scanning
+MAX_HEADER_BYTES = 1024 * 1024  # default of MAMORI_LIMITS__HEADER_MAX_BYTES
 READ_SIZE = 256 * 1024  # bytes taken from the socket at once (a body chunk is 64 KiB)
 
 # policy fields only `Pipeline.decide` reads: recipients whose policies differ in nothing
@@ -110,6 +115,9 @@ class MilterService:
         self.buffered = 0  # bytes of headers and bodies held across all connections
         self.waiting = 0
         self.stopping = False
+        # messages a minute per SMTP client address (MAMORI_MILTER__CLIENT_RATE_PER_MINUTE)
+        self.client_rates = per_minute(self.settings.client_rate_per_minute)
+        self.authserv_id = (gw.settings.auth.authserv_id or gw.settings.smtp.hostname).lower()
         self._unix_path: Path | None = None
 
     @property
@@ -338,7 +346,11 @@ class Session:
         self.recipients: list[str] = []
         self.headers: list[tuple[str, str]] = []
         self.header_bytes = 0
+        self.header_seen = 0  # fields and bytes of the whole header block (kept or not)
+        self.header_seen_bytes = 0
         self.own_headers: dict[str, int] = {}  # X-Mamori-* fields the client sent, by lower name
+        self.ar_count = 0  # Authentication-Results fields seen; those claiming our id:
+        self.forged_ar: list[int] = []
         self.body = bytearray()
         self.truncated = False
         self.starved = False  # lost data to max_buffered: tempfail rather than scan a stub
@@ -446,6 +458,11 @@ class Session:
             if not args:
                 raise mc.MilterProtocolError("MAIL without a sender")
             self.sender = mc.strip_angle(args[0])
+            rates = self.service.client_rates
+            if rates is not None and rates.take(self.client_address()):
+                self._error("rate_limited")
+                await self._send(mc.reply_code(SMTP_451_RATE))
+                return True
             await self._reply(cmd)
         elif cmd == mc.SMFIC_RCPT:
             args = mc.split_strings(data)
@@ -490,15 +507,26 @@ class Session:
         self.negotiated = True
         await self._send(reply.encode())
 
+    def client_address(self) -> str:
+        """The SMTP client's address: Postfix's {client_addr} connect macro, else the peer."""
+        return self.conn_macros.get("client_addr") or self.peer.ip or ""
+
     def _header(self, name: str, value: str) -> None:
         lname = name.lower()
         if lname.startswith(OUR_HEADER_PREFIX):
             # the client's own X-Mamori-* fields are removed at end of message (no spoofing);
             # the MTA numbers occurrences of a name case-insensitively
             self.own_headers[lname] = self.own_headers.get(lname, 0) + 1
+        elif lname == "authentication-results":
+            self.ar_count += 1
+            if claims_authserv_id(value, self.service.authserv_id):  # RFC 8601 section 5
+                self.forged_ar.append(self.ar_count)
         size = len(name) + len(value) + 4
+        self.header_seen += 1
+        self.header_seen_bytes += size
         if not self.truncated:
-            granted = self._take_buffer(size, MAX_HEADER_BYTES - self.header_bytes)
+            lim = limits.current()
+            granted = self._take_buffer(size, lim.header_max_bytes - self.header_bytes)
             if granted == size:
                 self.header_bytes += size
                 self.headers.append((name, value))
@@ -537,6 +565,11 @@ class Session:
                 self._error("overloaded")
             await self._send(mc.reply_code(SMTP_451_BUSY))
             return
+        lim = limits.current()
+        if self.header_seen > lim.header_max_count or self.header_seen_bytes > lim.header_max_bytes:
+            self._error("header_limit")
+            await self._send(mc.reply_code(SMTP_552_HEADER))
+            return
         service = self.service
         message = self.message()
         ref = message.id[:12]
@@ -570,8 +603,12 @@ class Session:
         if not self.actions & mc.SMFIF_CHGHDRS:
             return []
         # from the last occurrence of each name, so earlier indexes stay valid
-        return [mc.change_header(i, name, "") for name, count in self.own_headers.items()
-                for i in range(count, 0, -1)]
+        out = [mc.change_header(i, name, "") for name, count in self.own_headers.items()
+               for i in range(count, 0, -1)]
+        # Authentication-Results claiming our authserv-id came from outside (RFC 8601 5)
+        out.extend(mc.change_header(i, "Authentication-Results", "")
+                   for i in reversed(self.forged_ar))
+        return out
 
     async def _apply(self, out: Outcome) -> None:
         packets: list[bytes] = []

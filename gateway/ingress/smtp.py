@@ -26,8 +26,10 @@ from aiosmtpd.smtp import MISSING, SMTP, Envelope, Session
 
 from gateway.config import parse_hostport
 from gateway.errors import GatewayError
+from gateway.ingress.authres import strip_forged
 from gateway.ingress.headers import mamori_headers, render
 from gateway.ingress.smtp_relay import RelayPool
+from gateway.limits import header_over_limit, per_minute
 from gateway.message import Message, Peer
 from gateway.metrics import INFLIGHT, INGRESS_ERRORS
 from gateway.runtime import Gateway
@@ -38,12 +40,19 @@ log = logging.getLogger("mamori.smtp")
 SMTP_250_OK = "250 2.0.0 OK: queued"
 SMTP_250_HELD = "250 2.0.0 OK: held"
 SMTP_421_BUSY = "421 4.3.2 Service busy, try again later"
+SMTP_421_RATE = "421 4.7.0 Too many connections from your address, try again later"
+SMTP_450_RATE = "450 4.7.1 Too many messages from your address, try again later"
 SMTP_451_TEMPFAIL = "451 4.3.0 Temporary failure, try again later"
 SMTP_451_SOFT_REJECT = "451 4.7.1 Message deferred, try again later"
 SMTP_451_NEXT_HOP = "451 4.4.1 Next hop unavailable, try again later"
 SMTP_452_TOO_MANY = "452 4.5.3 Too many recipients"
 SMTP_452_POLICY = "452 4.5.3 Recipient policy differs, send it in a separate transaction"
 SMTP_550_REJECT = "550 5.7.1 Message rejected as spam or fraud"
+SMTP_552_SIZE = "552 5.3.4 Message size exceeds fixed maximum message size"
+SMTP_552_HEADER = "552 5.3.4 Message header too big"
+# aiosmtpd's own size answers, given their enhanced status code (RFC 3463 5.3.4)
+_AIOSMTPD_552 = ("552 Error: Too much mail data",
+                 "552 Error: message size exceeds fixed maximum message size")
 SMTP_554_NEXT_HOP = "554 5.0.0 Next hop refused the message"
 
 _POLICY_KEY = "mamori_policy_version"
@@ -54,11 +63,25 @@ class FilterHandler:
         self.gw = gw
         self.settings = gw.settings.smtp
         self.next_host, self.next_port = parse_hostport(self.settings.next_hop)
+        # per-client-IP rates (MAMORI_SMTP__RATE_LIMIT_PER_MINUTE, __MESSAGE_RATE_PER_MINUTE);
+        # at most MAMORI_LIMITS__CLIENT_STATE_MAX clients are tracked (least recent dropped)
+        self.authserv_id = gw.settings.auth.authserv_id or self.settings.hostname
+        self.conn_rates = per_minute(self.settings.rate_limit_per_minute)
+        self.msg_rates = per_minute(self.settings.message_rate_per_minute)
         self.relay = RelayPool(self.next_host, self.next_port,
                                timeout=self.settings.relay_timeout,
                                local_hostname=self.settings.hostname,
                                size=self.settings.relay_pool,
                                max_idle=self.settings.relay_idle)
+
+    async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope,
+                          address: str, mail_options: list[str]) -> str:
+        if self.msg_rates is not None and self.msg_rates.take(_client_ip(session)):
+            INGRESS_ERRORS.labels("smtp", "rate_limited").inc()
+            return SMTP_450_RATE
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
 
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,
                           address: str, rcpt_options: list[str]) -> str:
@@ -91,6 +114,10 @@ class FilterHandler:
         raw = envelope.original_content or b""
         if isinstance(raw, str):
             raw = raw.encode("utf-8", "surrogateescape")
+        if header_over_limit(raw):
+            INGRESS_ERRORS.labels("smtp", "header_limit").inc()
+            return SMTP_552_HEADER
+        raw = strip_forged(raw, self.authserv_id)  # RFC 8601 section 5
         peer = session.peer if isinstance(session.peer, tuple) else (None, None)
         msg = Message.email(
             raw,
@@ -131,6 +158,11 @@ class FilterHandler:
         return SMTP_250_OK
 
 
+def _client_ip(session: Session) -> str:
+    peer = session.peer
+    return str(peer[0]) if isinstance(peer, tuple) and peer else str(peer)
+
+
 def _reverse_path(mail_from: str | None) -> str:
     """aiosmtpd keeps MAIL FROM:<> as '<>'; aiosmtplib wants '' for the null reverse-path."""
     return "" if mail_from in (None, "", "<>") else mail_from
@@ -155,15 +187,28 @@ class _LimitedSMTP(SMTP):
         self._limit = limit
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        refusal = None
         if type(self).active >= self._limit:
-            INGRESS_ERRORS.labels("smtp", "busy").inc()
+            refusal, why = SMTP_421_BUSY, "busy"
+        else:
+            rates = getattr(self.event_handler, "conn_rates", None)
+            peer = transport.get_extra_info("peername")
+            if rates is not None and rates.take(str(peer[0]) if peer else ""):
+                refusal, why = SMTP_421_RATE, "rate_limited"
+        if refusal is not None:
+            INGRESS_ERRORS.labels("smtp", why).inc()
             with contextlib.suppress(Exception):
-                transport.write((SMTP_421_BUSY + "\r\n").encode())  # type: ignore[attr-defined]
+                transport.write((refusal + "\r\n").encode())  # type: ignore[attr-defined]
             transport.close()
             return
         type(self).active += 1
         self._counted = True
         super().connection_made(transport)
+
+    async def push(self, status: str) -> None:  # type: ignore[override]
+        if status in _AIOSMTPD_552:
+            status = SMTP_552_SIZE
+        await super().push(status)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if getattr(self, "_counted", False):

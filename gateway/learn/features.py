@@ -33,6 +33,7 @@ from urllib.parse import urlsplit
 import numpy as np
 import scipy.sparse as sp
 
+from gateway import limits
 from gateway.message import Channel
 
 if TYPE_CHECKING:
@@ -320,7 +321,7 @@ def _token_hash(tok: str) -> int:
     v = _TOKEN_IDS.get(tok)
     if v is None:
         v = zlib.crc32(tok.encode("utf-8", "surrogatepass"))
-        if len(_TOKEN_IDS) < _CACHE_MAX:
+        if len(_TOKEN_IDS) < limits.current().token_cache_size:  # default _CACHE_MAX
             _TOKEN_IDS[tok] = v
     return v
 

@@ -56,15 +56,23 @@ class MemoryCounter:
             cur = (bucket, set(), set())
         elif cur[0] == bucket - 1:  # roll: the current bucket becomes the previous one
             cur = (bucket, set(), cur[1])
-        else:
-            self._data.move_to_end(key)
         b, now_set, prev = cur
         if len(now_set) < self.cap:
             now_set.add(member)
         self._data[key] = (b, now_set, prev)
-        while len(self._data) > self.max_keys:
-            self._data.popitem(last=False)
+        self._data.move_to_end(key)  # the dict is in order of last use
+        # keys last used before the previous bucket count nothing any more: drop them, so the
+        # held state is what the window saw (rate x window), not every key since start-up
+        data = self._data
+        while data:
+            oldest = next(iter(data))
+            if data[oldest][0] >= bucket - 1 and len(data) <= self.max_keys:
+                break
+            del data[oldest]
         return len(now_set | prev) if prev else len(now_set)
+
+    def __len__(self) -> int:
+        return len(self._data)
 
 
 class RedisCounter:

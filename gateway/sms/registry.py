@@ -9,7 +9,6 @@ object; other replicas sharing the file pick changes up within `refresh` seconds
 from __future__ import annotations
 
 import contextlib
-import functools
 import re
 import sqlite3
 import threading
@@ -21,19 +20,21 @@ from typing import Any
 
 import orjson
 
+from gateway.caches import memo
+
 # look-alike folding: digits and symbols that imitate letters, after NFKC and casefold
 _FOLD = str.maketrans({"0": "o", "1": "l", "i": "l", "3": "e", "4": "a", "5": "s", "7": "t",
                        "8": "b", "@": "a", "$": "s", "|": "l", "!": "l", "ｰ": "-"})
 _SEPARATORS = re.compile(r"[\s\-_.・･]+")
 
 
-@functools.lru_cache(maxsize=65536)
+@memo
 def normalise_sender_id(sender: str) -> str:
     """Exact key: NFKC, casefolded, separators kept (the registry's own spelling)."""
     return unicodedata.normalize("NFKC", sender).strip().casefold()
 
 
-@functools.lru_cache(maxsize=65536)
+@memo
 def skeleton(sender: str) -> str:
     """Look-alike key: separators removed and imitating characters folded
     ("PAYPA1", "Pay-Pal" and a fullwidth "PayPal" all give "paypal")."""

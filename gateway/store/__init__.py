@@ -40,6 +40,7 @@ class Stores:
             poll_interval=settings.store.policy_poll_interval,
             timeout=settings.store.policy_timeout,
             fallback=settings.store.policy_fallback == "default",
+            maxsize=settings.store.policy_cache_size,
         )
         quarantine = QuarantineStore(db, days=settings.retention.quarantine_days)
         if settings.store.release_smtp:

@@ -17,8 +17,9 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass
-from functools import lru_cache
 from urllib.parse import unquote_to_bytes
+
+from gateway.caches import memo
 
 MAX_URL_LEN = 4096
 MAX_HOST_SUFFIXES = 5  # exact host + up to 4 suffixes of the last 5 labels
@@ -113,7 +114,7 @@ def _parse_ipv4(host: str) -> str | None:
     return ".".join(str(value >> s & 255) for s in (24, 16, 8, 0))
 
 
-@lru_cache(maxsize=65536)
+@memo
 def canonical_host(raw: str) -> tuple[str, bool]:
     """(host, is_ip): the Safe Browsing host normalisation plus IDN to punycode."""
     host = _DOTS_RE.sub(".", raw.strip().strip("."))

@@ -3,15 +3,15 @@ so nothing here needs the network)."""
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 from publicsuffixlist import PublicSuffixList
+
+from gateway.caches import memo
 
 _PSL = PublicSuffixList(accept_unknown=False)
 _PSL_ICANN = PublicSuffixList(only_icann=True, accept_unknown=False)
 
 
-@lru_cache(maxsize=65536)
+@memo
 def registered_domain(host: str) -> str:
     """eTLD+1 with private suffixes (`x.workers.dev`, `evil.co.jp`); the host itself when none."""
     if not host or host.startswith("[") or host.replace(".", "").isdigit():
@@ -19,7 +19,7 @@ def registered_domain(host: str) -> str:
     return _PSL.privatesuffix(host) or host
 
 
-@lru_cache(maxsize=65536)
+@memo
 def icann_registered_domain(host: str) -> str:
     """eTLD+1 over ICANN suffixes only (`workers.dev`, `duckdns.org`)."""
     if not host or host.replace(".", "").isdigit():
@@ -45,7 +45,7 @@ def is_tld(label: str) -> bool:
     return bool(label) and "." not in label and _PSL_ICANN.publicsuffix("x." + label) == label
 
 
-@lru_cache(maxsize=65536)
+@memo
 def public_suffix(host: str) -> str:
     return _PSL_ICANN.publicsuffix(host) or host.rsplit(".", 1)[-1]
 

@@ -20,10 +20,11 @@ import unicodedata
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
+from gateway import limits
 from gateway.urls.canon import CanonicalUrl, UrlError, canonicalize
 from gateway.urls.domains import RESERVED_TLDS, is_tld, known_tld, registered_domain
 
-MAX_URLS = 500
+MAX_URLS = 500  # default; MAMORI_LIMITS__URLS_PER_MESSAGE applies
 MAX_TEXT = 1_000_000  # characters of one text part examined
 
 # Zero-width and invisible formatting characters used to break up URLs.
@@ -81,10 +82,10 @@ def extract_urls(text: str, *, html: str = "") -> list[FoundUrl]:
     if text:
         for f in _from_text(text[:MAX_TEXT], "text"):
             _add(seen, f)
-    if html and len(seen) < MAX_URLS:
+    if html and len(seen) < limits.current().urls_per_message:
         for f in _from_html(html[:MAX_TEXT]):
             _add(seen, f)
-    return list(seen.values())[:MAX_URLS]
+    return list(seen.values())[:limits.current().urls_per_message]
 
 
 def _add(seen: dict[str, FoundUrl], f: FoundUrl) -> None:
@@ -237,7 +238,7 @@ def _from_text(text: str, source: str) -> list[FoundUrl]:
             f = _make(url, source, text, (*ev, "split") if joined else ev)
             if f is not None:
                 out.append(f)
-                if len(out) >= MAX_URLS:
+                if len(out) >= limits.current().urls_per_message:
                     return out
     for a, b in _dot_tokens(t):
         if any(x <= a < y or a <= x < b for x, y in taken):
@@ -256,7 +257,7 @@ def _from_text(text: str, source: str) -> list[FoundUrl]:
                       (*ev, "no-scheme", "split") if joined else (*ev, "no-scheme"))
             if f is not None:
                 out.append(f)
-                if len(out) >= MAX_URLS:
+                if len(out) >= limits.current().urls_per_message:
                     return out
     return out
 
@@ -402,7 +403,7 @@ def _from_html(html: str) -> list[FoundUrl]:
         if f is not None:
             anchored.add(f.url)
             out.append(f)
-        if len(out) >= MAX_URLS:
+        if len(out) >= limits.current().urls_per_message:
             return out
     for m in _finditer_at(_ATTR_URL_RE, html, _ATTR_WORDS):
         href = htmlmod.unescape(m.group(1) or m.group(2) or m.group(3) or "").strip()
@@ -411,7 +412,7 @@ def _from_html(html: str) -> list[FoundUrl]:
         f = href_once(href, "")
         if f is not None and f.url not in anchored:
             out.append(f)
-            if len(out) >= MAX_URLS:
+            if len(out) >= limits.current().urls_per_message:
                 break
     return out
 

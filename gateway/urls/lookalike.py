@@ -27,7 +27,6 @@ import re
 import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass
-from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -35,6 +34,7 @@ from typing import Any
 from rapidfuzz.distance import OSA
 from rapidfuzz.process import extractOne
 
+from gateway.caches import Memo
 from gateway.errors import ConfigError
 from gateway.urls.domains import split_domain
 
@@ -153,7 +153,7 @@ class Lookalikes:
         self._skeletons = {skeleton(k): b for k, b in self.keywords.items() if len(k) >= 4}
         long_kw = sorted((k for k in self.keywords if len(k) >= 5), key=len, reverse=True)
         self._kw_re = re.compile("|".join(map(re.escape, long_kw))) if long_kw else None
-        self._cached = lru_cache(maxsize=65536)(self._classify)
+        self._cached = Memo(self._classify, "gateway.urls.lookalike.Lookalikes._classify")
 
     @classmethod
     def default(cls, extra_file: str | Path | None = None,

@@ -17,6 +17,7 @@ from email.utils import getaddresses
 from functools import lru_cache
 from typing import Any, cast
 
+from gateway.caches import memo
 from gateway.dns import DnsTempError, MessageDns, normalise_name
 
 POLICIES = ("none", "quarantine", "reject")
@@ -35,7 +36,7 @@ def _psl() -> Any:
     return PublicSuffixList()
 
 
-@lru_cache(maxsize=65536)
+@memo
 def organisational_domain(domain: str) -> str:
     """RFC 7489 3.2: the public suffix plus one label (the domain itself if it is a suffix)."""
     domain = normalise_name(domain)

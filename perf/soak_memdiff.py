@@ -1,0 +1,38 @@
+"""Compare two memory probes of a soak run (tests/soak/memprobe): what grew between them.
+
+    MAMORI_SOAK_SECONDS=180 MAMORI_SOAK_MEMPROBE=/tmp/probe pytest tests/soak
+    python perf/soak_memdiff.py /tmp/probe/probe-1.pickle /tmp/probe/probe-2.pickle
+"""
+
+from __future__ import annotations
+
+import pickle
+import sys
+
+
+def main(a_path: str, b_path: str, top: int = 25) -> None:
+    with open(a_path, "rb") as f:
+        a = pickle.load(f)
+    with open(b_path, "rb") as f:
+        b = pickle.load(f)
+    stats = b["snapshot"].compare_to(a["snapshot"], "traceback")
+    total = sum(s.size_diff for s in stats)
+    print(f"traced growth: {total / 2**20:+.2f} MiB")
+    for s in stats[:top]:
+        print(f"{s.size_diff / 1024:+10.1f} KiB {s.count_diff:+8d} blocks")
+        for line in s.traceback.format()[-8:]:
+            print("      " + line)
+    print("\nobject counts by type (growth):")
+    grown = sorted(((b["types"].get(k, 0) - a["types"].get(k, 0), k) for k in b["types"]), reverse=True)
+    for d, k in grown[:top]:
+        print(f"{d:+10d} {k}")
+    print("\nnative memory (MiB): " + "  ".join(
+        f"{k} {a.get('native', {}).get(k, 0) / 2**20:.1f} -> {v / 2**20:.1f}"
+        for k, v in b.get("native", {}).items()))
+    print("\nlru caches (entries):")
+    for k in sorted(b["lru"]):
+        print(f"{a['lru'].get(k, 0):10d} -> {b['lru'][k]:10d} {k}")
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:3])
