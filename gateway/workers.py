@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import logging
 import os
 import select
@@ -159,7 +160,7 @@ def event_loop_factory(settings: Settings, *, prefork: bool = False
     uvloop: Any = None
     if choice != "asyncio":
         try:
-            import uvloop
+            uvloop = importlib.import_module("uvloop")
         except ImportError:
             if choice == "uvloop":
                 raise ConfigError("MAMORI_EVENT_LOOP=uvloop but uvloop is not installed "
