@@ -354,4 +354,10 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    if "--uvloop" in sys.argv:
+        import uvloop
+
+        sys.argv.remove("--uvloop")
+        uvloop.run(main())
+    else:
+        asyncio.run(main())

@@ -23,7 +23,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from gateway.config import SmppSettings, parse_hostport
 from gateway.errors import ConfigError
@@ -104,8 +104,7 @@ class UpstreamLink(asyncio.Protocol):
         self.last_tx = time.monotonic()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.out.transport = transport
+        self.out.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
 
     def bind(self, command_id: int, system_id: str, password: str) -> None:
         self.bind_seq = self.next_seq()
@@ -234,7 +233,7 @@ class EsmeSession(asyncio.Protocol):
 
     # connection ---------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
         self.transport = transport
         self.out.transport = transport
         peer = transport.get_extra_info("peername")
