@@ -38,6 +38,11 @@ from gateway.verdict import (
 
 log = logging.getLogger("mamori.pipeline")
 
+# metric children by label values, looked up once (a labels() call per message costs more
+# than some checks)
+_SCANNED: dict[tuple[str, Action], Any] = {}
+_SCAN_SECONDS: dict[str, Any] = {}
+
 
 class Stage(IntEnum):
     CONNECT = 0
@@ -132,8 +137,15 @@ class Pipeline:
         ctx = ScanContext(message, policy, deadline=t0 + self.deadline)
         await self.run_checks(ctx)
         verdict = self.decide(ctx, policy, elapsed=time.monotonic() - t0)
-        SCANNED.labels(message.channel.value, verdict.action.value).inc()
-        SCAN_SECONDS.labels(message.channel.value).observe(time.monotonic() - t0)
+        ch = message.channel.value
+        counter = _SCANNED.get((ch, verdict.action))
+        if counter is None:
+            counter = _SCANNED[(ch, verdict.action)] = SCANNED.labels(ch, verdict.action.value)
+        counter.inc()
+        hist = _SCAN_SECONDS.get(ch)
+        if hist is None:
+            hist = _SCAN_SECONDS[ch] = SCAN_SECONDS.labels(ch)
+        hist.observe(time.monotonic() - t0)
         return verdict
 
     async def run_checks(self, ctx: ScanContext) -> None:
