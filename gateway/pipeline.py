@@ -100,6 +100,7 @@ class Pipeline:
                 self.specs[spec.name] = spec
             self._declared[c.name] = frozenset(s.name for s in c.symbols)
         self.scores = scores or load_scores(self.specs.values())
+        self._shown_thresholds: dict[tuple[Any, ...], dict[str, float]] = {}
         self.deadline = deadline
         self.timeouts = {
             c.name: (check_timeouts or {}).get(c.name, c.timeout or check_timeout) for c in self.checks
@@ -230,7 +231,8 @@ class Pipeline:
             if ctx.time_left() <= 0:
                 return CheckResult(check.name, error="deadline")
             out = check.run(ctx)
-            assert not inspect.isawaitable(out)
+            if out.__class__ is not list and out.__class__ is not tuple:  # the usual answers
+                assert not inspect.isawaitable(out)
             return self._validate(check, out, time.perf_counter() - t)
         except Exception as exc:
             return self._failure(check, exc, time.perf_counter() - t)
@@ -256,7 +258,9 @@ class Pipeline:
             return self._failure(check, exc, time.perf_counter() - t)
 
     def _validate(self, check: Check, out: Any, elapsed: float) -> CheckResult:
-        symbols = tuple(out or ())
+        if not out:
+            return CheckResult(check.name, (), elapsed=elapsed)
+        symbols = tuple(out)
         declared = self._declared[check.name]
         for s in symbols:
             if not isinstance(s, Symbol) or s.name not in declared:
@@ -309,15 +313,24 @@ class Pipeline:
         multiplier = policy.threshold_multiplier(scores.strength)
         action = scores.action_for(total, multiplier)
         reason = ""
-        for name in symbols:
-            forced = scores.force_actions.get(name)
-            if forced is not None and (forced.severity > action.severity
-                                       or (forced is action and not reason)):
-                action, reason = forced, name
+        force = scores.force_actions
+        if force:
+            for name in symbols:
+                forced = force.get(name)
+                if forced is not None and (forced.severity > action.severity
+                                           or (forced is action and not reason)):
+                    action, reason = forced, name
         if not policy.protection and action is not Action.ACCEPT:
             action, reason = Action.ACCEPT, "protection off"
-        # thresholds as applied to this policy, for explanations
-        thresholds = {a.value: round(t * multiplier, 3) for a, t in scores.thresholds.items()}
+        # thresholds as applied to this policy, for explanations (computed once per multiplier
+        # and table; each verdict gets its own copy)
+        key = (multiplier, *scores.thresholds.items())
+        shown = self._shown_thresholds.get(key)
+        if shown is None:
+            shown = {a.value: round(t * multiplier, 3) for a, t in scores.thresholds.items()}
+            if len(self._shown_thresholds) < 64:
+                self._shown_thresholds[key] = shown
+        thresholds = dict(shown)
         return Verdict(
             message_id=ctx.message.id,
             channel=ctx.message.channel.value,
