@@ -135,14 +135,14 @@ class Gateway:
             *(self.hold(messages[i], verdicts[i], policies[i] or DEFAULT_POLICY, ingress)
               for i in held), return_exceptions=True)
         error: BaseException | None = None
-        for i, v in zip(held, kept, strict=True):
-            if isinstance(v, BaseException):
-                error = error or v
+        for i, k in zip(held, kept, strict=True):
+            if isinstance(k, BaseException):
+                error = error or k
                 continue
-            verdicts[i] = v
-            await self.report(messages[i], v, ingress)
+            verdicts[i] = k
+            await self.report(messages[i], k, ingress)
             if on_verdict is not None:
-                on_verdict(i, v)
+                on_verdict(i, k)
         if error is not None:
             raise error
         return verdicts
