@@ -83,5 +83,10 @@ def verdict_record(message: Message, verdict: Verdict, hasher: PartyHasher, ingr
 
 
 def log_verdict(record: dict[str, Any]) -> None:
+    """One line per verdict. The log record is made directly (no caller lookup, which is most
+    of `Logger.info`'s cost and which the JSON line does not show); filters, handlers and
+    propagation are the logger's own (`Logger.handle`)."""
     if verdict_log.isEnabledFor(logging.INFO):
-        verdict_log.info("verdict", extra={"verdict": record})
+        rec = verdict_log.makeRecord(verdict_log.name, logging.INFO, "", 0, "verdict", (), None,
+                                     extra={"verdict": record})
+        verdict_log.handle(rec)
