@@ -65,6 +65,17 @@ SPOOL_EVENTS.set_function(lambda: float(sum(s.pending_events for s in list(_LIVE
 SPOOL_BYTES.set_function(lambda: float(sum(s.pending_bytes for s in list(_LIVE_SPOOLS))))
 
 
+_EMITTED: dict[str, Any] = {}
+
+
+def _emitted(stream: str) -> Any:
+    """The emitted-events counter of a stream (its child looked up once, not per event)."""
+    c = _EMITTED.get(stream)
+    if c is None:
+        c = _EMITTED[stream] = EVENTS_EMITTED.labels(stream)
+    return c
+
+
 class EventSink(Protocol):
     def emit(self, stream: str, key: str | None, event: dict[str, Any]) -> None: ...
 
@@ -120,8 +131,19 @@ class MemorySink:
         return None
 
 
+_last_day: tuple[float, float, str] = (0.0, 0.0, "")
+
+
 def _day(ts: float) -> str:
-    return time.strftime("%Y-%m-%d", time.gmtime(ts))
+    """The UTC day of `ts` (formatted once per day, not per event)."""
+    global _last_day
+    start, end, day = _last_day
+    if start <= ts < end:
+        return day
+    day = time.strftime("%Y-%m-%d", time.gmtime(ts))
+    start = float(int(ts // 86400) * 86400)
+    _last_day = (start, start + 86400.0, day)
+    return day
 
 
 def _utc_start(day: str) -> float:
@@ -155,7 +177,7 @@ class FileEventSink:
         line = _encode(stream, key, event)
         if line is None:
             return
-        EVENTS_EMITTED.labels(stream).inc()
+        _emitted(stream).inc()
         buf = self._buf.setdefault((stream, _day(self.clock())), [])
         buf.append(line + b"\n")
         if len(buf) >= self.max_buffer or self._task is None:
@@ -515,7 +537,7 @@ class KafkaEventSink:
         value = _encode(stream, key, event)
         if value is None:
             return
-        EVENTS_EMITTED.labels(stream).inc()
+        _emitted(stream).inc()
         if len(self._queue) >= self.cfg.queue_size:
             self._spill([*self._queue, (stream, key, value, time.time())])
             self._queue.clear()

@@ -45,13 +45,27 @@ def setup_logging(level: str = "INFO", stream: Any = None) -> None:
 
 verdict_log = logging.getLogger("mamori.verdict")
 
+_last_second: tuple[int, str] = (-1, "")
+
+
+def _utc_second(ts: float) -> str:
+    """ISO 8601 UTC time of `ts` to the second (formatted once per second, not per verdict)."""
+    global _last_second
+    sec = int(ts)
+    last = _last_second
+    if last[0] == sec:
+        return last[1]
+    text = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(sec))
+    _last_second = (sec, text)
+    return text
+
 
 def verdict_record(message: Message, verdict: Verdict, hasher: PartyHasher, ingress: str) -> dict[str, Any]:
     """Metadata of one verdict: ids, channel, action, score, symbol names, versions, keyed
     hashes of the parties. Shared by the verdict log line and the verdict event."""
     return {
         "message_id": message.id,
-        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(message.received_at)),
+        "time": _utc_second(message.received_at),
         "ingress": ingress,
         "channel": verdict.channel,
         "action": verdict.action.value,
@@ -69,5 +83,10 @@ def verdict_record(message: Message, verdict: Verdict, hasher: PartyHasher, ingr
 
 
 def log_verdict(record: dict[str, Any]) -> None:
+    """One line per verdict. The log record is made directly (no caller lookup, which is most
+    of `Logger.info`'s cost and which the JSON line does not show); filters, handlers and
+    propagation are the logger's own (`Logger.handle`)."""
     if verdict_log.isEnabledFor(logging.INFO):
-        verdict_log.info("verdict", extra={"verdict": record})
+        rec = verdict_log.makeRecord(verdict_log.name, logging.INFO, "", 0, "verdict", (), None,
+                                     extra={"verdict": record})
+        verdict_log.handle(rec)

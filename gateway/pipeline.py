@@ -38,6 +38,11 @@ from gateway.verdict import (
 
 log = logging.getLogger("mamori.pipeline")
 
+# metric children by label values, looked up once (a labels() call per message costs more
+# than some checks)
+_SCANNED: dict[tuple[str, Action], Any] = {}
+_SCAN_SECONDS: dict[str, Any] = {}
+
 
 class Stage(IntEnum):
     CONNECT = 0
@@ -95,6 +100,7 @@ class Pipeline:
                 self.specs[spec.name] = spec
             self._declared[c.name] = frozenset(s.name for s in c.symbols)
         self.scores = scores or load_scores(self.specs.values())
+        self._shown_thresholds: dict[tuple[Any, ...], dict[str, float]] = {}
         self.deadline = deadline
         self.timeouts = {
             c.name: (check_timeouts or {}).get(c.name, c.timeout or check_timeout) for c in self.checks
@@ -110,6 +116,15 @@ class Pipeline:
                 if t
             )
             for ch in Channel
+        }
+        # channels whose checks are all inline (a batch needs no task per message), and the
+        # checks with a batch entry point (`prescore`) by channel
+        self._all_sync = {ch: not any(self._is_async[c.name] for st in self._stages[ch] for c in st)
+                          for ch in Channel}
+        self._batched: dict[Channel, tuple[Check, ...]] = {
+            ch: t for ch in Channel
+            if (t := tuple(c for st in self._stages[ch] for c in st
+                           if callable(getattr(c, "prescore", None))))
         }
 
     async def start(self) -> None:
@@ -131,9 +146,59 @@ class Pipeline:
         policy = policy or DEFAULT_POLICY
         ctx = ScanContext(message, policy, deadline=t0 + self.deadline)
         await self.run_checks(ctx)
+        return self._verdict(ctx, t0)
+
+    async def scan_many(self, messages: Sequence[Message],
+                        policies: Sequence[Policy | None]) -> list[Verdict]:
+        """The verdicts of many messages, in order: the same as `scan` of each in turn.
+
+        Checks that offer a batch entry point (`prescore(ctxs)`, e.g. the classifier scoring
+        many messages in one vectorised pass) get all the messages of their channel first; a
+        failing batch entry point is ignored (each message's own `run` then decides). When
+        every check of a message's channel is synchronous, the messages are scanned one after
+        the other without a task each; otherwise concurrently."""
+        t0 = time.monotonic()
+        ctxs = [ScanContext(m, p or DEFAULT_POLICY, deadline=t0 + self.deadline)
+                for m, p in zip(messages, policies, strict=True)]
+        for channel, checks in self._batched.items():
+            chosen = [c for c in ctxs if c.message.channel is channel]
+            if not chosen:
+                continue
+            for check in checks:
+                try:
+                    check.prescore(chosen)  # type: ignore[attr-defined]
+                except Exception as exc:
+                    log.debug("batch entry point of %s failed: %s", check.name,
+                              type(exc).__name__)
+        if all(self._all_sync[c.message.channel] for c in ctxs):
+            out = []
+            for ctx in ctxs:
+                t = time.monotonic()
+                ctx.deadline = t + self.deadline  # each message has its own deadline
+                await self.run_checks(ctx)  # only inline checks: never suspends
+                out.append(self._verdict(ctx, t))
+            return out
+
+        async def one(ctx: ScanContext) -> Verdict:
+            t = time.monotonic()
+            ctx.deadline = t + self.deadline
+            await self.run_checks(ctx)
+            return self._verdict(ctx, t)
+
+        return list(await asyncio.gather(*(one(c) for c in ctxs)))
+
+    def _verdict(self, ctx: ScanContext, t0: float) -> Verdict:
+        message, policy = ctx.message, ctx.policy
         verdict = self.decide(ctx, policy, elapsed=time.monotonic() - t0)
-        SCANNED.labels(message.channel.value, verdict.action.value).inc()
-        SCAN_SECONDS.labels(message.channel.value).observe(time.monotonic() - t0)
+        ch = message.channel.value
+        counter = _SCANNED.get((ch, verdict.action))
+        if counter is None:
+            counter = _SCANNED[(ch, verdict.action)] = SCANNED.labels(ch, verdict.action.value)
+        counter.inc()
+        hist = _SCAN_SECONDS.get(ch)
+        if hist is None:
+            hist = _SCAN_SECONDS[ch] = SCAN_SECONDS.labels(ch)
+        hist.observe(time.monotonic() - t0)
         return verdict
 
     async def run_checks(self, ctx: ScanContext) -> None:
@@ -166,7 +231,8 @@ class Pipeline:
             if ctx.time_left() <= 0:
                 return CheckResult(check.name, error="deadline")
             out = check.run(ctx)
-            assert not inspect.isawaitable(out)
+            if out.__class__ is not list and out.__class__ is not tuple:  # the usual answers
+                assert not inspect.isawaitable(out)
             return self._validate(check, out, time.perf_counter() - t)
         except Exception as exc:
             return self._failure(check, exc, time.perf_counter() - t)
@@ -192,7 +258,9 @@ class Pipeline:
             return self._failure(check, exc, time.perf_counter() - t)
 
     def _validate(self, check: Check, out: Any, elapsed: float) -> CheckResult:
-        symbols = tuple(out or ())
+        if not out:
+            return CheckResult(check.name, (), elapsed=elapsed)
+        symbols = tuple(out)
         declared = self._declared[check.name]
         for s in symbols:
             if not isinstance(s, Symbol) or s.name not in declared:
@@ -245,15 +313,24 @@ class Pipeline:
         multiplier = policy.threshold_multiplier(scores.strength)
         action = scores.action_for(total, multiplier)
         reason = ""
-        for name in symbols:
-            forced = scores.force_actions.get(name)
-            if forced is not None and (forced.severity > action.severity
-                                       or (forced is action and not reason)):
-                action, reason = forced, name
+        force = scores.force_actions
+        if force:
+            for name in symbols:
+                forced = force.get(name)
+                if forced is not None and (forced.severity > action.severity
+                                           or (forced is action and not reason)):
+                    action, reason = forced, name
         if not policy.protection and action is not Action.ACCEPT:
             action, reason = Action.ACCEPT, "protection off"
-        # thresholds as applied to this policy, for explanations
-        thresholds = {a.value: round(t * multiplier, 3) for a, t in scores.thresholds.items()}
+        # thresholds as applied to this policy, for explanations (computed once per multiplier
+        # and table; each verdict gets its own copy)
+        key = (multiplier, *scores.thresholds.items())
+        shown = self._shown_thresholds.get(key)
+        if shown is None:
+            shown = {a.value: round(t * multiplier, 3) for a, t in scores.thresholds.items()}
+            if len(self._shown_thresholds) < 64:
+                self._shown_thresholds[key] = shown
+        thresholds = dict(shown)
         return Verdict(
             message_id=ctx.message.id,
             channel=ctx.message.channel.value,

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from enum import StrEnum
+from operator import attrgetter
 from typing import Any
 
 import orjson
@@ -45,7 +46,9 @@ class Policy:
 
     @property
     def is_default(self) -> bool:
-        return replace(self, subscriber=None, updated_at=0.0) == DEFAULT_POLICY
+        # every field but the subscriber and the time, compared without building a copy
+        # (every verdict asks for the version)
+        return self is DEFAULT_POLICY or _settings_of(self) == _DEFAULT_SETTINGS
 
     @property
     def version(self) -> str:
@@ -91,6 +94,8 @@ class Policy:
 
 
 DEFAULT_POLICY = Policy()
+_settings_of = attrgetter(*(f.name for f in fields(Policy) if f.name not in ("subscriber", "updated_at")))
+_DEFAULT_SETTINGS = _settings_of(DEFAULT_POLICY)
 
 
 def normalise_party(value: str) -> str:

@@ -7,7 +7,6 @@ that share the key, so a data platform can join on it without learning the numbe
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import os
 import secrets
@@ -16,6 +15,7 @@ from pathlib import Path
 from gateway.policy import normalise_party
 
 _PREFIX = "h1:"
+_MEMO_MAX = 65_536  # parties whose hash is remembered (subscribers and senders recur)
 
 
 class PartyHasher:
@@ -23,12 +23,20 @@ class PartyHasher:
         if len(key) < 16:
             raise ValueError("hash key must be at least 16 bytes")
         self._key = key
+        self._memo: dict[str, str] = {}
 
     def __call__(self, party: str | None) -> str | None:
         if not party:
             return None
-        digest = hmac.new(self._key, normalise_party(party).encode("utf-8"), hashlib.sha256)
-        return _PREFIX + digest.hexdigest()[:32]
+        hit = self._memo.get(party)
+        if hit is not None:
+            return hit
+        digest = hmac.digest(self._key, normalise_party(party).encode("utf-8"), "sha256")
+        out = _PREFIX + digest.hex()[:32]
+        if len(self._memo) >= _MEMO_MAX:  # bounded: start again rather than grow
+            self._memo.clear()
+        self._memo[party] = out
+        return out
 
     @classmethod
     def from_settings(cls, hash_key: str, data_dir: Path) -> PartyHasher:

@@ -3,8 +3,9 @@ party hasher. Ingress adapters call `Gateway.process` and translate the verdict 
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Protocol
 
@@ -15,7 +16,7 @@ from gateway.logging import log_verdict, verdict_record
 from gateway.message import Message
 from gateway.pipeline import Pipeline
 from gateway.plugins import PluginEnv, build_pipeline
-from gateway.policy import OnBlock, Policy
+from gateway.policy import DEFAULT_POLICY, OnBlock, Policy
 from gateway.privacy import PartyHasher
 from gateway.store.policy import PolicyStore
 from gateway.verdict import Action, Verdict
@@ -99,6 +100,55 @@ class Gateway:
         verdict = await self.hold(message, verdict, policy, ingress)
         await self.report(message, verdict, ingress)
         return verdict
+
+    async def process_many(
+        self, messages: Sequence[Message], ingress: str,
+        on_verdict: Callable[[int, Verdict], None] | None = None,
+    ) -> list[Verdict]:
+        """`process` for many messages at once: the same verdicts, in order.
+
+        Policies known without a read are taken at once and the others read together; the
+        scans run without a task per message (`Pipeline.scan_many`); the copies of blocked
+        messages are written together (one group commit). `on_verdict(i, verdict)` is called
+        as soon as message i's verdict is final (logged and emitted; for a kept copy, once it
+        is stored), so an ingress can answer it without waiting for the others. A failed copy
+        of a message to be quarantined raises StoreError after every other verdict is final.
+        """
+        policies: list[Policy | None] = [None] * len(messages)
+        peek = getattr(self.policies, "peek", None)
+        if peek is not None:
+            policies = [peek(m.subscriber) for m in messages]
+        missing = [i for i, p in enumerate(policies) if p is None]
+        if missing:
+            got = await asyncio.gather(*(self.policy_for(messages[i].subscriber) for i in missing))
+            for i, p in zip(missing, got, strict=True):
+                policies[i] = p
+        verdicts = await self.pipeline.scan_many(messages, policies)
+        held: list[int] = []
+        for i, v in enumerate(verdicts):
+            if v.action in (Action.QUARANTINE, Action.REJECT):
+                held.append(i)
+                continue
+            await self.report(messages[i], v, ingress)
+            if on_verdict is not None:
+                on_verdict(i, v)
+        if not held:
+            return verdicts
+        kept = await asyncio.gather(
+            *(self.hold(messages[i], verdicts[i], policies[i] or DEFAULT_POLICY, ingress)
+              for i in held), return_exceptions=True)
+        error: BaseException | None = None
+        for i, k in zip(held, kept, strict=True):
+            if isinstance(k, BaseException):
+                error = error or k
+                continue
+            verdicts[i] = k
+            await self.report(messages[i], k, ingress)
+            if on_verdict is not None:
+                on_verdict(i, k)
+        if error is not None:
+            raise error
+        return verdicts
 
     async def report(self, message: Message, verdict: Verdict, ingress: str) -> None:
         """Log and emit a final verdict, then run the verdict hooks (failures are logged)."""

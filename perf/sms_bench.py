@@ -302,7 +302,9 @@ async def main() -> None:
     settings = load_settings(
         data_dir=Path(tmp), hash_key="bench-hash-key-0123456789",
         smpp={"listen": f"127.0.0.1:{proxy_port}", "upstream": f"127.0.0.1:{sink_port}",
-              "accounts": {"bench": "bench"}, "window": 1000},
+              "accounts": {"bench": "bench"}, "window": 1000,
+              # 100 binds of one account: the per-account bind limit is the operator's choice
+              "max_binds": 1000},
         # the caller is the carrier's own SMS router: its rate limit is the operator's choice
         api={"listen": f"127.0.0.1:{api_port}", "keys": {"bench": ["sms:check"]},
              "rate_limit": 1e9, "rate_burst": 10**9},
@@ -354,4 +356,10 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    if "--uvloop" in sys.argv:
+        import uvloop
+
+        sys.argv.remove("--uvloop")
+        uvloop.run(main())
+    else:
+        asyncio.run(main())

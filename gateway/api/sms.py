@@ -3,7 +3,7 @@
 - `POST /v1/sms/check` (scope `sms:check`): one SMS in, the verdict out in the shape of
   `mamori scan` (`Verdict.to_json()`, plus `message_id`).
 - `POST /v1/sms/check-batch` (scope `sms:check`): a JSON array in, an array of verdicts out,
-  in order; the messages of a batch are scanned concurrently.
+  in order; the messages of a batch are scanned in one pass (`Gateway.process_many`).
 - `GET/PUT /v1/operator/sender-ids`, `PUT/DELETE /v1/operator/sender-ids/{sender_id}`
   (scope `operator:registry`): the brand sender-ID registry the spoofing check reads.
 """
@@ -25,6 +25,7 @@ from gateway.message import Message, Peer
 from gateway.runtime import Gateway
 from gateway.sms.encoding import decode_payload, parse_udh
 from gateway.sms.registry import SenderIdEntry, registry_for
+from gateway.verdict import Verdict
 
 router = APIRouter(responses=ERRORS)
 
@@ -96,8 +97,7 @@ def _message(sms: SmsIn, caller: Caller, peer: Peer) -> Message:
                        subscriber=sms.subscriber, protocol=proto, peer=peer)
 
 
-async def _check(gw: Gateway, msg: Message) -> dict[str, Any]:
-    verdict = await gw.process(msg, "http")
+def _answer(msg: Message, verdict: Verdict) -> dict[str, Any]:
     out = verdict.to_json()
     out["message_id"] = msg.id
     return out
@@ -117,7 +117,8 @@ def _peer(request: Request) -> Peer:
 async def check(sms: SmsIn, request: Request, caller: SmsCaller) -> Response:
     """Scan one SMS; answer the verdict (action, score, symbols, model_version)."""
     gw: Gateway = request.app.state.gateway
-    out = await _check(gw, _message(sms, caller, _peer(request)))
+    msg = _message(sms, caller, _peer(request))
+    out = _answer(msg, await gw.process(msg, "http"))
     return Response(orjson.dumps(out), media_type="application/json")
 
 
@@ -132,7 +133,8 @@ async def check_batch(batch: Annotated[list[SmsIn], Body()],
     gw: Gateway = request.app.state.gateway
     peer = _peer(request)
     msgs = [_message(s, caller, peer) for s in batch]
-    out = await asyncio.gather(*(_check(gw, m) for m in msgs))
+    verdicts = await gw.process_many(msgs, "http")  # one pass, no task per message
+    out = [_answer(m, v) for m, v in zip(msgs, verdicts, strict=True)]
     return Response(orjson.dumps(out), media_type="application/json")
 
 

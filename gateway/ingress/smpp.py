@@ -7,8 +7,9 @@ bind type. MT `submit_sm` is reassembled when concatenated, scanned, and forward
 unchanged; `query_sm` and `cancel_sm` are validated and relayed; `enquire_link`, `unbind`,
 `generic_nack`, windowing and throttling are answered here.
 
-Hot path: protocol callbacks (no stream reader task per PDU), one task per scanned message
-only, responses and relayed PDUs written in one batch per event-loop turn.
+Hot path: protocol callbacks (no stream reader task per PDU), one task per event-loop turn
+for the messages completed in it (`Gateway.process_many`), responses and relayed PDUs written
+in one batch per event-loop turn.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from gateway.config import SmppSettings, parse_hostport
 from gateway.errors import ConfigError
@@ -104,8 +105,7 @@ class UpstreamLink(asyncio.Protocol):
         self.last_tx = time.monotonic()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.out.transport = transport
+        self.out.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
 
     def bind(self, command_id: int, system_id: str, password: str) -> None:
         self.bind_seq = self.next_seq()
@@ -210,6 +210,16 @@ class _MtItem:
     sm: P.ShortMessage
 
 
+@dataclass(slots=True)
+class _Judging:
+    """A message waiting for its verdict: its parts, decoded text, part count, group key."""
+
+    items: list[_MtItem]
+    text: str
+    total: int
+    key: Hashable | None
+
+
 class EsmeSession(asyncio.Protocol):
     def __init__(self, proxy: SmppProxy) -> None:
         self.proxy = proxy
@@ -234,7 +244,7 @@ class EsmeSession(asyncio.Protocol):
 
     # connection ---------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
         self.transport = transport
         self.out.transport = transport
         peer = transport.get_extra_info("peername")
@@ -540,6 +550,8 @@ class SmppProxy:
         self.judged: OrderedDict[Hashable, tuple[Action, float]] = OrderedDict()
         self.server: asyncio.Server | None = None
         self._ticker: asyncio.Task[None] | None = None
+        self._judging: list[_Judging] = []
+        self._judge_scheduled = False
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -558,7 +570,7 @@ class SmppProxy:
     def submit(self, item: _MtItem) -> None:
         info = concat_info(item.sm)
         if info is None:
-            self.spawn(self._judge([item], user_text(item.sm), 1))
+            self._queue([item], user_text(item.sm), 1, None)
             return
         ref, total, seq, data, _shift = info
         sm = item.sm
@@ -579,36 +591,63 @@ class SmppProxy:
         first: _MtItem = parts[0].item
         shift = (concat_info(first.sm) or (0, 0, 0, b"", 0))[4]
         text = decode_payload(g.payload(), first.sm.data_coding, shift_table=shift)
-        self.spawn(self._judge([it for p in parts for it in p.items()], text, g.total, key=g.key))
+        self._queue([it for p in parts for it in p.items()], text, g.total, g.key)
 
-    async def _judge(self, items: list[_MtItem], text: str, total: int,
-                     key: Hashable | None = None) -> None:
-        first = items[0]
+    # The messages complete in one event-loop turn (from every session) are judged together,
+    # by one task (`Gateway.process_many`: no task per message, their quarantine copies in one
+    # group commit); each is answered as soon as its own verdict is final.
+
+    def _queue(self, items: list[_MtItem], text: str, total: int, key: Hashable | None) -> None:
+        self._judging.append(_Judging(items, text, total, key))
+        if not self._judge_scheduled:
+            self._judge_scheduled = True
+            asyncio.get_running_loop().call_soon(self._judge_queued)
+
+    def _judge_queued(self) -> None:
+        self._judge_scheduled = False
+        batch, self._judging = self._judging, []
+        if batch:
+            self.spawn(self._judge_many(batch))
+
+    async def _judge_many(self, batch: list[_Judging]) -> None:
+        msgs = [self._message(j) for j in batch]
+        done = [False] * len(batch)
+
+        def decided(i: int, verdict: Verdict) -> None:
+            done[i] = True
+            self._decided(batch[i], verdict.action, verdict)
+
+        _INFLIGHT.inc(len(batch))
+        try:
+            await self.gw.process_many(msgs, "smpp", on_verdict=decided)
+        except Exception:
+            log.exception("smpp: scan failed; answering a temporary failure")
+        finally:
+            _INFLIGHT.dec(len(batch))
+            for i, j in enumerate(batch):
+                if not done[i]:
+                    self._decided(j, Action.SOFT_REJECT, None)
+
+    @staticmethod
+    def _message(j: _Judging) -> Message:
+        first = j.items[0]
         sm = first.sm
         proto = {"ton": str(sm.source_addr_ton), "npi": str(sm.source_addr_npi),
                  "dest_ton": str(sm.dest_addr_ton), "dest_npi": str(sm.dest_addr_npi),
                  "data_coding": str(sm.data_coding), "esm_class": str(sm.esm_class),
                  "system_id": first.session.system_id, "ingress": "smpp"}
-        if total > 1:
-            proto["parts"] = str(total)
-            proto["parts_received"] = str(len(items))
-        msg = Message.sms(text, sender=sm.source_addr, recipient=sm.destination_addr,
-                          protocol=proto, peer=first.session.peer)
-        verdict: Verdict | None = None
-        _INFLIGHT.inc()
-        try:
-            verdict = await self.gw.process(msg, "smpp")
-            action = verdict.action
-        except Exception:
-            log.exception("smpp: scan failed; answering a temporary failure")
-            verdict, action = None, Action.SOFT_REJECT
-        finally:
-            _INFLIGHT.dec()
-        if key is not None:
-            self.judged[key] = (action, time.monotonic())
+        if j.total > 1:
+            proto["parts"] = str(j.total)
+            proto["parts_received"] = str(len(j.items))
+        return Message.sms(j.text, sender=sm.source_addr, recipient=sm.destination_addr,
+                           protocol=proto, peer=first.session.peer)
+
+    def _decided(self, j: _Judging, action: Action, verdict: Verdict | None) -> None:
+        if j.key is not None:
+            self.judged[j.key] = (action, time.monotonic())
             while len(self.judged) > 50_000:
                 self.judged.popitem(last=False)
-        self._apply(items, action, verdict)
+        self._apply(j.items, action, verdict)
 
     def _apply(self, items: list[_MtItem], action: Action, verdict: Verdict | None) -> None:
         for it in items:
@@ -654,6 +693,7 @@ class SmppProxy:
             self._ticker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._ticker
+        self._judge_queued()  # complete messages not yet handed to a judge
         for g in self.concat.drain():  # held parts: a temporary failure, the ESME retries
             for p in g.ordered():
                 for it in p.items():

@@ -25,11 +25,22 @@ _NOISE = re.compile(r"[\W_]+", re.UNICODE)
 def text_fingerprint(text: str) -> str:
     """A key equal for near-identical texts: NFKC, casefold, numbers and URL paths replaced
     (tracking ids and codes differ per recipient), punctuation and spacing dropped."""
+    if text.isascii():  # the same result without the Unicode machinery (see below)
+        t = text.lower()
+        if "://" in t or "www." in t:
+            t = _URL.sub(lambda m: " url:" + _host(m.group(0)) + " ", t)
+        t = t.translate(_ASCII_KEEP_LETTERS)
+        return hashlib.blake2b(t.encode("ascii"), digest_size=12).hexdigest()
     t = unicodedata.normalize("NFKC", text).casefold()
     t = _URL.sub(lambda m: " url:" + _host(m.group(0)) + " ", t)
     t = _DIGITS.sub("#", t)
     t = _NOISE.sub("", t)
     return hashlib.blake2b(t.encode("utf-8"), digest_size=12).hexdigest()
+
+
+# ASCII text: NFKC and casefold are lower(); digits become "#" and then go with the rest of
+# the noise ([\W_]), so of ASCII only the letters a-z remain.
+_ASCII_KEEP_LETTERS = {c: None for c in range(128) if not (97 <= c <= 122)}
 
 
 def _host(url: str) -> str:

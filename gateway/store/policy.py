@@ -307,7 +307,9 @@ class CachedPolicyStore:
 
     # -- the scan path ----------------------------------------------------------------------
 
-    async def get(self, subscriber: str | None) -> Policy:
+    def peek(self, subscriber: str | None) -> Policy | None:
+        """The policy when it is known without a read (cached, or nothing stored for the
+        subscriber), else None: then `get` reads it. What `get` answers without I/O."""
         if subscriber is None:
             return DEFAULT_POLICY
         hit = self._cache.get(subscriber)
@@ -317,6 +319,19 @@ class CachedPolicyStore:
                 self.stale += 1
                 self._spawn(self._refresh(subscriber))
             return hit[1]
+        if (self._known is not None and subscriber not in self._known
+                and isinstance(self.inner, DbPolicyStore)):
+            self.misses += 1  # nothing stored: the defaults, without a read, a future or a timer
+            policy = DEFAULT_POLICY.for_subscriber(subscriber)
+            self._store(subscriber, policy)
+            return policy
+        return None
+
+    async def get(self, subscriber: str | None) -> Policy:
+        known = self.peek(subscriber)
+        if known is not None:
+            return known
+        assert subscriber is not None
         self.misses += 1
         fut = self._inflight.get(subscriber)
         if fut is not None:  # single flight: one database read per subscriber at a time

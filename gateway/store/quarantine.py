@@ -37,6 +37,8 @@ DAY = 86400.0
 PREVIEW_CHARS = 160
 
 Redeliverer = Callable[[Message], Awaitable[bool]]
+# the idempotent insert of a batch of copies on SQLite, by column order (built once)
+_SQLITE_INSERT: dict[tuple[str, ...], str] = {}
 
 
 def message_bytes(message: Message) -> bytes:
@@ -190,6 +192,17 @@ class QuarantineStore:
 
     async def _insert(self, rows: list[dict[str, Any]]) -> None:
         engine = await self.db.ready()
+        writer = self.db.sqlite_writer()
+        if writer is not None:  # SQLite file: one thread hop and one transaction per batch
+            cols = tuple(rows[0])
+            sql = _SQLITE_INSERT.get(cols)
+            if sql is None:
+                sql = _SQLITE_INSERT[cols] = (
+                    f"INSERT INTO quarantine ({', '.join(cols)}) VALUES "
+                    f"({', '.join('?' * len(cols))}) "
+                    "ON CONFLICT (subscriber, message_id) DO NOTHING")
+            await writer.executemany(sql, [tuple(r[c] for c in cols) for r in rows])
+            return
         if self._insert_stmt is None:  # built once: an idempotent insert (a retried message)
             ins = (sqlite_insert if self.db.dialect == "sqlite" else pg_insert)(quarantine)
             self._insert_stmt = ins.on_conflict_do_nothing(

@@ -1,0 +1,87 @@
+"""The SMPP proxy judges the messages completed in one event-loop turn together
+(`Gateway.process_many`): every PDU still gets its own answer, with its own status, and a
+failed quarantine copy fails only its own message."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gateway.ingress import smpp_pdu as P
+from gateway.message import Message
+from gateway.policy import Policy
+from gateway.verdict import Action, Verdict
+
+from .conftest import FakeSmsc, RawEsme, submit_body
+from .test_proxy import register_brand
+
+
+async def read_all(c: RawEsme, n: int) -> dict[int, P.Pdu]:
+    out: dict[int, P.Pdu] = {}
+    while len(out) < n:
+        r = await c.read()
+        out[r.sequence] = r
+    return out
+
+
+async def test_a_burst_is_judged_in_batches_and_each_pdu_answered(
+        make_proxy, smsc: FakeSmsc) -> None:  # type: ignore[no-untyped-def]
+    proxy = await make_proxy(reject_status="ESME_RSUBMITFAIL")
+    register_brand(proxy)
+    calls: list[int] = []
+    real = proxy.gw.process_many
+
+    async def counting(msgs: list[Message], ingress: str, **kw: Any) -> list[Verdict]:
+        calls.append(len(msgs))
+        return await real(msgs, ingress, **kw)
+
+    proxy.gw.process_many = counting
+    c = await RawEsme.connect(proxy)
+    await c.bind()
+    burst = []
+    for seq in range(100, 120):
+        spoofed = seq % 4 == 0
+        body = (submit_body(b"Your account is locked", source="MyBank", source_ton=5)
+                if spoofed else submit_body(b"Dinner at %d?" % seq))
+        burst.append(P.encode(P.SUBMIT_SM, seq, body))
+    await c.send(b"".join(burst))  # one write: one turn of the proxy's loop
+    got = await read_all(c, 20)
+    for seq in range(100, 120):
+        assert got[seq].command_id == P.SUBMIT_SM_RESP
+        assert got[seq].status == (P.ESME_RSUBMITFAIL if seq % 4 == 0 else P.ESME_ROK)
+    assert sorted(sm.short_message for sm in smsc.submits) == sorted(
+        b"Dinner at %d?" % s for s in range(100, 120) if s % 4)
+    assert sum(calls) == 20 and len(calls) < 20
+    c.close()
+
+
+async def test_a_failed_copy_fails_only_its_message(make_proxy, smsc: FakeSmsc) -> None:  # type: ignore[no-untyped-def]
+    proxy = await make_proxy()
+    gw = proxy.gw
+    gw.pipeline.scores.force_actions["SMS_SENDER_LOOKALIKE"] = Action.QUARANTINE
+    register_brand(proxy)
+    for dest in ("+818011110001", "+818011110002"):
+        await gw.policies.put(Policy(subscriber=dest, block_spoofed=False))
+    assert gw.quarantine is not None
+    real_add = gw.quarantine.add
+
+    async def picky(message: Message, verdict: Verdict, ingress: str) -> None:
+        if message.recipients == ("+818011110002",):
+            raise OSError("disk full")
+        await real_add(message, verdict, ingress)
+
+    gw.quarantine.add = picky  # type: ignore[method-assign]
+    c = await RawEsme.connect(proxy)
+    await c.bind()
+    await c.send(b"".join([
+        P.encode(P.SUBMIT_SM, 1, submit_body(b"hello", source="MYB4NK", source_ton=5,
+                                             dest="+818011110001")),
+        P.encode(P.SUBMIT_SM, 2, submit_body(b"hello", source="MYB4NK", source_ton=5,
+                                             dest="+818011110002")),
+        P.encode(P.SUBMIT_SM, 3, submit_body(b"See you at 7")),
+    ]))
+    got = await read_all(c, 3)
+    assert got[1].status == P.ESME_ROK and P.parse_message_id_resp(got[1].body).startswith("q")
+    assert got[2].status == proxy.tempfail_status  # its copy is not stored: the ESME retries
+    assert got[3].status == P.ESME_ROK and P.parse_message_id_resp(got[3].body).startswith("m")
+    assert [sm.short_message for sm in smsc.submits] == [b"See you at 7"]
+    c.close()
