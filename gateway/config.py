@@ -268,7 +268,7 @@ class LimitsSettings(BaseModel):
     header_max_count: int = Field(1000, description="header fields of one mail; more get 552 5.3.4 (SMTP) or the milter's reject")
     header_max_bytes: int = Field(1024 * 1024, description="bytes of one mail's header block; more get 552 5.3.4 (SMTP) or the milter's reject")
     sms_body_max: int = Field(2 * 1024 * 1024, description="bytes of one SMS hook request body; larger get 413")
-    sms_batch_max: int = Field(1000, description="messages in one POST /v1/sms/check/batch; more get 422")
+    sms_batch_max: int = Field(1000, description="messages in one POST /v1/sms/check-batch; more get 422")
     sms_text_max: int = Field(64 * 1024, description="characters of one SMS text on the HTTP hook; more get 422")
     header_cache_size: int = Field(2048, description="parsed mail header fields kept for reuse (about 5 KB each)")
     token_cache_size: int = Field(200_000, description="classifier word-token hashes kept (about 130 bytes each; filled once, not evicted)")
