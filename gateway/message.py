@@ -72,6 +72,11 @@ class Message:
     protocol: Mapping[str, str] = field(default_factory=dict)
     id: str = field(default_factory=new_message_id)
     received_at: float = field(default_factory=time.time)
+    # the header block exactly as received (with its blank line), for byte-exact consumers
+    # such as DKIM c=simple; used by `raw()` only while `headers` is still the tuple it was
+    # split into (a copy with other header fields rebuilds them)
+    head: bytes | None = field(default=None, repr=False, compare=False)
+    head_of: tuple[tuple[str, str], ...] | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def sms(
@@ -112,6 +117,13 @@ class Message:
         headers, body = split_header_block(raw)
         if not sender:
             sender = _header_value(headers, "Return-Path").strip("<> ")
+        head: bytes | None = raw[: len(raw) - len(body)] if body else raw
+        if head and head.startswith(b"From ") and b"\n" in head:  # the mbox line is not mail
+            head = head.split(b"\n", 1)[1]
+        if head and not head.endswith(b"\n\n") and not head.endswith(b"\r\n\r\n"):
+            head = None  # no blank line as received: raw() supplies one
+        elif head and b"\r\n" not in head:
+            head = head.replace(b"\n", b"\r\n")  # LF-only mail: CRLF, as rebuilt fields have
         return cls(
             channel=Channel.EMAIL,
             sender=sender,
@@ -122,6 +134,8 @@ class Message:
             peer=peer or Peer(),
             protocol=dict(protocol or {}),
             id=id or new_message_id(),
+            head=head,
+            head_of=headers if head is not None else None,
         )
 
     @property
@@ -131,6 +145,8 @@ class Message:
 
     def raw(self) -> bytes:
         """The email as RFC 5322 bytes (headers as received, then the body)."""
+        if self.head is not None and self.head_of is self.headers:
+            return self.head + self.body
         head = b"".join(
             f"{name}: {value}\r\n".encode("utf-8", "surrogateescape") for name, value in self.headers
         )

@@ -370,3 +370,21 @@ async def test_authheaders_messages(dkim_data: Path, name: str, result: str, sym
     run = await dmarc_of(raw, AUTHHEADERS_ZONE)
     assert run.result("dmarc").result == result, run.result("dmarc")
     assert symbol in run.symbols
+
+
+async def test_simple_canonicalization_survives_headers_without_space(private_key: bytes) -> None:
+    """c=simple signs the header fields byte for byte: a field received as `Subject:hello`
+    (no space after the colon) or with a tab must verify, so the message's original header
+    block is what DKIM sees, not fields rebuilt as `Name: value`."""
+    raw = (b"From: Someone <a@example.com>\r\nTo:you@example.net\r\nSubject:\thello  there\r\n"
+           b"Date: Mon, 01 Jan 2024 00:00:00 +0000\r\nMessage-ID: <1@x>\r\n\r\nHello there.\r\n")
+    sig = dkim.sign(raw, b"sel", b"example.com", private_key, canonicalize=(b"simple", b"simple"),
+                    include_headers=[b"from", b"subject", b"to"])
+    run = await dmarc_of(sig + raw, dmarc_zone("v=DMARC1; p=reject"))
+    assert run.result("dkim")[0].result == "pass"
+    assert run.result("dmarc").result == "pass"
+    # a message whose header fields were changed falls back to rebuilding them (and fails)
+    msg = Message.email(sig + raw, peer=PEER)
+    changed = dataclasses.replace(msg, headers=(*msg.headers[:-1], ("Message-ID", "<2@x>")))
+    assert b"Message-ID: <2@x>" in changed.raw() and b"Subject:\thello  there" not in changed.raw()
+    assert msg.raw() == sig + raw
