@@ -33,6 +33,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import contextlib
+import gc
 
 from gateway.ingress import smpp_pdu as P
 from gateway.sms.encoding import concat_udh
@@ -299,6 +300,8 @@ async def main() -> None:
                          "(e.g. 1000,2000), at the first --binds count and --window")
     ap.add_argument("--http", action="store_true", help="also benchmark the HTTP hook")
     ap.add_argument("--no-smpp", action="store_true")
+    ap.add_argument("--no-gc-freeze", action="store_true",
+                    help="keep the start-up objects in the collector's generations")
     ap.add_argument("--memory-policies", action="store_true",
                     help="in-memory policy store: the ceiling without SQLite look-ups")
     args = ap.parse_args()
@@ -338,6 +341,8 @@ async def main() -> None:
     await gw.start()
     proxy = SmppProxy(gw, settings.smpp)
     await proxy.start()
+    if not args.no_gc_freeze:
+        gc.freeze()  # as `mamori serve` does once it serves (gateway/serve.py)
     binds = [int(b) for b in args.binds.split(",") if b]
     print(f"mamori SMS benchmark: {args.seconds:.0f} s per row, window {args.window}, "
           f"checks {[c.name for c in gw.pipeline.checks]}, policy store "
@@ -363,6 +368,8 @@ async def main() -> None:
                           time.process_time() - c0))
         if args.http:
             svc = await api_server.start(gw)
+            if not args.no_gc_freeze:
+                gc.freeze()
             print("HTTP hook (/v1/sms/check and /v1/sms/check-batch of 100)")
             for n in binds:
                 c0 = time.process_time()
