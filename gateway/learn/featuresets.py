@@ -38,7 +38,7 @@ class FeatureSet:
 
     def rows_many(self, items: Sequence[Features]) -> tuple[np.ndarray, np.ndarray, list[int]]:
         """The rows of many messages laid end to end: (indices, values, size of each row)."""
-        if self.rows_concat is not None:
+        if self.rows_concat is not None and len(items) >= 3:  # its fixed cost pays from 3
             return self.rows_concat(items)
         rows = [self.row(f) for f in items]
         if not rows:

@@ -196,3 +196,15 @@ def test_prescore_batch_keeps_each_row_and_the_same_probabilities(
     for c, (i, v) in zip(many, rows, strict=True):
         ci, cv = s3_check.features(c)  # the cached row, not computed again
         assert np.array_equal(ci, i) and np.array_equal(cv, v)
+
+
+def test_rows_many_is_the_same_for_every_batch_size() -> None:
+    """Small batches take `row` per message, larger ones `rows_concat`: the same numbers."""
+    fs = [_features(t) for t in ("WIN cash now! txt WIN to 80082", "", "ok", "明日10時", "a b")]
+    s3 = FS.get("s3")
+    for k in range(len(fs) + 1):
+        idx, val, sizes = s3.rows_many(fs[:k])
+        rows = [S.row(f) for f in fs[:k]]
+        assert sizes == [r[0].size for r in rows]
+        assert idx.tolist() == [c for r in rows for c in r[0].tolist()]
+        assert val.tolist() == [v for r in rows for v in r[1].tolist()]
