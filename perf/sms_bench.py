@@ -1,6 +1,7 @@
 """SMS benchmark: SMS/s and added latency (p50/p99) through the SMPP proxy and the HTTP hook.
 
     python perf/sms_bench.py [--seconds 3] [--binds 1,10,100] [--window 10] [--http]
+                             [--rate 1000,2000]
 
 Layout (all on 127.0.0.1): a load generator process (raw SMPP ESMEs on our codec, or HTTP
 clients) -> mamori in this process (one core: the proxy and the full SMS pipeline with the
@@ -9,6 +10,8 @@ against the SMSC: "added" latency is the difference of the percentiles. The mix 
 ham, fraud with URLs from unknown senders, long 3-part GSM messages, 2-part Japanese UCS-2.
 "PDU/CPU-s" divides the PDUs answered by the CPU seconds the mamori process used: the
 per-core rate, which holds on a shared machine where wall-clock rates measure the neighbours.
+`--rate` adds paced rows: the messages offered at a fixed rate (below saturation) at the first
+bind count, so "added" latency is the proxy's own delay, not the queue of the bench's window.
 Prints figures; asserts nothing.
 """
 
@@ -30,6 +33,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import contextlib
+import gc
 
 from gateway.ingress import smpp_pdu as P
 from gateway.sms.encoding import concat_udh
@@ -132,7 +136,11 @@ def run_sink(port: int) -> None:
 # -- SMPP load generator (separate process) -------------------------------------------------
 
 
-def run_smpp_load(port: int, binds: int, window: int, seconds: float, q: Any) -> None:
+def run_smpp_load(port: int, binds: int, window: int, seconds: float, q: Any,
+                  rate: float = 0.0) -> None:
+    """rate > 0: paced, each bind offers rate/binds messages/s (all parts of a message back to
+    back, as an ESME sends them), starting at scheduled times; 0: as fast as the window allows."""
+
     async def esme(idx: int, msgs: list[list[bytes]], lat: list[float], count: list[int],
                    stop_at: float) -> None:
         r, w = await asyncio.open_connection("127.0.0.1", port)
@@ -166,9 +174,17 @@ def run_smpp_load(port: int, binds: int, window: int, seconds: float, q: Any) ->
                     return
 
         rt = asyncio.create_task(reader())
+        interval = binds / rate if rate > 0 else 0.0
+        # binds start spread over one interval, not all at the same instant
+        next_at = time.perf_counter() + interval * idx / binds
         for parts in itertools.cycle(msgs):
             if time.perf_counter() >= stop_at:
                 break
+            if interval:
+                delay = next_at - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                next_at += interval
             for body in parts:
                 await inflight.acquire()
                 s = next(seq)
@@ -194,10 +210,11 @@ def run_smpp_load(port: int, binds: int, window: int, seconds: float, q: Any) ->
     asyncio.run(main())
 
 
-async def smpp_round(target_port: int, binds: int, window: int, seconds: float) -> dict[str, Any]:
+async def smpp_round(target_port: int, binds: int, window: int, seconds: float,
+                     rate: float = 0.0) -> dict[str, Any]:
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
-    p = ctx.Process(target=run_smpp_load, args=(target_port, binds, window, seconds, q))
+    p = ctx.Process(target=run_smpp_load, args=(target_port, binds, window, seconds, q, rate))
     p.start()
     res = await asyncio.to_thread(q.get)
     await asyncio.to_thread(p.join)
@@ -278,8 +295,13 @@ async def main() -> None:
     ap.add_argument("--seconds", type=float, default=3.0)
     ap.add_argument("--binds", default="1,10,100")
     ap.add_argument("--window", type=int, default=10)
+    ap.add_argument("--rate", default="",
+                    help="paced rows below saturation: offered messages/s, comma separated "
+                         "(e.g. 1000,2000), at the first --binds count and --window")
     ap.add_argument("--http", action="store_true", help="also benchmark the HTTP hook")
     ap.add_argument("--no-smpp", action="store_true")
+    ap.add_argument("--no-gc-freeze", action="store_true",
+                    help="keep the start-up objects in the collector's generations")
     ap.add_argument("--memory-policies", action="store_true",
                     help="in-memory policy store: the ceiling without SQLite look-ups")
     args = ap.parse_args()
@@ -319,6 +341,8 @@ async def main() -> None:
     await gw.start()
     proxy = SmppProxy(gw, settings.smpp)
     await proxy.start()
+    if not args.no_gc_freeze:
+        gc.freeze()  # as `mamori serve` does once it serves (gateway/serve.py)
     binds = [int(b) for b in args.binds.split(",") if b]
     print(f"mamori SMS benchmark: {args.seconds:.0f} s per row, window {args.window}, "
           f"checks {[c.name for c in gw.pipeline.checks]}, policy store "
@@ -334,8 +358,18 @@ async def main() -> None:
                 res = await smpp_round(proxy_port, n, args.window, args.seconds)
                 print(row(f"  through mamori, {n} binds", res, base, "PDU",
                           time.process_time() - c0))
+            for rate in [float(r) for r in args.rate.split(",") if r]:
+                n = binds[0]
+                base = await smpp_round(sink_port, n, args.window, args.seconds, rate)
+                print(row(f"  direct, {n} binds, {rate:.0f} msg/s", base, None, "PDU"))
+                c0 = time.process_time()
+                res = await smpp_round(proxy_port, n, args.window, args.seconds, rate)
+                print(row(f"  mamori, {n} binds, {rate:.0f} msg/s", res, base, "PDU",
+                          time.process_time() - c0))
         if args.http:
             svc = await api_server.start(gw)
+            if not args.no_gc_freeze:
+                gc.freeze()
             print("HTTP hook (/v1/sms/check and /v1/sms/check-batch of 100)")
             for n in binds:
                 c0 = time.process_time()

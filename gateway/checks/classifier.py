@@ -221,7 +221,13 @@ class ClassifierCheck(Check):
         model = self.slot.model
         if model is None:
             raise CheckError(self.slot.error or "no model")
-        p = model.proba_rows([self.features(ctx, model) for ctx in ctxs])
+        key = f"classifier.features.{model.features.version}"
+        if any(key in ctx.data for ctx in ctxs):
+            p = model.proba_rows([self.features(ctx, model) for ctx in ctxs])
+        else:  # featurised as one batch (the same rows), each row kept like `features` does
+            p, rows = model.score_many([Features.from_context(ctx) for ctx in ctxs])
+            for ctx, r in zip(ctxs, rows, strict=True):
+                ctx.data[key] = r
         for ctx, pi in zip(ctxs, p.tolist(), strict=True):
             ctx.data[PRESCORED] = (model, pi)
         return p

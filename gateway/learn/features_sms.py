@@ -27,6 +27,7 @@ import re
 import unicodedata
 import zlib
 from bisect import bisect_left
+from collections.abc import Sequence
 from itertools import repeat
 from operator import add, itemgetter, methodcaller
 from zlib import crc32
@@ -308,3 +309,94 @@ def row(f: Features) -> tuple[np.ndarray, np.ndarray]:
                     BLOCK_WEIGHTS["m"] / math.sqrt(n_m or 1),
                     BLOCK_WEIGHTS["c"] / math.sqrt(n_c or 1))).repeat((n_w, n_m, n_c))
     return idx, val
+
+
+_AND = methodcaller("__and__", _MASK)
+
+
+def rows_concat(fs: Sequence[Features]) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """The rows of many messages laid end to end: (indices, values, size of each row).
+
+    The same numbers, in the same order, as `np.concatenate` of `row(f) for f in fs` (tested
+    on the corpus), with the numpy work done once for the batch instead of once per message:
+    the character n-grams are hashed over the batch's code points in one pass (the n-grams
+    that would span two messages are never gathered), and the blocks are put in place by one
+    gather. What stays per message is the Python part: words, bigrams and structure tokens."""
+    w_seed, b_seed = _BLOCK_SEED["w"], _BLOCK_SEED["b"]
+    wts = BLOCK_WEIGHTS["w"], BLOCK_WEIGHTS["m"], BLOCK_WEIGHTS["c"]
+    py_cols: list[int] = []
+    cps: list[np.ndarray] = []
+    sizes: list[int] = []
+    vals: list[float] = []
+    vlens: list[int] = []
+    # gather segments: (source start, length) in a source laid out as
+    # [python columns of all messages | h2 of the batch | h3 | h4]
+    seg_src: list[int] = []
+    seg_len: list[int] = []
+    cp_len: list[int] = []
+    for f in fs:
+        raw = f.text[:MAX_CHARS]
+        t0, cp = _normalised(raw)
+        words = _WORD_RE.findall(t0)
+        enc = list(map(_ENCODE, words))
+        start = len(py_cols)
+        py_cols += map(_AND, map(crc32, enc, repeat(w_seed)))
+        if len(enc) > 1:
+            py_cols += map(_AND, map(crc32, map(add, map(add, enc, repeat(b" ")), enc[1:]),
+                                     repeat(b_seed)))
+        n_w = len(py_cols) - start
+        py_cols += map(_META_COL, meta_tokens(f, raw, t0, words))
+        n_m = len(py_cols) - start - n_w
+        n = cp.size
+        n_c = (3 * n - 6 if n >= 4 else 2 * n - 3) if n >= 2 else 0
+        cps.append(cp)
+        cp_len.append(n)
+        seg_src.append(start)
+        seg_len.append(n_w + n_m)
+        sizes.append(n_w + n_m + n_c)
+        vals += (wts[0] / math.sqrt(n_w or 1), wts[1] / math.sqrt(n_m or 1),
+                 wts[2] / math.sqrt(n_c or 1))
+        vlens += (n_w, n_m, n_c)
+    total_cp = sum(cp_len)
+    n_py = len(py_cols)
+    # character n-grams over the whole batch, as _char_cols does for one message
+    cp_all = np.concatenate(cps) if cps else np.zeros(0, dtype=np.uint64)
+    n_char = max(total_cp - 1, 0) + max(total_cp - 2, 0) + max(total_cp - 3, 0)
+    src = np.empty(n_py + n_char, dtype=np.uint64)
+    src[:n_py] = py_cols
+    o2 = n_py
+    o3 = o2 + max(total_cp - 1, 0)
+    o4 = o3 + max(total_cp - 2, 0)
+    if total_cp >= 2:
+        h2 = src[o2:o3]
+        np.multiply(cp_all[:-1] + _CHAR_SEED, _P, out=h2)
+        h2 += cp_all[1:]
+        if total_cp >= 3:
+            h3 = src[o3:o4]
+            np.multiply(h2[:-1], _P, out=h3)
+            h3 += cp_all[2:]
+            if total_cp >= 4:
+                h4 = src[o4:]
+                np.multiply(h3[:-1], _P, out=h4)
+                h4 += cp_all[3:]
+        c = src[n_py:]
+        c *= _KNUTH
+        c >>= _SHIFT
+    # the segments in row order: python columns, then h2, h3, h4 of each message
+    src_starts: list[int] = []
+    lens: list[int] = []
+    pos = 0
+    for k, n in enumerate(cp_len):
+        src_starts.append(seg_src[k])
+        lens.append(seg_len[k])
+        if n >= 2:
+            src_starts += (o2 + pos, o3 + pos, o4 + pos)
+            lens += (n - 1, n - 2 if n >= 3 else 0, n - 3 if n >= 4 else 0)
+        pos += n
+    lens_a = np.array(lens, dtype=np.int64)
+    out_starts = np.cumsum(lens_a) - lens_a
+    gather = np.arange(int(lens_a.sum()), dtype=np.int64)
+    gather += np.repeat(np.array(src_starts, dtype=np.int64) - out_starts, lens_a)
+    idx = src[gather].astype(np.int64)
+    val = np.array(vals).repeat(vlens)
+    return idx, val, sizes

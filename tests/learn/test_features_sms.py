@@ -161,3 +161,50 @@ def test_batch_scoring_is_the_estimators_own(s3_check: C.SmsClassifierCheck) -> 
     ref = model.estimator.predict_proba(model.features.stack(rows))[:, 1]
     assert np.allclose(model.proba_rows(rows), ref, atol=1e-12, rtol=0)
     assert model.proba_rows([]).shape == (0,)
+
+
+def test_rows_concat_is_the_rows_end_to_end(shared_data: Path) -> None:
+    """The batch featuriser gives, bit for bit, the rows of `row` laid end to end, for batches
+    of every size (messages of 0-3 characters, whose n-grams would span two messages, too)."""
+    import random
+
+    fs = [_features(t) for t in [*_sample(shared_data), "", "a", "ab", "abc", "abcd", "x y"]]
+    rnd = random.Random(7)
+    batches = [fs, [], fs[:1], fs[-6:]] + [rnd.sample(fs, rnd.randrange(1, 20))
+                                           for _ in range(50)]
+    for batch in batches:
+        rows = [S.row(f) for f in batch]
+        idx, val, sizes = S.rows_concat(batch)
+        assert sizes == [r[0].size for r in rows]
+        assert idx.dtype == np.int64 and val.dtype == np.float64
+        if rows:
+            assert np.array_equal(idx, np.concatenate([r[0] for r in rows]))
+            assert np.array_equal(val, np.concatenate([r[1] for r in rows]))
+        else:
+            assert idx.size == val.size == 0
+
+
+def test_prescore_batch_keeps_each_row_and_the_same_probabilities(
+        s3_check: C.SmsClassifierCheck) -> None:
+    texts = ["WIN a free prize now! call 0906123 to claim", "", "ok", "明日10時に駅前で"]
+    many = [ScanContext(Message.sms(t), DEFAULT_POLICY) for t in texts]
+    p = s3_check.prescore(many)
+    model = s3_check.slot.model
+    assert model is not None
+    rows = [S.row(_features(t)) for t in texts]
+    assert p.tolist() == model.proba_rows(rows).tolist()  # the same arithmetic: bit for bit
+    for c, (i, v) in zip(many, rows, strict=True):
+        ci, cv = s3_check.features(c)  # the cached row, not computed again
+        assert np.array_equal(ci, i) and np.array_equal(cv, v)
+
+
+def test_rows_many_is_the_same_for_every_batch_size() -> None:
+    """Small batches take `row` per message, larger ones `rows_concat`: the same numbers."""
+    fs = [_features(t) for t in ("WIN cash now! txt WIN to 80082", "", "ok", "明日10時", "a b")]
+    s3 = FS.get("s3")
+    for k in range(len(fs) + 1):
+        idx, val, sizes = s3.rows_many(fs[:k])
+        rows = [S.row(f) for f in fs[:k]]
+        assert sizes == [r[0].size for r in rows]
+        assert idx.tolist() == [c for r in rows for c in r[0].tolist()]
+        assert val.tolist() == [v for r in rows for v in r[1].tolist()]
