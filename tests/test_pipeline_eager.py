@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import contextvars
 
+import pytest
+
 from gateway.message import Message
 from gateway.pipeline import Check, Pipeline, Stage
 from gateway.verdict import CHECK_FAILED, Symbol, SymbolSpec
@@ -235,3 +237,17 @@ async def test_a_check_cancelling_itself_eagerly_is_a_deadline() -> None:
 
     v = await Pipeline([make_check("a", run)]).scan(sms())
     assert failure(v, "a") == "deadline"
+
+
+def test_every_path_on_uvloop() -> None:
+    """`mamori serve` runs on uvloop when installed: the same paths there."""
+    import inspect
+    import sys
+
+    uvloop = pytest.importorskip("uvloop")
+    here = sys.modules[__name__]
+    tests = [f for n, f in inspect.getmembers(here, inspect.iscoroutinefunction)
+             if n.startswith("test_")]
+    assert len(tests) >= 9
+    for test in tests:
+        uvloop.run(test())
