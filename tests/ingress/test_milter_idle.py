@@ -60,7 +60,8 @@ async def test_someone_elses_cancellation_stays_a_cancellation() -> None:
         await task
 
 
-async def test_a_shutdown_racing_the_limit_stays_a_cancellation() -> None:
+async def read_cut_by_the_timer() -> asyncio.Task[str]:
+    """A task in a read that has waited past its limit, the watch's timer just fired."""
     watches: list[IdleWatch] = []
 
     async def body() -> str:
@@ -71,22 +72,17 @@ async def test_a_shutdown_racing_the_limit_stays_a_cancellation() -> None:
     await asyncio.sleep(0.01)
     watch = watches[0]
     assert watch.since is not None
-    watch.since -= 10.0  # the read has waited past the limit: the timer cuts it ...
+    watch.since -= 10.0
     watch._check()
-    task.cancel()  # ... and a shutdown cancels the task before it runs again
+    return task
+
+
+async def test_the_timer_cuts_the_read() -> None:
+    assert await (await read_cut_by_the_timer()) == "idle"
+
+
+async def test_a_shutdown_racing_the_limit_stays_a_cancellation() -> None:
+    task = await read_cut_by_the_timer()
+    task.cancel()  # a shutdown cancels the task before it runs again
     with pytest.raises(asyncio.CancelledError):
         await task
-
-
-async def test_the_timer_fires_the_cut() -> None:
-    watches: list[IdleWatch] = []
-
-    async def body() -> str:
-        watches.append(IdleWatch(asyncio.get_running_loop(), 5.0))
-        return await reads(watches[0], [5.0])
-
-    task = asyncio.create_task(body())
-    await asyncio.sleep(0.01)
-    watches[0].since -= 10.0
-    watches[0]._check()
-    assert await task == "idle"
