@@ -242,7 +242,10 @@ class MilterService:
         gw = self.gw
         rcpts = list(dict.fromkeys(message.recipients)) or [""]
         # subscribers are looked up by the lower-cased address; removals use the RCPT as sent
-        policies = await asyncio.gather(*(gw.policy_for(r.lower() or None) for r in rcpts))
+        if len(rcpts) == 1:  # the common case: no task for the one lookup (usually cached)
+            policies = [await gw.policy_for(rcpts[0].lower() or None)]
+        else:
+            policies = await asyncio.gather(*(gw.policy_for(r.lower() or None) for r in rcpts))
         groups: dict[str, list[str]] = {}
         by_version: dict[str, Policy] = {}
         for rcpt, policy in zip(rcpts, policies, strict=True):
