@@ -8,7 +8,9 @@ the check and the reason as options) and the scan goes on.
 
 Synchronous checks (a plain `def run`) are cheap by contract and run inline, without a task:
 that keeps the SMS path at carrier speed. Anything CPU-heavy is async and batches or uses an
-executor.
+executor. An async check is started eagerly: its coroutine runs in place up to its first
+suspension, so one that needs no I/O this time (cached DNS, unsigned mail) costs no task,
+timer or wait; only one that really suspends becomes a task under its timeout.
 """
 
 from __future__ import annotations
