@@ -8,16 +8,20 @@ the check and the reason as options) and the scan goes on.
 
 Synchronous checks (a plain `def run`) are cheap by contract and run inline, without a task:
 that keeps the SMS path at carrier speed. Anything CPU-heavy is async and batches or uses an
-executor.
+executor. An async check is started eagerly: its coroutine runs in place up to its first
+suspension, so one that needs no I/O this time (cached DNS, unsigned mail) costs no task,
+timer or wait; only one that really suspends becomes a task under its timeout.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+import types
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Iterable, Mapping, Sequence
 from enum import IntEnum
 from typing import Any, ClassVar
 
@@ -203,27 +207,109 @@ class Pipeline:
 
     async def run_checks(self, ctx: ScanContext) -> None:
         for stage_checks in self._stages[ctx.message.channel]:
-            pending: dict[str, asyncio.Task[CheckResult]] = {}
+            # inline checks first (as they always ran before any async check's first step),
+            # then the rest in order, each started eagerly (see `_start`)
+            queued: list[Check] = []
+            names: set[str] = set()
             for check in stage_checks:
-                deps = [pending[d] for d in check.depends_on if d in pending]
-                if not deps and not self._is_async[check.name]:
+                if not self._is_async[check.name] and not names.intersection(check.depends_on):
                     self._record(ctx, self._run_sync(check, ctx))
                     continue
-                pending[check.name] = asyncio.ensure_future(self._run_async(check, ctx, deps))
-            if pending:
+                queued.append(check)
+                names.add(check.name)
+            if not queued:
+                continue
+            pending: dict[str, asyncio.Future[CheckResult] | CheckResult] = {}
+            tasks = False
+            for check in queued:
+                deps = [f for d in check.depends_on
+                        if (f := pending.get(d)) is not None and f.__class__ is not CheckResult]
+                if deps:
+                    pending[check.name] = asyncio.ensure_future(
+                        self._run_async(check, ctx, deps))  # type: ignore[arg-type]
+                else:
+                    pending[check.name] = out = self._start(check, ctx)
+                    if out.__class__ is CheckResult:
+                        continue
+                tasks = True
+            if tasks:
                 await self._settle(ctx, pending)
+            else:
+                for result in pending.values():
+                    self._record(ctx, result)  # type: ignore[arg-type]
 
-    async def _settle(self, ctx: ScanContext, pending: dict[str, asyncio.Task[CheckResult]]) -> None:
-        done, not_done = await asyncio.wait(pending.values(), timeout=max(ctx.time_left(), 0.0))
+    async def _settle(self, ctx: ScanContext,
+                      pending: dict[str, asyncio.Future[CheckResult] | CheckResult]) -> None:
+        running = [f for f in pending.values() if f.__class__ is not CheckResult]
+        done, not_done = await asyncio.wait(running,  # type: ignore[type-var]
+                                            timeout=max(ctx.time_left(), 0.0))
         for task in not_done:
-            task.cancel()
+            task.cancel()  # type: ignore[union-attr]
         if not_done:
-            await asyncio.gather(*not_done, return_exceptions=True)
+            await asyncio.gather(*not_done, return_exceptions=True)  # type: ignore[arg-type]
         for name, task in pending.items():
-            if task in done and not task.cancelled() and task.exception() is None:
+            if isinstance(task, CheckResult):
+                self._record(ctx, task)
+            elif task in done and not task.cancelled() and task.exception() is None:
                 self._record(ctx, task.result())
             else:
                 self._record(ctx, CheckResult(name, error="deadline"))
+
+    def _start(self, check: Check, ctx: ScanContext) -> asyncio.Future[CheckResult] | CheckResult:
+        """Start a check eagerly: its result when its coroutine finishes without suspending
+        (no task, no timer: an auth check on unsigned mail, cached DNS), otherwise a task that
+        runs the rest under the check's timeout, counted from now.
+
+        The first step runs as a task's would: in a copy of the context (context variables
+        set there stay the check's own) and with `asyncio.current_task()` a stand-in for the
+        task that takes over if the coroutine suspends (so `asyncio.timeout` and cancellation
+        inside the check act on that task)."""
+        t = time.perf_counter()
+        loop = asyncio.get_running_loop()
+        left = max(ctx.time_left(), 0.0)
+        limit = self.timeouts[check.name]
+        timeout = min(limit, left)
+        when = loop.time() + timeout
+        try:
+            out = check.run(ctx)
+        except Exception as exc:
+            return self._failure(check, exc, time.perf_counter() - t)
+        if out.__class__ is not _CoroutineType:
+            if not inspect.isawaitable(out):
+                return self._validate(check, out, time.perf_counter() - t)
+            rest: Awaitable[Any] = out  # another awaitable: awaited in a task as before
+            context = None
+            standin = None
+        else:
+            context = contextvars.copy_context()
+            standin = _TaskStandIn()
+            try:
+                yielded = context.run(_first_step, loop, standin, out)
+            except StopIteration as stop:
+                return self._validate(check, stop.value, time.perf_counter() - t)
+            except asyncio.CancelledError:
+                return CheckResult(check.name, error="deadline")
+            except Exception as exc:
+                return self._failure(check, exc, time.perf_counter() - t)
+            rest = _resume(out, yielded)
+        task = loop.create_task(self._finish(check, rest, t, when, timeout, left < limit),
+                                context=context)
+        if standin is not None:
+            standin.attach(task)
+        return task
+
+    async def _finish(self, check: Check, rest: Awaitable[Any], t: float, when: float,
+                      timeout: float, cut_by_deadline: bool) -> CheckResult:
+        """The rest of an eagerly started check, under the timeout set when it started."""
+        try:
+            async with asyncio.timeout_at(when):
+                out = await rest
+            return self._validate(check, out, time.perf_counter() - t)
+        except TimeoutError:
+            cause = "deadline" if cut_by_deadline else f"timeout after {timeout:.3f}s"
+            return CheckResult(check.name, error=cause, elapsed=time.perf_counter() - t)
+        except Exception as exc:
+            return self._failure(check, exc, time.perf_counter() - t)
 
     def _run_sync(self, check: Check, ctx: ScanContext) -> CheckResult:
         t = time.perf_counter()
@@ -385,6 +471,92 @@ def _order(checks: Sequence[Check]) -> list[Check]:
     # stable by stage: dependencies are never in a later stage, so this keeps topo order
     out.sort(key=lambda c: c.stage)
     return out
+
+
+# -- eager start of a check's coroutine (Python 3.11 has no eager task factory) ---------------
+
+_CoroutineType = types.CoroutineType
+_enter_task: Callable[[asyncio.AbstractEventLoop, Any], None] = asyncio.tasks._enter_task
+_leave_task: Callable[[asyncio.AbstractEventLoop, Any], None] = asyncio.tasks._leave_task
+
+
+class _TaskStandIn:
+    """`asyncio.current_task()` during a check's eager first step: forwards to the task that
+    runs the rest once there is one (an `asyncio.timeout` entered in the first step cancels
+    that task, as it would have without the eager start)."""
+
+    __slots__ = ("_cancel", "task")
+
+    def __init__(self) -> None:
+        self.task: asyncio.Task[Any] | None = None
+        self._cancel: tuple[Any, ...] | None = None
+
+    def attach(self, task: asyncio.Task[Any]) -> None:
+        self.task = task
+        if self._cancel is not None:
+            task.cancel(*self._cancel)
+
+    def cancel(self, msg: Any = None) -> bool:
+        if self.task is not None:
+            return self.task.cancel(msg)
+        self._cancel = (msg,)
+        return True
+
+    def cancelling(self) -> int:
+        if self.task is not None:
+            return self.task.cancelling()
+        return 1 if self._cancel is not None else 0
+
+    def uncancel(self) -> int:
+        if self.task is not None:
+            return self.task.uncancel()
+        self._cancel = None
+        return 0
+
+    def done(self) -> bool:
+        return self.task is not None and self.task.done()
+
+    def get_loop(self) -> asyncio.AbstractEventLoop:
+        return asyncio.get_running_loop() if self.task is None else self.task.get_loop()
+
+
+def _first_step(loop: asyncio.AbstractEventLoop, standin: _TaskStandIn,
+                coro: Coroutine[Any, Any, Any]) -> Any:
+    """Run a coroutine up to its first suspension with `standin` as the current task; what it
+    yielded (raises StopIteration with its value when it returned)."""
+    outer = asyncio.current_task(loop)
+    if outer is not None:
+        _leave_task(loop, outer)
+    _enter_task(loop, standin)
+    try:
+        return coro.send(None)
+    finally:
+        _leave_task(loop, standin)
+        if outer is not None:
+            _enter_task(loop, outer)
+
+
+@types.coroutine
+def _resume(coro: Coroutine[Any, Any, Any], yielded: Any) -> Generator[Any, None, Any]:
+    """Await the rest of a coroutine that already suspended once on `yielded` (a future, or
+    None for a bare yield): hands that to the task, then relays the task's sends and throws
+    (cancellation) to the coroutine, as `await` would have."""
+    while True:
+        try:
+            yield yielded
+        except GeneratorExit:
+            coro.close()
+            raise
+        except BaseException as exc:
+            try:
+                yielded = coro.throw(exc)
+            except StopIteration as stop:
+                return stop.value
+        else:
+            try:
+                yielded = coro.send(None)
+            except StopIteration as stop:
+                return stop.value
 
 
 # -- the built-in policy check -----------------------------------------------------------

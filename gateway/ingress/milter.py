@@ -59,6 +59,7 @@ HEADER_ACTION = "X-Mamori-Action"
 OUR_HEADER_PREFIX = "x-mamori-"
 MAX_HEADER_BYTES = 1024 * 1024  # default of MAMORI_LIMITS__HEADER_MAX_BYTES
 READ_SIZE = 256 * 1024  # bytes taken from the socket at once (a body chunk is 64 KiB)
+_INFLIGHT = INFLIGHT.labels(INGRESS)
 
 # policy fields only `Pipeline.decide` reads: recipients whose policies differ in nothing
 # else share one run of the checks (any other field, including ones added later, may be read
@@ -219,15 +220,19 @@ class MilterService:
         raises TimeoutError when none frees up (the caller tempfails)."""
         self.waiting += 1
         try:
-            async with asyncio.timeout(self.settings.queue_timeout):
+            if self.scan_slots.locked():
+                async with asyncio.timeout(self.settings.queue_timeout):
+                    await self.scan_slots.acquire()
+            else:  # a free slot: taken at once, no timer
                 await self.scan_slots.acquire()
         finally:
             self.waiting -= 1
-        INFLIGHT.labels(INGRESS).inc()
+        inflight = _INFLIGHT
+        inflight.inc()
         try:
             yield
         finally:
-            INFLIGHT.labels(INGRESS).dec()
+            inflight.dec()
             self.scan_slots.release()
 
     # -- scanning and deciding -----------------------------------------------------------
@@ -237,7 +242,10 @@ class MilterService:
         gw = self.gw
         rcpts = list(dict.fromkeys(message.recipients)) or [""]
         # subscribers are looked up by the lower-cased address; removals use the RCPT as sent
-        policies = await asyncio.gather(*(gw.policy_for(r.lower() or None) for r in rcpts))
+        if len(rcpts) == 1:  # the common case: no task for the one lookup (usually cached)
+            policies = [await gw.policy_for(rcpts[0].lower() or None)]
+        else:
+            policies = await asyncio.gather(*(gw.policy_for(r.lower() or None) for r in rcpts))
         groups: dict[str, list[str]] = {}
         by_version: dict[str, Policy] = {}
         for rcpt, policy in zip(rcpts, policies, strict=True):
@@ -391,15 +399,22 @@ class Session:
         INGRESS_ERRORS.labels(INGRESS, kind).inc()
 
     async def run(self) -> None:
-        idle = self.settings.idle_timeout
+        loop = asyncio.get_running_loop()
         decoder = mc.PacketDecoder()
         read = self.reader.read
+        watch = IdleWatch(loop, self.settings.idle_timeout)
         try:
             while True:
                 # whatever the socket has: Postfix sends the header fields (no replies wanted)
-                # and body chunks back to back, so one read and one timer serve many packets
-                async with asyncio.timeout(idle):
+                # and body chunks back to back, so one read serves many packets
+                watch.since = loop.time()
+                try:
                     data = await read(READ_SIZE)
+                except asyncio.CancelledError:
+                    if watch.expired():
+                        raise TimeoutError from None
+                    raise
+                watch.since = None
                 if not data:
                     if decoder.pending:
                         raise mc.MilterProtocolError("stream ended inside a packet")
@@ -421,6 +436,7 @@ class Session:
             self._error("internal")
             log.exception("milter session failed")
         finally:
+            watch.stop()
             self._release_buffer()
             self.header_bytes, self.body = 0, bytearray()
 
@@ -632,3 +648,42 @@ async def start(gw: Gateway) -> MilterService | None:
     service = MilterService(gw)
     await service.start()
     return service
+
+
+class IdleWatch:
+    """The idle limit of a connection's reads with one timer per `idle` seconds, not one per
+    read: the reader sets `since` (loop time) before waiting and None after; the timer, when it
+    finds a read waiting `idle` seconds, cancels the task (`expired()` then tells the
+    cancellation apart from a shutdown's, as `asyncio.timeout` does), otherwise re-arms for
+    the earliest moment a read could reach the limit."""
+
+    __slots__ = ("_cancelling", "_fired", "_handle", "_loop", "_task", "idle", "since")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, idle: float) -> None:
+        task = asyncio.current_task(loop)
+        assert task is not None
+        self._loop, self._task, self.idle = loop, task, idle
+        self._cancelling = task.cancelling()
+        self._fired = False
+        self.since: float | None = None
+        self._handle: asyncio.TimerHandle | None = loop.call_at(loop.time() + idle, self._check)
+
+    def _check(self) -> None:
+        since = self.since
+        now = self._loop.time()
+        if since is not None and now >= since + self.idle:
+            self._handle = None
+            self._fired = True
+            self._task.cancel()
+            return
+        self._handle = self._loop.call_at((now if since is None else since) + self.idle, self._check)
+
+    def expired(self) -> bool:
+        """After a CancelledError in a read: whether it is this watch's (the caller then
+        raises TimeoutError) rather than someone else's."""
+        return self._fired and self._task.uncancel() <= self._cancelling
+
+    def stop(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None

@@ -212,9 +212,12 @@ class DmarcCheck(_AuthCheck):
         spf_result = spf.result if spf is not None else "temperror"
         spf_domain = spf.domain if spf is not None else ""
         passing = [d.domain for d in dkim_results if d.result == "pass"]
-        results = await asyncio.gather(*(
-            evaluate_dmarc(mdns, d, dkim_pass_domains=passing, spf_result=spf_result,
-                           spf_domain=spf_domain, message_id=m.id) for d in domains))
+        evaluations = [evaluate_dmarc(mdns, d, dkim_pass_domains=passing, spf_result=spf_result,
+                                      spf_domain=spf_domain, message_id=m.id) for d in domains]
+        # one From domain (the usual case): awaited directly, with no task (it then often
+        # finishes without suspending: the DNS answers are cached)
+        results = ([await evaluations[0]] if len(evaluations) == 1
+                   else await asyncio.gather(*evaluations))
         res = pick_worst(list(results))
         out: list[Symbol]
         if res.result != "fail":
