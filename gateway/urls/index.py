@@ -406,7 +406,7 @@ class IndexStore:
                 prev = UrlIndex.open(self.index_path).generation
             except ConfigError:
                 prev = 0
-        meta = {"generation": prev + 1, "built": time.time(), "lists": lists_meta}
+        meta = {"generation": prev + 1, "built": int(time.time()), "lists": lists_meta}
         write_index(self.index_path, keys, tags, table, meta)
         return meta
 
