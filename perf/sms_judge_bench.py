@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sms_bench import FRAUD, HAM, JP  # noqa: E402
+from sms_bench import FRAUD, HAM, JP
 
 
 def texts(n: int, seed: int) -> list[tuple[str, str, str, dict[str, str]]]:
