@@ -26,3 +26,23 @@ def test_same_as_the_character_loop() -> None:
     fuzz = ["".join(rnd.choice(alphabet) for _ in range(rnd.randrange(0, 14))) for _ in range(3000)]
     for v in fixed + fuzz:
         assert normalise_party(v) == _reference(v), v
+
+
+def test_e164_digits_same_as_the_character_loop() -> None:
+    from gateway.sms.sender import e164_digits
+
+    def ref(sender: str) -> str:
+        s = sender.strip()
+        if s.startswith("+"):
+            s = s[1:]
+        elif s.startswith("00"):
+            s = s[2:]
+        return "".join(ch for ch in s if ch.isdigit())
+
+    rnd = random.Random(11)
+    alphabet = "0123456789+ -()a\u0663\u00b2"
+    cases = ["+819012345678", "00447700900123", "09012345678", "+", "00", "", "+81 90",
+             "+\u0661\u0662", "12\u00b2"]
+    cases += ["".join(rnd.choice(alphabet) for _ in range(rnd.randrange(0, 14))) for _ in range(3000)]
+    for v in cases:
+        assert e164_digits(v) == ref(v), v
