@@ -104,6 +104,8 @@ def normalise_party(value: str) -> str:
     if v.startswith("<") and v.endswith(">"):
         v = v[1:-1]
     if v and (v[0] == "+" or v[0].isdigit()) and "@" not in v:
+        if (v[1:] if v[0] == "+" else v).isdigit():
+            return v  # already only digits (the common case): the loop below keeps them all
         v = "+" + "".join(ch for ch in v if ch.isdigit()) if v[0] == "+" else "".join(
             ch for ch in v if ch.isdigit()
         )

@@ -83,9 +83,10 @@ class _Writer:
 
     def flush(self) -> None:
         self._scheduled = False
-        if self._buf and self.transport is not None and not self.transport.is_closing():
-            self.transport.write(b"".join(self._buf))
-        self._buf.clear()
+        buf = self._buf
+        if buf and self.transport is not None and not self.transport.is_closing():
+            self.transport.write(buf[0] if len(buf) == 1 else b"".join(buf))
+        buf.clear()
 
 
 # -- upstream (mamori as ESME towards the real SMSC) --------------------------------------

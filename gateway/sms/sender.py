@@ -55,6 +55,8 @@ def e164_digits(sender: str) -> str:
         s = s[1:]
     elif s.startswith("00"):
         s = s[2:]
+    if s.isdigit():
+        return s  # only digits already (the common case): the loop below keeps them all
     return "".join(ch for ch in s if ch.isdigit())
 
 

@@ -78,6 +78,8 @@ class FoundUrl:
 
 def extract_urls(text: str, *, html: str = "") -> list[FoundUrl]:
     """URLs in `text` (SMS or plain email text) and `html`, in order, deduplicated."""
+    if not html and (not text or not _maybe_url(text[:MAX_TEXT])):
+        return []  # most SMS: no URL marker, nothing to set up
     seen: dict[str, FoundUrl] = {}
     if text:
         for f in _from_text(text[:MAX_TEXT], "text"):
