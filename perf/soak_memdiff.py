@@ -1,21 +1,26 @@
 """Compare two memory probes of a soak run (tests/soak/memprobe): what grew between them.
 
     MAMORI_SOAK_SECONDS=180 MAMORI_SOAK_MEMPROBE=/tmp/probe pytest tests/soak
-    python perf/soak_memdiff.py /tmp/probe/probe-1.pickle /tmp/probe/probe-2.pickle
+    python perf/soak_memdiff.py /tmp/probe/probe-1 /tmp/probe/probe-2
 """
 
 from __future__ import annotations
 
-import pickle
+import json
 import sys
+import tracemalloc
+
+
+def load(probe: str) -> tuple[dict, tracemalloc.Snapshot]:  # type: ignore[type-arg]
+    """A probe by its path without suffix: PATH.json and PATH.tracemalloc."""
+    with open(f"{probe}.json") as f:
+        doc = json.load(f)
+    return doc, tracemalloc.Snapshot.load(f"{probe}.tracemalloc")
 
 
 def main(a_path: str, b_path: str, top: int = 25) -> None:
-    with open(a_path, "rb") as f:
-        a = pickle.load(f)
-    with open(b_path, "rb") as f:
-        b = pickle.load(f)
-    stats = b["snapshot"].compare_to(a["snapshot"], "traceback")
+    (a, snap_a), (b, snap_b) = load(a_path), load(b_path)
+    stats = snap_b.compare_to(snap_a, "traceback")
     total = sum(s.size_diff for s in stats)
     print(f"traced growth: {total / 2**20:+.2f} MiB")
     for s in stats[:top]:

@@ -2,8 +2,9 @@
 
 The soak puts this directory on the child's PYTHONPATH when MAMORI_SOAK_MEMPROBE names an output
 directory. The first SIGUSR1 starts tracing allocations (tracemalloc, 4 frames); each later one writes
-`probe-N.pickle` there: the tracemalloc snapshot, object counts by type (gc.get_objects) and the
-size of every functools.lru_cache and every OrderedDict/dict-backed cache it can find.
+`probe-N.json` there (object counts by type from gc.get_objects, the size of every functools.lru_cache
+and memo cache it can find, native memory figures) and `probe-N.tracemalloc` (the snapshot, in
+tracemalloc's own file format).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ if _OUT:
     import collections
     import functools
     import gc
-    import pickle
+    import json
     import signal
     import tracemalloc
 
@@ -63,16 +64,18 @@ if _OUT:
             with open(os.path.join(_OUT, "probe-errors.txt"), "a") as f:
                 f.write(f"{type(exc).__name__}: {exc}\n")
 
+    def _write_json(name: str, doc: dict[str, object]) -> None:
+        with open(os.path.join(_OUT, name), "w") as f:
+            json.dump(doc, f)
+
     def _write() -> None:
         if os.environ.get("MAMORI_SOAK_MEMPROBE_NATIVE"):  # no tracing: native figures only
             _n[0] += 1
-            with open(os.path.join(_OUT, f"native-{_n[0]}.pickle"), "wb") as f:
-                pickle.dump({"native": _native()}, f)
+            _write_json(f"native-{_n[0]}.json", {"native": _native()})
             return
         if not tracemalloc.is_tracing():  # the first signal starts tracing (start-up stays fast)
             native = _native()
-            with open(os.path.join(_OUT, "probe-0.pickle"), "wb") as f:
-                pickle.dump({"native": native}, f)
+            _write_json("probe-0.json", {"native": native})
             tracemalloc.start(4)
             return
         gc.collect()
@@ -93,9 +96,8 @@ if _OUT:
             memo = caches.sizes()
         except Exception:
             memo = {}
-        path = os.path.join(_OUT, f"probe-{_n[0]}.pickle")
-        with open(path, "wb") as f:
-            pickle.dump({"snapshot": snap, "types": dict(counts), "lru": {**lru, **memo},
-                         "native": _native()}, f)
+        snap.dump(os.path.join(_OUT, f"probe-{_n[0]}.tracemalloc"))
+        _write_json(f"probe-{_n[0]}.json", {"types": dict(counts), "lru": {**lru, **memo},
+                                             "native": _native()})
 
     signal.signal(signal.SIGUSR1, _dump)
