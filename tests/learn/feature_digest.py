@@ -2,24 +2,22 @@
 hashed feature row (indices and values, bit for bit) and the URLs extracted. Used by
 test_features_stable.py; run as a script to print the digests of the current code:
 
-    MAMORI_SHARED_DATA=... python tests/learn/feature_digest.py > tests/learn/data/feature_digests.json
+    MAMORI_SHARED_DATA=... python -m tests.learn.feature_digest > tests/learn/data/feature_digests.json
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import sys
 from pathlib import Path
 
-SAMPLE = 300  # corpus messages, every 20th by path order
+from tests.digests import corpus_sample, row_hash
 
 
 def sample_paths(corpus: Path) -> list[Path]:
-    rows = (corpus / "labels.csv").read_text().splitlines()[1:]
-    paths = sorted(r.split(",", 1)[0] for r in rows if r)
-    return [corpus / p for p in paths[::20][:SAMPLE]]
+    """300 corpus messages, every 20th by path order."""
+    return corpus_sample(corpus)
 
 
 def digests(corpus: Path) -> dict[str, str]:
@@ -35,9 +33,7 @@ def digests(corpus: Path) -> dict[str, str]:
         plain, html = ctx.text_parts
         urls = [(u.url, u.source, u.host, u.evasions, u.display_host)
                 for u in extract_urls(plain, html=html)]
-        h = hashlib.sha256()
-        h.update(idx.astype("<i8").tobytes())
-        h.update(val.astype("<f8").tobytes())
+        h = row_hash(idx, val)
         h.update(json.dumps(urls).encode())
         out[str(path.relative_to(corpus))] = h.hexdigest()[:32]
     return out

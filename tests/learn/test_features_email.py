@@ -3,7 +3,6 @@ registration next to f2, and that its output stays fixed (data/feature_digests_e
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from gateway.learn import featuresets
 from gateway.learn.features import Features
 from gateway.message import Channel, Message, ScanContext
 from gateway.policy import DEFAULT_POLICY
+from tests.digests import moved, row_hash
 
 from .feature_digest import sample_paths
 
@@ -110,10 +110,7 @@ def _digests(corpus: Path) -> dict[str, str]:
     out = {}
     for path in sample_paths(corpus):
         idx, val = E.row(features(path.read_bytes()))
-        h = hashlib.sha256()
-        h.update(idx.astype("<i8").tobytes())
-        h.update(val.astype("<f8").tobytes())
-        out[str(path.relative_to(corpus))] = h.hexdigest()[:32]
+        out[str(path.relative_to(corpus))] = row_hash(idx, val).hexdigest()[:32]
     return out
 
 
@@ -124,7 +121,7 @@ def test_e3_output_is_unchanged(shared_data: Path) -> None:
     expected = json.loads(DIGESTS.read_text())
     got = _digests(shared_data / "email" / "spamassassin")
     assert len(got) == len(expected) == 300
-    assert sorted(p for p in expected if got.get(p) != expected[p]) == []
+    assert moved(expected, got) == []
 
 
 if __name__ == "__main__":

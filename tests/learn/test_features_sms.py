@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from pathlib import Path
@@ -16,6 +15,7 @@ from gateway.learn import featuresets as FS
 from gateway.learn.features import Features
 from gateway.message import Channel, Message, ScanContext
 from gateway.policy import DEFAULT_POLICY
+from tests.digests import row_hash
 
 DIGESTS = Path(__file__).parent / "data" / "s3_digests.json"
 
@@ -82,8 +82,7 @@ def digests(texts: list[str]) -> list[str]:
     out = []
     for t in texts:
         idx, val = S.row(_features(t, sender="+819012345678"))
-        h = hashlib.sha256(idx.astype("<i8").tobytes() + val.astype("<f8").tobytes())
-        out.append(h.hexdigest()[:24])
+        out.append(row_hash(idx, val).hexdigest()[:24])
     return out
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from tests.digests import moved
+
 from .feature_digest import digests
 
 
@@ -18,5 +20,4 @@ def test_features_and_urls_are_unchanged(shared_data: Path) -> None:
     expected = json.loads((Path(__file__).parent / "data" / "feature_digests.json").read_text())
     got = digests(corpus)
     assert len(got) == len(expected) == 300
-    moved = sorted(p for p in expected if got.get(p) != expected[p])
-    assert moved == []
+    assert moved(expected, got) == []

@@ -3,7 +3,7 @@ from an empty DNS zone, everything but the classifier, whose model others retrai
 sample of 300 corpus messages: action, score, symbols with their scores and options. Used by
 test_email_checks_stable.py; run as a script to print the digests of the current code:
 
-    MAMORI_SHARED_DATA=... python tests/urls/email_digest.py > tests/urls/data/email_check_digests.json
+    MAMORI_SHARED_DATA=... python -m tests.urls.email_digest > tests/urls/data/email_check_digests.json
 """
 
 from __future__ import annotations
@@ -16,13 +16,12 @@ import sys
 import tempfile
 from pathlib import Path
 
-SAMPLE = 300  # corpus messages, every 20th by path order, from the 7th
+from tests.digests import corpus_sample
 
 
 def sample_paths(corpus: Path) -> list[Path]:
-    rows = (corpus / "labels.csv").read_text().splitlines()[1:]
-    paths = sorted(r.split(",", 1)[0] for r in rows if r)
-    return [corpus / p for p in paths[7::20][:SAMPLE]]
+    """300 corpus messages, every 20th by path order, from the 7th."""
+    return corpus_sample(corpus, start=7)
 
 
 async def _digests(corpus: Path, data_dir: Path) -> dict[str, str]:

@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from tests.digests import moved
+
 from .email_digest import digests
 
 
@@ -16,5 +18,4 @@ def test_email_check_verdicts_are_unchanged(shared_data: Path) -> None:
     expected = json.loads((Path(__file__).parent / "data" / "email_check_digests.json").read_text())
     got = digests(corpus)
     assert len(got) == len(expected) == 300
-    moved = sorted(p for p in expected if got.get(p) != expected[p])
-    assert moved == []
+    assert moved(expected, got) == []
