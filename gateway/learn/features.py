@@ -402,21 +402,7 @@ def row(f: Features) -> tuple[np.ndarray, np.ndarray]:
 
 
 def vectorise(items: Iterable[Features]) -> sp.csr_matrix:
-    """Hash a batch of messages into a CSR matrix of shape (n, N_FEATURES)."""
-    indptr = [0]
-    idx: list[np.ndarray] = []
-    val: list[np.ndarray] = []
-    for f in items:
-        i, v = row(f)
-        idx.append(i)
-        val.append(v)
-        indptr.append(indptr[-1] + i.size)
-    n = len(indptr) - 1
-    X = sp.csr_matrix(
-        (np.concatenate(val) if val else np.zeros(0),
-         np.concatenate(idx) if idx else np.zeros(0, dtype=np.int64),
-         np.array(indptr, dtype=np.int64)),
-        shape=(n, N_FEATURES),
-    )
-    X.sum_duplicates()
-    return X
+    """Hash a batch of messages into a CSR matrix of shape (n, N_FEATURES) with f2."""
+    from gateway.learn.featuresets import SETS  # featuresets imports this module
+
+    return SETS["f2"].vectorise(items)
