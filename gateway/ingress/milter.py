@@ -46,8 +46,15 @@ INGRESS = "milter"
 
 # what we may do at end of message
 WANTED_ACTIONS = mc.SMFIF_ADDHDRS | mc.SMFIF_CHGHDRS | mc.SMFIF_DELRCPT | mc.SMFIF_QUARANTINE
-# steps we do not need a reply slot for: header fields come in many small packets
-WANTED_PROTOCOL = mc.SMFIP_NR_HDR | mc.SMFIP_SKIP
+# Steps we never answer with anything but "continue" need no reply: each reply is a send and a
+# round trip the MTA waits for (header fields come in many small packets). DATA, end of
+# header and unknown commands carry nothing we use: the MTA need not send them at all.
+# CONNECT and MAIL keep their replies (a busy or rate-limited client is refused there), and
+# body chunks theirs (SMFIR_SKIP past max_body_size).
+NO_REPLY_STEPS = (mc.SMFIP_NR_HDR | mc.SMFIP_NR_HELO | mc.SMFIP_NR_RCPT | mc.SMFIP_NR_DATA
+                  | mc.SMFIP_NR_EOH | mc.SMFIP_NR_UNKN)
+NOT_SENT_STEPS = mc.SMFIP_NODATA | mc.SMFIP_NOEOH | mc.SMFIP_NOUNKNOWN
+WANTED_PROTOCOL = NO_REPLY_STEPS | NOT_SENT_STEPS | mc.SMFIP_SKIP
 
 # fixed replies (the peer never sees exception text)
 SMTP_451_FAILURE = "451 4.3.0 Temporary failure in mail filter, try again later"

@@ -117,6 +117,19 @@ NO_REPLY_FLAG = {
     SMFIC_HEADER: SMFIP_NR_HDR,
 }
 
+# which protocol flag asks the MTA not to send a command at all
+NOT_SENT_FLAG = {
+    SMFIC_CONNECT: SMFIP_NOCONNECT,
+    SMFIC_HELO: SMFIP_NOHELO,
+    SMFIC_MAIL: SMFIP_NOMAIL,
+    SMFIC_RCPT: SMFIP_NORCPT,
+    SMFIC_DATA: SMFIP_NODATA,
+    SMFIC_UNKNOWN: SMFIP_NOUNKNOWN,
+    SMFIC_EOH: SMFIP_NOEOH,
+    SMFIC_BODY: SMFIP_NOBODY,
+    SMFIC_HEADER: SMFIP_NOHDRS,
+}
+
 # address families in SMFIC_CONNECT
 FAMILY_UNKNOWN = b"U"
 FAMILY_UNIX = b"L"
@@ -450,6 +463,11 @@ class MilterClient:
         flag = NO_REPLY_FLAG.get(cmd)
         return not (flag and self.negotiated.protocol & flag)
 
+    def _wants(self, cmd: bytes) -> bool:
+        """Whether the milter wants `cmd` sent at all (an MTA leaves out the SMFIP_NO* steps)."""
+        assert self.negotiated is not None
+        return not self.negotiated.protocol & NOT_SENT_FLAG.get(cmd, 0)
+
     async def command(self, packet: bytes) -> bytes | None:
         """Send one command; return its reply command byte (None if none is expected)."""
         self.writer.write(packet)
@@ -483,6 +501,8 @@ class MilterClient:
         res = MilterResult()
 
         async def step(cmd: bytes, packet: bytes) -> bool:
+            if not self._wants(cmd):
+                return True
             if cmd in macros:
                 self.writer.write(encode_macros(cmd, macros[cmd]))
             r = await self.command(packet)
@@ -505,7 +525,7 @@ class MilterClient:
                 return res
         if not await step(SMFIC_EOH, encode(SMFIC_EOH)):
             return res
-        for i in range(0, len(body), chunk):
+        for i in range(0, len(body) if self._wants(SMFIC_BODY) else 0, chunk):
             r = await self.command(encode(SMFIC_BODY, body[i : i + chunk]))
             if r == SMFIR_SKIP:
                 break

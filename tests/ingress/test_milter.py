@@ -52,6 +52,15 @@ async def test_negotiation_asks_for_what_it_needs(milter_rig) -> None:
             assert neg.actions & flag
         assert not neg.actions & mc.SMFIF_CHGBODY
         assert neg.protocol & mc.SMFIP_NR_HDR and neg.protocol & mc.SMFIP_SKIP
+        # no reply slot for steps only ever continued; none at all for those unused
+        for flag in (mc.SMFIP_NR_HELO, mc.SMFIP_NR_RCPT, mc.SMFIP_NR_DATA, mc.SMFIP_NR_EOH,
+                     mc.SMFIP_NR_UNKN, mc.SMFIP_NODATA, mc.SMFIP_NOEOH, mc.SMFIP_NOUNKNOWN):
+            assert neg.protocol & flag
+        # a busy or rate-limited client is refused at CONNECT or MAIL; oversized bodies skipped
+        for flag in (mc.SMFIP_NR_CONN, mc.SMFIP_NR_MAIL, mc.SMFIP_NR_BODY, mc.SMFIP_NOCONNECT,
+                     mc.SMFIP_NOHELO, mc.SMFIP_NOMAIL, mc.SMFIP_NORCPT, mc.SMFIP_NOHDRS,
+                     mc.SMFIP_NOBODY):
+            assert not neg.protocol & flag
         await client.close()
 
 
@@ -98,13 +107,11 @@ async def test_quarantine_is_sent_before_the_final_reply(milter_rig) -> None:
             mc.encode_strings(mc.SMFIC_MAIL, [f"<{SENDER}>"]),
             mc.encode_strings(mc.SMFIC_RCPT, [f"<{BOB}>"]),
         ]))
-        for _ in range(2):
-            assert (await mc.read_packet(client.reader))[0] == mc.SMFIR_CONTINUE
+        assert (await mc.read_packet(client.reader))[0] == mc.SMFIR_CONTINUE  # MAIL (RCPT: NR_RCPT)
         for name, value in with_verdict("quarantine"):  # no reply expected (NR_HDR)
             client.writer.write(mc.encode_strings(mc.SMFIC_HEADER, [name, value]))
         client.writer.write(mc.encode(mc.SMFIC_EOH) + mc.encode(mc.SMFIC_BODYEOB, HAM_BODY))
-        assert (await mc.read_packet(client.reader))[0] == mc.SMFIR_CONTINUE  # EOH
-        order = []
+        order = []  # (no reply to EOH either: NR_EOH)
         while True:
             cmd, _data = await mc.read_packet(client.reader)
             order.append(cmd)
