@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import enum
 import logging
 import os
 import stat
@@ -329,6 +330,14 @@ def milter_headers(verdict: Verdict) -> list[tuple[str, str]]:
     return [(n, " ".join(v.split())) for n, v in mamori_headers(verdict)]
 
 
+class _Step(enum.Enum):
+    """What the read loop does after one command."""
+
+    NEXT = 1  # the next packet
+    END_OF_MESSAGE = 2  # scan and answer
+    QUIT = 3  # close the connection
+
+
 class Session:
     """One MTA connection: negotiation, then any number of SMTP sessions and transactions."""
 
@@ -343,6 +352,7 @@ class Session:
         self.protocol = 0
         self.refused = False  # over the connection limit: tempfail the SMTP session
         self.scanning = False  # between end of message and our answer
+        self._out: list[bytes] = []  # replies to the packets of the current read
         self._reset_connection()
 
     # -- state ---------------------------------------------------------------------------
@@ -396,11 +406,17 @@ class Session:
         async with asyncio.timeout(self.settings.idle_timeout):
             await self.writer.drain()
 
-    async def _reply(self, cmd: bytes, packet: bytes = mc.CONTINUE) -> None:
+    def _reply(self, cmd: bytes, packet: bytes = mc.CONTINUE) -> None:
+        """Queue the reply to `cmd` unless the MTA wants none; `_flush` sends the queue."""
         flag = mc.NO_REPLY_FLAG.get(cmd)
         if flag and self.protocol & flag:
             return
-        await self._send(packet)
+        self._out.append(packet)
+
+    async def _flush(self) -> None:
+        """Send the replies queued while handling the packets of one read (one write)."""
+        out, self._out = self._out, []
+        await self._send(*out)
 
     def _error(self, kind: str) -> None:
         INGRESS_ERRORS.labels(INGRESS, kind).inc()
@@ -409,11 +425,13 @@ class Session:
         loop = asyncio.get_running_loop()
         decoder = mc.PacketDecoder()
         read = self.reader.read
+        command = self._command
         watch = IdleWatch(loop, self.settings.idle_timeout)
         try:
             while True:
                 # whatever the socket has: Postfix sends the header fields (no replies wanted)
-                # and body chunks back to back, so one read serves many packets
+                # and body chunks back to back, so one read serves many packets, handled
+                # without a coroutine each and answered with one write
                 watch.since = loop.time()
                 try:
                     data = await read(READ_SIZE)
@@ -426,10 +444,25 @@ class Session:
                     if decoder.pending:
                         raise mc.MilterProtocolError("stream ended inside a packet")
                     return
-                for pkt in decoder.feed(data):
-                    if not await self._dispatch(*pkt):
+                for cmd, payload in decoder.feed(data):
+                    try:
+                        step = command(cmd, payload)
+                    except mc.MilterProtocolError:
+                        await self._flush_before_close()
+                        raise
+                    if step is _Step.NEXT:
+                        continue
+                    if self._out:
+                        await self._flush()
+                    if step is _Step.QUIT:
                         return
-                decoder.check()
+                    if not await self._eom():
+                        return
+                if self._out:
+                    await self._flush()
+                if decoder.error is not None:
+                    await self._flush_before_close()
+                    decoder.check()
         except mc.MilterProtocolError as exc:
             self._error("protocol")
             log.info("milter protocol error, closing", extra={"reason": str(exc)})
@@ -447,13 +480,30 @@ class Session:
             self._release_buffer()
             self.header_bytes, self.body = 0, bytearray()
 
-    async def _dispatch(self, cmd: bytes, data: bytes) -> bool:
-        """Handle one command; False ends the connection."""
+    async def _flush_before_close(self) -> None:
+        """The replies to the good packets before a bad one still go out (best effort)."""
+        if self._out:
+            with contextlib.suppress(ConnectionError, OSError, TimeoutError):
+                await self._flush()
+
+    async def _eom(self) -> bool:
+        """End of message: scan and answer; False ends the connection (at shutdown)."""
+        self.scanning = True
+        try:
+            await self._end_of_message()
+        finally:
+            self.scanning = False
+        self._reset_message()
+        return not self.service.stopping
+
+    def _command(self, cmd: bytes, data: bytes) -> _Step:
+        """Handle one command, queueing its reply; end of message and quit are the caller's."""
         if cmd == mc.SMFIC_HEADER and self.negotiated:  # the most frequent command first
             self._header(*mc.parse_header(data))
-            await self._reply(cmd)
+            if not self.protocol & mc.SMFIP_NR_HDR:
+                self._out.append(mc.CONTINUE)
         elif cmd == mc.SMFIC_OPTNEG:
-            await self._optneg(data)
+            self._optneg(data)
         elif not self.negotiated and cmd != mc.SMFIC_QUIT:
             raise mc.MilterProtocolError("command before option negotiation")
         elif cmd == mc.SMFIC_MACRO:
@@ -468,13 +518,13 @@ class Session:
             self.refused = len(self.service.sessions) > self.settings.max_connections
             if self.refused:
                 self._error("overloaded")
-                await self._send(mc.reply_code(SMTP_451_BUSY))
-                return True
-            await self._reply(cmd)
+                self._out.append(mc.reply_code(SMTP_451_BUSY))
+            else:
+                self._reply(cmd)
         elif cmd == mc.SMFIC_HELO:
             helo = mc.split_strings(data)
             self.peer = dataclasses.replace(self.peer, helo=helo[0] if helo else "")
-            await self._reply(cmd)
+            self._reply(cmd)
         elif cmd == mc.SMFIC_MAIL:
             self._reset_message(keep_macros=True)
             args = mc.split_strings(data)
@@ -484,41 +534,34 @@ class Session:
             rates = self.service.client_rates
             if rates is not None and rates.take(self.client_address()):
                 self._error("rate_limited")
-                await self._send(mc.reply_code(SMTP_451_RATE))
-                return True
-            await self._reply(cmd)
+                self._out.append(mc.reply_code(SMTP_451_RATE))
+            else:
+                self._reply(cmd)
         elif cmd == mc.SMFIC_RCPT:
             args = mc.split_strings(data)
             if not args:
                 raise mc.MilterProtocolError("RCPT without a recipient")
             self.recipients.append(mc.strip_angle(args[0]))
-            await self._reply(cmd)
+            self._reply(cmd)
         elif cmd in (mc.SMFIC_DATA, mc.SMFIC_EOH, mc.SMFIC_UNKNOWN):
-            await self._reply(cmd)
+            self._reply(cmd)
         elif cmd == mc.SMFIC_BODY:
-            await self._reply(cmd, self._body(data))
+            self._reply(cmd, self._body(data))
         elif cmd == mc.SMFIC_BODYEOB:
             self._body(data)
-            self.scanning = True
-            try:
-                await self._end_of_message()
-            finally:
-                self.scanning = False
-            self._reset_message()
-            if self.service.stopping:
-                return False
+            return _Step.END_OF_MESSAGE
         elif cmd == mc.SMFIC_ABORT:
             self._reset_message()
         elif cmd == mc.SMFIC_QUIT_NC:  # the MTA reuses this connection for a new SMTP session
             self._reset_connection()
         elif cmd == mc.SMFIC_QUIT:
-            return False
+            return _Step.QUIT
         else:
             self._error("unknown_command")
             raise mc.MilterProtocolError(f"unknown command {cmd!r}")
-        return True
+        return _Step.NEXT
 
-    async def _optneg(self, data: bytes) -> None:
+    def _optneg(self, data: bytes) -> None:
         offer = mc.parse_optneg(data)
         if offer.version < 2:
             raise mc.MilterProtocolError(f"milter protocol version {offer.version} is too old")
@@ -528,7 +571,7 @@ class Session:
             log.warning("the MTA does not let the milter add headers")
         reply = mc.OptNeg(min(offer.version, mc.MILTER_VERSION), self.actions, self.protocol)
         self.negotiated = True
-        await self._send(reply.encode())
+        self._out.append(reply.encode())
 
     def client_address(self) -> str:
         """The SMTP client's address: Postfix's {client_addr} connect macro, else the peer."""

@@ -124,6 +124,40 @@ async def test_quarantine_is_sent_before_the_final_reply(milter_rig) -> None:
         assert verdict.action is Action.QUARANTINE and msg.body == HAM_BODY
 
 
+async def test_whole_transaction_in_one_write_is_answered_in_order(milter_rig) -> None:
+    """An MTA that wants every reply (no SMFIP_NR_*) but sends a whole transaction at once:
+    the packets of one read are handled together and each gets its reply, in order."""
+    async with milter_rig() as rig:
+        client = await mc.MilterClient.open(rig.address, protocol=mc.SMFIP_SKIP)
+        assert client.negotiated is not None and client.negotiated.protocol == mc.SMFIP_SKIP
+        headers = with_verdict("tag")
+        client.writer.write(b"".join([
+            mc.encode_macros(mc.SMFIC_CONNECT, {"j": "mx.example.test"}),
+            mc.encode_connect("mx.sender.test", "192.0.2.7", 40000),
+            mc.encode_strings(mc.SMFIC_HELO, ["mx.sender.test"]),
+            mc.encode_strings(mc.SMFIC_MAIL, [f"<{SENDER}>"]),
+            mc.encode_strings(mc.SMFIC_RCPT, [f"<{BOB}>"]),
+            mc.encode(mc.SMFIC_DATA),
+            *(mc.encode_strings(mc.SMFIC_HEADER, [n, v]) for n, v in headers),
+            mc.encode(mc.SMFIC_EOH),
+            mc.encode(mc.SMFIC_BODY, HAM_BODY),
+            mc.encode(mc.SMFIC_BODYEOB),
+        ]))
+        replies = []
+        while not replies or replies[-1][0] != mc.SMFIR_ACCEPT:
+            pkt = await mc.read_packet(client.reader)
+            assert pkt is not None
+            replies.append(pkt)
+        # connect, helo, mail, rcpt, data, each header, eoh, body; then the end of message
+        assert [c for c, _ in replies[:7 + len(headers)]] == [mc.SMFIR_CONTINUE] * (7 + len(headers))
+        assert (mc.SMFIR_ADDHEADER, mc.add_header("X-Mamori-Action", "tag")[5:]) in replies
+        await client.close()
+        (msg, verdict, _), = rig.captured.verdicts
+        assert verdict.action is Action.TAG
+        assert msg.headers == tuple(headers) and msg.body == HAM_BODY
+        assert msg.peer.helo == "mx.sender.test" and msg.recipients == (BOB,)
+
+
 async def test_reject_has_our_reply_text(milter_rig) -> None:
     async with milter_rig() as rig:
         res = await send(rig.address, headers=with_verdict("reject"))
