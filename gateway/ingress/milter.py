@@ -65,6 +65,8 @@ SMTP_552_HEADER = "552 5.3.4 Message header too big"
 
 HEADER_ACTION = "X-Mamori-Action"
 OUR_HEADER_PREFIX = "x-mamori-"
+# first characters of the header names the session looks at (X-Mamori-*, Authentication-Results)
+_WATCHED_INITIALS = frozenset("aAxX")
 MAX_HEADER_BYTES = 1024 * 1024  # default of MAMORI_LIMITS__HEADER_MAX_BYTES
 READ_SIZE = 256 * 1024  # bytes taken from the socket at once (a body chunk is 64 KiB)
 _INFLIGHT = INFLIGHT.labels(INGRESS)
@@ -578,21 +580,29 @@ class Session:
         return self.conn_macros.get("client_addr") or self.peer.ip or ""
 
     def _header(self, name: str, value: str) -> None:
-        lname = name.lower()
-        if lname.startswith(OUR_HEADER_PREFIX):
-            # the client's own X-Mamori-* fields are removed at end of message (no spoofing);
-            # the MTA numbers occurrences of a name case-insensitively
-            self.own_headers[lname] = self.own_headers.get(lname, 0) + 1
-        elif lname == "authentication-results":
-            self.ar_count += 1
-            if claims_authserv_id(value, self.service.authserv_id):  # RFC 8601 section 5
-                self.forged_ar.append(self.ar_count)
+        if name[:1] in _WATCHED_INITIALS:  # (no other character lower-cases to a or x)
+            lname = name.lower()
+            if lname.startswith(OUR_HEADER_PREFIX):
+                # the client's own X-Mamori-* fields are removed at end of message (no
+                # spoofing); the MTA numbers occurrences of a name case-insensitively
+                self.own_headers[lname] = self.own_headers.get(lname, 0) + 1
+            elif lname == "authentication-results":
+                self.ar_count += 1
+                if claims_authserv_id(value, self.service.authserv_id):  # RFC 8601 section 5
+                    self.forged_ar.append(self.ar_count)
         size = len(name) + len(value) + 4
         self.header_seen += 1
         self.header_seen_bytes += size
         if not self.truncated:
-            lim = limits.current()
-            granted = self._take_buffer(size, lim.header_max_bytes - self.header_bytes)
+            header_max = limits.current().header_max_bytes
+            service = self.service
+            if (self.header_bytes + size <= header_max
+                    and service.buffered + size <= self.settings.max_buffered):
+                service.buffered += size  # room in both: what _take_buffer would grant
+                self.header_bytes += size
+                self.headers.append((name, value))
+                return
+            granted = self._take_buffer(size, header_max - self.header_bytes)
             if granted == size:
                 self.header_bytes += size
                 self.headers.append((name, value))

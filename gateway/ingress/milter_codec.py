@@ -340,7 +340,7 @@ def parse_header(data: bytes) -> tuple[str, str]:
     name, sep, value = data.partition(b"\0")
     if not sep or not name or b"\0" in value:
         raise MilterProtocolError("malformed header")
-    return _text(name), _text(value)
+    return name.decode("utf-8", "surrogateescape"), value.decode("utf-8", "surrogateescape")
 
 
 def strip_angle(addr: str) -> str:
