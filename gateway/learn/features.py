@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import re
+import string
 import unicodedata
 import zlib
 from collections import Counter
@@ -155,6 +156,20 @@ def _url_tokens(urls: Iterable[str], out: Counter[str]) -> None:
     out[f"m:nurl={_bucket(n, (0, 1, 2, 4, 9, 20))}"] = 1
 
 
+_ASCII_LETTERS = (string.ascii_letters).encode("ascii")
+_ASCII_UPPER = (string.ascii_uppercase).encode("ascii")
+
+
+def _letters(sample: str) -> tuple[int, int]:
+    """(characters that are letters, of them upper case), as str.isalpha / str.isupper count
+    them; ASCII text (where those are exactly A-Z and a-z) by deleting bytes, in C."""
+    if sample.isascii():
+        raw = sample.encode("ascii")
+        return (len(raw) - len(raw.translate(None, _ASCII_LETTERS)),
+                len(raw) - len(raw.translate(None, _ASCII_UPPER)))
+    return sum(map(str.isalpha, sample)), sum(map(str.isupper, sample))
+
+
 def _text_meta(text: str, out: Counter[str]) -> None:
     n = len(text)
     out[f"m:len={_bucket(n, (20, 50, 100, 160, 320, 1000, 3000, 10000))}"] = 1
@@ -162,9 +177,9 @@ def _text_meta(text: str, out: Counter[str]) -> None:
         out["m:empty"] = 1
         return
     sample = text[:5000]
-    n_alpha = sum(map(str.isalpha, sample))
+    n_alpha, n_upper = _letters(sample)
     if n_alpha:
-        upper = sum(map(str.isupper, sample)) / n_alpha
+        upper = n_upper / n_alpha
         out[f"m:upper={_bucket(upper, (0.05, 0.15, 0.3, 0.6))}"] = 1
         cjk = len(_CJK_RE.findall(sample)) / n_alpha
         out[f"m:cjk={_bucket(cjk, (0.0, 0.3, 0.7))}"] = 1

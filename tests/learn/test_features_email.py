@@ -186,3 +186,19 @@ def test_mail_store_and_list_fields_change_nothing() -> None:
     c = Features(a.channel, a.text, a.sender, (*a.headers, ("X-Mailer", "BulkBlaster 9")),
                  a.html, a.urls, a.subject)
     assert not np.array_equal(np.sort(E.row(c)[0]), np.sort(ia))  # a sender-written field does
+
+
+def test_letter_counts_match_the_str_methods() -> None:
+    """`_letters` (C-level for ASCII) counts exactly what str.isalpha / str.isupper count."""
+    import random
+    import string
+
+    from gateway.learn.features import _letters
+
+    samples = [chr(c) for c in range(0x250)] + ["", "Straße ÄÖÜ 東京 Ǆǅǆ ǈ \udce9 x"]
+    rnd = random.Random(7)
+    pool = string.printable + "éÉßΣσ東ǅ\u00a0"
+    samples += ["".join(rnd.choice(pool if i % 2 else string.printable) for _ in range(rnd.randrange(300)))
+                for i in range(400)]
+    for s in samples:
+        assert _letters(s) == (sum(map(str.isalpha, s)), sum(map(str.isupper, s))), repr(s)
