@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 
 FEATURES_VERSION = "f2"
 N_FEATURES = 2**19
+assert N_FEATURES <= 2**32  # columns are sorted as uint32 (_counts)
 BLOCK_WEIGHTS = {"w": 1.0, "c": 1.0, "m": 0.8, "n": 0.3, "h": 0.6}
 # email: structure counts more, the presence/absence of individual header fields less (it is
 # the most corpus-specific signal: mailing-list ham has List-Id, personal ham does not)
@@ -352,17 +353,28 @@ def _word_ids(words: list[str]) -> np.ndarray:
     return np.concatenate((uni, bi)) & _MASK
 
 
+def _counts(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """np.unique(ids, return_counts=True) for a non-empty array of columns, as int64 columns:
+    the columns (below N_FEATURES) sorted as uint32, which sorts about twice as fast."""
+    srt = np.sort(ids.astype(np.uint32))
+    edge = np.empty(srt.size + 1, dtype=bool)
+    edge[0] = edge[-1] = True
+    np.not_equal(srt[1:], srt[:-1], out=edge[1:-1])
+    starts = np.flatnonzero(edge)
+    return srt[starts[:-1]].astype(np.int64), np.diff(starts)
+
+
 def _block(ids: np.ndarray, weight: float) -> tuple[np.ndarray, np.ndarray]:
     """Unique columns and values: sub-linear term frequency, L2-normalised, scaled."""
     if ids.size == 0:
         return ids.astype(np.int64), np.zeros(0)
-    cols, cnt = np.unique(ids, return_counts=True)
+    cols, cnt = _counts(ids)
     v = cnt.astype(np.float64)
     big = v > 1
     if big.any():
         v[big] = 1.0 + np.log(v[big])
     v *= weight / np.sqrt(v @ v)
-    return cols.astype(np.int64), v
+    return cols, v
 
 
 _META_COLS: dict[str, int] = {}

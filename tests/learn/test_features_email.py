@@ -202,3 +202,18 @@ def test_letter_counts_match_the_str_methods() -> None:
                 for i in range(400)]
     for s in samples:
         assert _letters(s) == (sum(map(str.isalpha, s)), sum(map(str.isupper, s))), repr(s)
+
+
+def test_column_counts_match_numpy_unique() -> None:
+    import numpy as np
+
+    from gateway.learn.features import N_FEATURES, _counts
+
+    rng = np.random.default_rng(3)
+    for size in (1, 2, 3, 50, 4000):
+        for high in (2, 40, N_FEATURES):
+            ids = rng.integers(0, high, size, dtype=np.uint64)
+            cols, cnt = _counts(ids)
+            want_cols, want_cnt = np.unique(ids, return_counts=True)
+            assert cols.dtype == np.int64 and np.array_equal(cols, want_cols.astype(np.int64))
+            assert np.array_equal(cnt, want_cnt)
