@@ -58,6 +58,10 @@ _BARE_DOMAIN_RE = re.compile(r"(?i)\b[a-z0-9-]{2,63}\.(?:com|net|org|jp|info|top
 _CJK_RE = re.compile(r"[\u2e80-\u9fff\uf900-\ufaff\uff66-\uff9f]")
 _PHONE_RE = re.compile(r"(?:\+?\d[\d\- ]{7,}\d)")
 _MONEY_RE = re.compile(r"[£$€¥￥]|\b\d+ ?(?:円|万円|pounds?|usd|dollars?)\b", re.I)
+# what an ASCII text needs for _MONEY_RE's words and _BARE_DOMAIN_RE's endings (lower case)
+_ASCII_MONEY_WORDS = ("pound", "usd", "dollar")
+_DOT_TLDS = (".com", ".net", ".org", ".jp", ".info", ".top", ".xyz", ".cn", ".ru", ".co", ".ly",
+             ".me", ".io", ".biz")
 _IP_HOST_RE = re.compile(r"^\d{1,3}(?:\.\d{1,3}){3}$")
 SHORTENERS = frozenset(
     ["bit.ly", "tinyurl.com", "t.co", "goo.gl", "ow.ly", "is.gd", "buff.ly", "rebrand.ly", "cutt.ly", "t.ly", "x.gd", "shorturl.at", "rb.gy", "tiny.cc", "bit.do", "qr.paypal.com", "lnkd.in", "s.id"]
@@ -178,19 +182,24 @@ def _text_meta(text: str, out: Counter[str]) -> None:
         out["m:empty"] = 1
         return
     sample = text[:5000]
+    ascii_only = sample.isascii()
+    low = sample.lower() if ascii_only else ""
     n_alpha, n_upper = _letters(sample)
     if n_alpha:
         upper = n_upper / n_alpha
         out[f"m:upper={_bucket(upper, (0.05, 0.15, 0.3, 0.6))}"] = 1
-        cjk = len(_CJK_RE.findall(sample)) / n_alpha
+        cjk = len(_CJK_RE.findall(sample)) / n_alpha if not ascii_only else 0.0
         out[f"m:cjk={_bucket(cjk, (0.0, 0.3, 0.7))}"] = 1
     if _PHONE_RE.search(sample):
         out["m:phone"] = 1
-    if _MONEY_RE.search(sample):
+    # ASCII text: the regexes below run only when a word they need is there (with re.I, in
+    # ASCII text, exactly what lower() finds); a "$" is a match of _MONEY_RE by itself
+    if "$" in sample or ((not ascii_only or any(w in low for w in _ASCII_MONEY_WORDS))
+                         and _MONEY_RE.search(sample)):
         out["m:money"] = 1
     excl = sample.count("!") + sample.count("！")  # noqa: RUF001
     out[f"m:excl={_bucket(excl, (0, 1, 3))}"] = 1
-    if _BARE_DOMAIN_RE.search(sample):
+    if (not ascii_only or any(t in low for t in _DOT_TLDS)) and _BARE_DOMAIN_RE.search(sample):
         out["m:bare_domain"] = 1
 
 

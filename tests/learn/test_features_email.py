@@ -217,3 +217,31 @@ def test_column_counts_match_numpy_unique() -> None:
             want_cols, want_cnt = np.unique(ids, return_counts=True)
             assert cols.dtype == np.int64 and np.array_equal(cols, want_cols.astype(np.int64))
             assert np.array_equal(cnt, want_cnt)
+
+
+def test_text_meta_prefilters_decide_as_the_regexes() -> None:
+    """`_text_meta` skips _MONEY_RE / _BARE_DOMAIN_RE / _CJK_RE on ASCII text without the
+    words they need: the tokens are those of the regexes alone."""
+    import random
+    import string
+    from collections import Counter
+
+    from gateway.learn import features as F
+
+    rnd = random.Random(5)
+    words = ["$", "5 pounds", "10usd", "3 Dollars", "POUND", "x.com", "a.ORG", "bb.info", "q.biz.",
+             "ab.c", "1 usd", ".com", "foo.co.uk", "12 円", "U\u017fd", "東京", "7 \uff55\uff53\uff44"]
+    for _ in range(3000):
+        parts = [rnd.choice(words) if rnd.random() < 0.3 else
+                 "".join(rnd.choice(string.ascii_letters + string.digits + " .-$") for _ in range(rnd.randrange(8)))
+                 for _ in range(rnd.randrange(12))]
+        text = " ".join(parts)
+        got: Counter[str] = Counter()
+        F._text_meta(text, got)
+        sample = text[:5000]
+        assert ("m:money" in got) == bool(F._MONEY_RE.search(sample)), text
+        assert ("m:bare_domain" in got) == bool(F._BARE_DOMAIN_RE.search(sample)), text
+        n_alpha = sum(map(str.isalpha, sample))
+        if n_alpha:
+            cjk = len(F._CJK_RE.findall(sample)) / n_alpha
+            assert got[f"m:cjk={F._bucket(cjk, (0.0, 0.3, 0.7))}"] == 1, text
