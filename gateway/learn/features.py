@@ -52,7 +52,6 @@ MAX_CHAR_CHARS = 3_000  # character n-grams on the first 3,000 characters only
 
 _WORD_RE = re.compile(r"\w+", re.U)
 _DIGITS_RE = re.compile(r"\d")
-_WS_RE = re.compile(r"\s+")
 _URL_RE = re.compile(r"(?i)\b(?:https?://|www\.)[^\s<>\"'　）)」】]+")  # noqa: RUF001
 _BARE_DOMAIN_RE = re.compile(r"(?i)\b[a-z0-9-]{2,63}\.(?:com|net|org|jp|info|top|xyz|cn|ru|co|ly|me|io|biz)\b")
 _CJK_RE = re.compile(r"[\u2e80-\u9fff\uf900-\ufaff\uff66-\uff9f]")
@@ -62,6 +61,12 @@ _MONEY_RE = re.compile(r"[£$€¥￥]|\b\d+ ?(?:円|万円|pounds?|usd|dollars?
 _ASCII_MONEY_WORDS = ("pound", "usd", "dollar")
 _DOT_TLDS = (".com", ".net", ".org", ".jp", ".info", ".top", ".xyz", ".cn", ".ru", ".co", ".ly",
              ".me", ".io", ".biz")
+_SCHEME_RE = re.compile(r"(?i)^[a-z][a-z0-9+.-]*://")
+_ID_PARAM_RE = re.compile(r"[?&](?:id|uid|token|session|login|verify|account)=")
+_CHARSET_RE = re.compile(r'charset="?([\w-]+)')
+_HIDDEN_FONT_RE = re.compile(r"font[^>]{0,40}(?:size=[\"']?[01]\b|color=[\"']?#?fff)")
+_REPLY_SUBJECT_RE = re.compile(r"(?i)\s*(re|fwd?|aw)\s*:")
+_SHOUTY_RE = re.compile(r"[!$%]{2,}|\d{2,}%")
 _IP_HOST_RE = re.compile(r"^\d{1,3}(?:\.\d{1,3}){3}$")
 SHORTENERS = frozenset(
     ["bit.ly", "tinyurl.com", "t.co", "goo.gl", "ow.ly", "is.gd", "buff.ly", "rebrand.ly", "cutt.ly", "t.ly", "x.gd", "shorturl.at", "rb.gy", "tiny.cc", "bit.do", "qr.paypal.com", "lnkd.in", "s.id"]
@@ -76,7 +81,8 @@ _NOTED_HEADERS = (
 
 def normalise(text: str) -> str:
     """NFKC (full-width to half-width, compatibility forms), lower case, collapsed space."""
-    return _WS_RE.sub(" ", unicodedata.normalize("NFKC", text)).strip().lower()
+    # split/join: the runs of str.isspace characters, which are what \s matches, in C
+    return " ".join(unicodedata.normalize("NFKC", text).split()).lower()
 
 
 def _bucket(n: float, edges: Sequence[float]) -> int:
@@ -119,7 +125,7 @@ def _find_urls(text: str) -> list[str]:
 
 
 def _host(url: str) -> str:
-    if not re.match(r"(?i)^[a-z][a-z0-9+.-]*://", url):
+    if not _SCHEME_RE.match(url):
         url = "http://" + url
     try:
         return (urlsplit(url).hostname or "").lower()
@@ -152,11 +158,11 @@ def _url_tokens(urls: Iterable[str], out: Counter[str]) -> None:
             out["m:url_deep_host"] = 1
         if "@" in url.split("//", 1)[-1].split("/", 1)[0]:
             out["m:url_userinfo"] = 1
-        if any(ord(ch) > 127 for ch in host) or "xn--" in host:
+        if not host.isascii() or "xn--" in host:
             out["m:url_idn"] = 1
         if "~" in url or "*" in url:
             out["m:url_masked"] = 1
-        if re.search(r"[?&](?:id|uid|token|session|login|verify|account)=", low):
+        if _ID_PARAM_RE.search(low):
             out["m:url_idparam"] = 1
     out[f"m:nurl={_bucket(n, (0, 1, 2, 4, 9, 20))}"] = 1
 
@@ -258,7 +264,7 @@ def _email_meta(f: Features, out: Counter[str]) -> None:
             out["m:mailer=" + word[0]] = 1
     ctype = names.get("content-type", "text/plain").lower()
     out["m:ctype=" + ctype.split(";", 1)[0].strip()[:40]] = 1
-    m = re.search(r'charset="?([\w-]+)', ctype)
+    m = _CHARSET_RE.search(ctype)
     if m:
         out["m:charset=" + m.group(1)] = 1
     if f.html and not f.text.strip():
@@ -272,7 +278,7 @@ def _email_meta(f: Features, out: Counter[str]) -> None:
             out["m:html_form"] = 1
         if "<script" in low:
             out["m:html_script"] = 1
-        if re.search(r"font[^>]{0,40}(?:size=[\"']?[01]\b|color=[\"']?#?fff)", low):
+        if _HIDDEN_FONT_RE.search(low):
             out["m:html_hidden_text"] = 1
     subj = f.subject
     if not subj:
@@ -281,11 +287,11 @@ def _email_meta(f: Features, out: Counter[str]) -> None:
         letters = [ch for ch in subj if ch.isalpha()]
         if letters and sum(ch.isupper() for ch in letters) / len(letters) > 0.6:
             out["m:subject_caps"] = 1
-        if re.match(r"(?i)\s*(re|fwd?|aw)\s*:", subj):
+        if _REPLY_SUBJECT_RE.match(subj):
             out["m:subject_reply"] = 1
         if "=?" in subj:
             out["m:subject_encoded"] = 1
-        if re.search(r"[!$%]{2,}|\d{2,}%", subj):
+        if _SHOUTY_RE.search(subj):
             out["m:subject_shouty"] = 1
     for tok in _WORD_RE.findall(normalise(subj))[:30]:
         out["h:s:" + _DIGITS_RE.sub("0", tok)] += 1

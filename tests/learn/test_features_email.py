@@ -245,3 +245,22 @@ def test_text_meta_prefilters_decide_as_the_regexes() -> None:
         if n_alpha:
             cjk = len(F._CJK_RE.findall(sample)) / n_alpha
             assert got[f"m:cjk={F._bucket(cjk, (0.0, 0.3, 0.7))}"] == 1, text
+
+
+def test_normalise_collapses_exactly_the_regex_whitespace() -> None:
+    """normalise joins str.split() runs: the same as re's \\s+ -> " ", strip, lower."""
+    import random
+    import re
+    import sys
+    import unicodedata
+
+    from gateway.learn.features import normalise
+
+    ws = re.compile(r"\s+")
+    spaces = [chr(c) for c in range(sys.maxunicode + 1) if chr(c).isspace() or ws.fullmatch(chr(c))]
+    assert all(c.isspace() and ws.fullmatch(c) for c in spaces)
+    rnd = random.Random(2)
+    pool = [*spaces, *"abc XYZ\u3000\uff71\uff72\u6771", "\u200b", "\ufeff", "\x00"]
+    for _ in range(5000):
+        t = "".join(rnd.choice(pool) for _ in range(rnd.randrange(30)))
+        assert normalise(t) == ws.sub(" ", unicodedata.normalize("NFKC", t)).strip().lower(), repr(t)
