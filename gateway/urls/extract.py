@@ -175,10 +175,11 @@ def _cut_unicode_tail(url: str) -> str:
         head = host[:i]
         if i and _host_complete(head) and (i == len(host) or host[i] != "."):
             return (scheme + sep if sep else "") + head
-    for i, ch in enumerate(tail):
-        if not ch.isascii():
-            tail = tail[:i]
-            break
+    if not tail.isascii():  # (an ASCII tail, the usual case, is kept whole)
+        for i, ch in enumerate(tail):
+            if not ch.isascii():
+                tail = tail[:i]
+                break
     return (scheme + sep if sep else "") + rest[:hend] + tail
 
 
