@@ -432,10 +432,20 @@ def _meta_block(tokens: Counter[str], weights: dict[str, float] = BLOCK_WEIGHTS
     return np.array(cols, dtype=np.int64), np.array(vals, dtype=np.float64)
 
 
+_ZERO_DIGITS = bytes.maketrans(b"123456789", b"000000000")
+
+
+def _zero_digits(text: str) -> str:
+    """Every digit as 0 (`_DIGITS_RE`); ASCII text, whose only digits are 0-9, by bytes."""
+    if text.isascii():
+        return text.encode("ascii").translate(_ZERO_DIGITS).decode("ascii")
+    return _DIGITS_RE.sub("0", text)
+
+
 def row(f: Features) -> tuple[np.ndarray, np.ndarray]:
     """(column indices, values) of one message; indices may repeat across blocks (summed)."""
     text = normalise(f.text[:MAX_WORD_CHARS])
-    text0 = _DIGITS_RE.sub("0", text)
+    text0 = _zero_digits(text)
     weights = EMAIL_BLOCK_WEIGHTS if f.channel is Channel.EMAIL else BLOCK_WEIGHTS
     wi, wv = _block(_word_ids(_WORD_RE.findall(text0)), weights["w"])
     ci, cv = _block(_char_ids(text0[:MAX_CHAR_CHARS]), weights["c"])

@@ -264,3 +264,14 @@ def test_normalise_collapses_exactly_the_regex_whitespace() -> None:
     for _ in range(5000):
         t = "".join(rnd.choice(pool) for _ in range(rnd.randrange(30)))
         assert normalise(t) == ws.sub(" ", unicodedata.normalize("NFKC", t)).strip().lower(), repr(t)
+
+
+def test_zero_digits_matches_the_regex() -> None:
+    from gateway.learn.features import _DIGITS_RE, _zero_digits
+
+    for t in ["", "abc", "0123456789", "tel 03-1234-5678 x9", "\u0663\u0664 \uff11\uff12 7", "é1"]:
+        assert _zero_digits(t) == _DIGITS_RE.sub("0", t)
+    every = "".join(map(chr, range(0x3000)))
+    assert _zero_digits(every) == _DIGITS_RE.sub("0", every)
+    ascii_only = "".join(map(chr, range(128)))
+    assert _zero_digits(ascii_only) == _DIGITS_RE.sub("0", ascii_only)
