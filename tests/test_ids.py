@@ -43,3 +43,22 @@ def test_for_subscriber_equals_replace(base: Policy, subscriber: str | None) -> 
     assert got.version == want.version and got.is_default == want.is_default
     with pytest.raises(FrozenInstanceError):
         got.subscriber = "other"  # type: ignore[misc]
+
+
+def test_new_id_pool_is_not_shared_with_a_forked_child() -> None:
+    import os
+
+    new_id()  # the pool now holds ids
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its next ids must not be the parent's
+        os.close(r)
+        os.write(w, "".join(new_id() for _ in range(50)).encode())
+        os._exit(0)
+    os.close(w)
+    with os.fdopen(r, "rb") as fh:
+        data = fh.read().decode()
+    os.waitpid(pid, 0)
+    child = {data[i:i + 32] for i in range(0, len(data), 32)}
+    parent = {new_id() for _ in range(50)}
+    assert len(child) == 50 and not child & parent
