@@ -150,7 +150,10 @@ class Pipeline:
         t0 = time.monotonic()
         policy = policy or DEFAULT_POLICY
         ctx = ScanContext(message, policy, deadline=t0 + self.deadline)
-        await self.run_checks(ctx)
+        if self._all_sync[message.channel]:
+            self._run_inline(ctx)
+        else:
+            await self.run_checks(ctx)
         return self._verdict(ctx, t0)
 
     async def scan_many(self, messages: Sequence[Message],

@@ -215,8 +215,8 @@ async def test_channel_filter() -> None:
 
 
 async def test_scan_many_of_inline_checks_equals_scan_of_each() -> None:
-    """The flat inline pass of `scan_many` (every check of the channel inline) gives the
-    verdicts `scan` gives: symbols, failures (raised, undeclared symbol, a subclass of
+    """The flat inline pass of `scan_many` and `scan` (every check of the channel inline)
+    gives the verdicts of the general `run_checks`: symbols, failures (raised, undeclared symbol, a subclass of
     Symbol, a generator answer, no answer) and their order across stages."""
 
     class Hit(Symbol):
@@ -253,9 +253,14 @@ async def test_scan_many_of_inline_checks_equals_scan_of_each() -> None:
     p = Pipeline(checks)
     msgs = [sms("hello"), sms("quiet"), sms("again")]
     many = await p.scan_many(msgs, [None, Policy(strength=Strength.HIGH), None])
-    one = [await p.scan(m, pol) for m, pol in zip(msgs, [None, Policy(strength=Strength.HIGH), None],
-                                                   strict=True)]
-    for a, b in zip(many, one, strict=True):
+    one = []  # the general path (stages, eager starts) as the reference
+    for m, pol in zip(msgs, [None, Policy(strength=Strength.HIGH), None], strict=True):
+        ctx = ScanContext(m, pol or Policy(), deadline=time.monotonic() + 5.0)
+        await p.run_checks(ctx)
+        one.append(p.decide(ctx, ctx.policy))
+    single = [await p.scan(m, pol) for m, pol in
+              zip(msgs, [None, Policy(strength=Strength.HIGH), None], strict=True)]
+    for a, b in [*zip(many, one, strict=True), *zip(single, one, strict=True)]:
         assert (a.action, a.score, a.failed_checks) == (b.action, b.score, b.failed_checks)
         assert {n: (s.score, s.options) for n, s in a.symbols.items()} == \
             {n: (s.score, s.options) for n, s in b.symbols.items()}
