@@ -85,3 +85,75 @@ async def test_a_failed_copy_fails_only_its_message(make_proxy, smsc: FakeSmsc) 
     assert got[3].status == P.ESME_ROK and P.parse_message_id_resp(got[3].body).startswith("m")
     assert [sm.short_message for sm in smsc.submits] == [b"See you at 7"]
     c.close()
+
+
+async def test_messages_arriving_while_a_batch_is_judged_go_together_next(
+        make_proxy, smsc: FakeSmsc) -> None:  # type: ignore[no-untyped-def]
+    """While a judge computes, complete messages wait and then form one batch (not one batch
+    per loop turn); every PDU is still answered once, in the order of its own verdict."""
+    import asyncio
+
+    proxy = await make_proxy()
+    calls: list[int] = []
+    gate = asyncio.Event()
+    real = proxy.gw.process_many
+
+    async def slow_first(msgs: list[Message], ingress: str, **kw: Any) -> list[Verdict]:
+        calls.append(len(msgs))
+        if len(calls) == 1:
+            await gate.wait()
+        return await real(msgs, ingress, **kw)
+
+    proxy.gw.process_many = slow_first
+    c = await RawEsme.connect(proxy)
+    await c.bind()
+    await c.send(P.encode(P.SUBMIT_SM, 1, submit_body(b"first")))
+    for _ in range(200):
+        if calls:
+            break
+        await asyncio.sleep(0.01)
+    for seq in range(2, 7):  # five writes: several turns of the proxy's loop
+        await c.send(P.encode(P.SUBMIT_SM, seq, submit_body(b"next %d" % seq)))
+        await asyncio.sleep(0.01)
+    for _ in range(200):
+        if len(proxy._judging) == 5:
+            break
+        await asyncio.sleep(0.01)
+    assert calls == [1]  # nothing else started while the first judge had no verdict
+    gate.set()
+    got = await read_all(c, 6)
+    assert calls == [1, 5]
+    assert all(got[s].status == P.ESME_ROK for s in range(1, 7))
+    assert [sm.short_message for sm in smsc.submits] == [b"first"] + [
+        b"next %d" % s for s in range(2, 7)]
+    c.close()
+
+
+async def test_a_judge_waiting_after_its_verdicts_does_not_hold_the_next_batch(
+        make_proxy, smsc: FakeSmsc) -> None:  # type: ignore[no-untyped-def]
+    """Once a batch's verdicts are out, the next batch goes ahead even if the first judge
+    is still waiting (e.g. for the quarantine store)."""
+    import asyncio
+
+    proxy = await make_proxy()
+    gate = asyncio.Event()
+    calls: list[int] = []
+    real = proxy.gw.process_many
+
+    async def slow_tail(msgs: list[Message], ingress: str, **kw: Any) -> list[Verdict]:
+        calls.append(len(msgs))
+        verdicts = await real(msgs, ingress, **kw)
+        if len(calls) == 1:
+            await gate.wait()  # after on_verdict: answered, but not finished
+        return verdicts
+
+    proxy.gw.process_many = slow_tail
+    c = await RawEsme.connect(proxy)
+    await c.bind()
+    await c.send(P.encode(P.SUBMIT_SM, 1, submit_body(b"first")))
+    assert (await c.read()).sequence == 1
+    await c.send(P.encode(P.SUBMIT_SM, 2, submit_body(b"second")))
+    r = await c.read()
+    assert r.sequence == 2 and r.status == P.ESME_ROK and calls == [1, 1]
+    gate.set()
+    c.close()
