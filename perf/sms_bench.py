@@ -2,6 +2,7 @@
 
     python perf/sms_bench.py [--seconds 3] [--binds 1,10,100] [--window 10] [--http]
                              [--rate 1000,2000] [--loop asyncio|uvloop|auto] [--batches]
+                             [--proxy-only]
 
 Layout (all on 127.0.0.1): a load generator process (raw SMPP ESMEs on our codec, or HTTP
 clients) -> mamori in this process (one core: the proxy and the full SMS pipeline with the
@@ -310,6 +311,9 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--uvloop", action="store_true", help="the same as --loop uvloop")
     ap.add_argument("--batches", action="store_true",
                     help="after each SMPP row through mamori, the sizes of the judged batches")
+    ap.add_argument("--proxy-only", action="store_true",
+                    help="accept every message without judging it: the CPU of the proxy itself "
+                         "(sockets, PDUs, sessions, batching, forwarding), not of the checks")
     args = ap.parse_args()
     if args.uvloop:
         args.loop = "uvloop"
@@ -363,6 +367,18 @@ async def main(args: argparse.Namespace) -> None:
           f"checks {[c.name for c in gw.pipeline.checks]}, policy store "
           f"{type(gw.policies).__name__}, event loop "
           f"{type(asyncio.get_running_loop()).__module__.split('.')[0]}")
+    if args.proxy_only:
+        from gateway.verdict import Action, Verdict
+
+        async def accept_all(msgs: Any, ingress: str, on_verdict: Any = None) -> Any:
+            out = [Verdict(m.id, "sms", Action.ACCEPT, 0.0, {}) for m in msgs]
+            if on_verdict is not None:
+                for i, v in enumerate(out):
+                    on_verdict(i, v)
+            return out
+
+        gw.process_many = accept_all  # type: ignore[method-assign]
+        print("--proxy-only: every message accepted without judging")
     sizes: list[int] = []
     if args.batches:
         real_many = gw.process_many
