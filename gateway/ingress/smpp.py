@@ -628,7 +628,6 @@ class SmppProxy:
                 asyncio.get_running_loop().call_soon(self._judge_queued)
 
     async def _judge_many(self, batch: list[_Judging]) -> None:
-        msgs = [self._message(j) for j in batch]
         done = [False] * len(batch)
         freed = False
 
@@ -641,17 +640,20 @@ class SmppProxy:
             self._decided(batch[i], verdict.action, verdict)
 
         _INFLIGHT.inc(len(batch))
-        try:
+        try:  # whatever fails, every message is answered and the next batch not held back
+            msgs = [self._message(j) for j in batch]
             await self.gw.process_many(msgs, "smpp", on_verdict=decided)
         except Exception:
             log.exception("smpp: scan failed; answering a temporary failure")
         finally:
             _INFLIGHT.dec(len(batch))
-            for i, j in enumerate(batch):
-                if not done[i]:
-                    self._decided(j, Action.SOFT_REJECT, None)
-            if not freed:
-                self._judge_free()
+            try:
+                for i, j in enumerate(batch):
+                    if not done[i]:
+                        self._decided(j, Action.SOFT_REJECT, None)
+            finally:
+                if not freed:
+                    self._judge_free()
 
     @staticmethod
     def _message(j: _Judging) -> Message:

@@ -157,3 +157,28 @@ async def test_a_judge_waiting_after_its_verdicts_does_not_hold_the_next_batch(
     assert r.sequence == 2 and r.status == P.ESME_ROK and calls == [1, 1]
     gate.set()
     c.close()
+
+
+async def test_a_failed_judge_answers_its_batch_and_frees_the_next(
+        make_proxy, smsc: FakeSmsc) -> None:  # type: ignore[no-untyped-def]
+    proxy = await make_proxy()
+    calls: list[int] = []
+    real = proxy.gw.process_many
+
+    async def broken_first(msgs: list[Message], ingress: str, **kw: Any) -> list[Verdict]:
+        calls.append(len(msgs))
+        if len(calls) == 1:
+            raise RuntimeError("judging broke")
+        return await real(msgs, ingress, **kw)
+
+    proxy.gw.process_many = broken_first
+    c = await RawEsme.connect(proxy)
+    await c.bind()
+    await c.send(P.encode(P.SUBMIT_SM, 1, submit_body(b"first")))
+    r = await c.read()
+    assert r.sequence == 1 and r.status == proxy.tempfail_status  # the ESME retries
+    await c.send(P.encode(P.SUBMIT_SM, 2, submit_body(b"second")))
+    r = await c.read()
+    assert r.sequence == 2 and r.status == P.ESME_ROK
+    assert [sm.short_message for sm in smsc.submits] == [b"second"]
+    c.close()
