@@ -54,6 +54,8 @@ RESPONSE_OF = {P.SUBMIT_SM: P.SUBMIT_SM_RESP, P.QUERY_SM: P.QUERY_SM_RESP,
                P.UNBIND: P.UNBIND_RESP}
 BIND_RESP = {P.BIND_TRANSMITTER: P.BIND_TRANSMITTER_RESP, P.BIND_RECEIVER: P.BIND_RECEIVER_RESP,
              P.BIND_TRANSCEIVER: P.BIND_TRANSCEIVER_RESP}
+# the longest a judge waiting for I/O before its verdicts holds the next batch back (seconds)
+JUDGE_HOLD = 0.001
 RELAYED = frozenset({P.QUERY_SM, P.CANCEL_SM})
 # content-changing or multi-recipient MT we do not scan: refused rather than let through
 REFUSED = frozenset({P.REPLACE_SM, P.SUBMIT_MULTI})
@@ -553,7 +555,7 @@ class SmppProxy:
         self._ticker: asyncio.Task[None] | None = None
         self._judging: list[_Judging] = []
         self._judge_scheduled = False
-        self._judge_busy = False
+        self._judge_holder: list[_Judging] | None = None  # the batch whose judge computes
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -604,11 +606,12 @@ class SmppProxy:
     # wait for the next batch. At low load nothing waits; under load the batches grow with
     # it, and a batch costs about 1 ms of CPU besides its messages (`perf/sms_judge_bench.py
     # --batch`), so fewer, larger batches are most of the proxy's throughput. A judge waiting
-    # for I/O after its verdicts (quarantine copies) does not hold the next batch back.
+    # for I/O holds the next batch back at most JUDGE_HOLD (policy reads of new subscribers
+    # usually take less), and not at all after its verdicts (quarantine copies).
 
     def _queue(self, items: list[_MtItem], text: str, total: int, key: Hashable | None) -> None:
         self._judging.append(_Judging(items, text, total, key))
-        if not self._judge_scheduled and not self._judge_busy:
+        if not self._judge_scheduled and self._judge_holder is None:
             self._judge_scheduled = True
             asyncio.get_running_loop().call_soon(self._judge_queued)
 
@@ -616,26 +619,27 @@ class SmppProxy:
         self._judge_scheduled = False
         batch, self._judging = self._judging, []
         if batch:
-            self._judge_busy = True
+            self._judge_holder = batch
             self.spawn(self._judge_many(batch))
 
-    def _judge_free(self) -> None:
-        """The computing judge is past its verdicts: the messages queued meanwhile go next."""
-        if self._judge_busy:
-            self._judge_busy = False
+    def _judge_free(self, batch: list[_Judging]) -> None:
+        """The judge of `batch` is past its verdicts, waits or ended: the messages queued
+        meanwhile go next (once per batch: a later call for an older batch does nothing)."""
+        if self._judge_holder is batch:
+            self._judge_holder = None
             if self._judging and not self._judge_scheduled:
                 self._judge_scheduled = True
                 asyncio.get_running_loop().call_soon(self._judge_queued)
 
     async def _judge_many(self, batch: list[_Judging]) -> None:
+        loop = asyncio.get_running_loop()
         done = [False] * len(batch)
-        freed = False
+        hold = loop.call_later(JUDGE_HOLD, self._judge_free, batch)
 
         def decided(i: int, verdict: Verdict) -> None:
-            nonlocal freed
-            if not freed:  # after the rest of this step (the other verdicts of the batch)
-                freed = True
-                asyncio.get_running_loop().call_soon(self._judge_free)
+            if not hold.cancelled():  # after the rest of this step (its other verdicts)
+                hold.cancel()
+                loop.call_soon(self._judge_free, batch)
             done[i] = True
             self._decided(batch[i], verdict.action, verdict)
 
@@ -646,14 +650,14 @@ class SmppProxy:
         except Exception:
             log.exception("smpp: scan failed; answering a temporary failure")
         finally:
+            hold.cancel()
             _INFLIGHT.dec(len(batch))
             try:
                 for i, j in enumerate(batch):
                     if not done[i]:
                         self._decided(j, Action.SOFT_REJECT, None)
             finally:
-                if not freed:
-                    self._judge_free()
+                self._judge_free(batch)
 
     @staticmethod
     def _message(j: _Judging) -> Message:

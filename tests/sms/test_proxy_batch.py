@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from gateway.ingress import smpp
 from gateway.ingress import smpp_pdu as P
 from gateway.message import Message
 from gateway.policy import Policy
@@ -88,11 +89,12 @@ async def test_a_failed_copy_fails_only_its_message(make_proxy, smsc: FakeSmsc) 
 
 
 async def test_messages_arriving_while_a_batch_is_judged_go_together_next(
-        make_proxy, smsc: FakeSmsc) -> None:  # type: ignore[no-untyped-def]
+        make_proxy, smsc: FakeSmsc, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """While a judge computes, complete messages wait and then form one batch (not one batch
     per loop turn); every PDU is still answered once, in the order of its own verdict."""
     import asyncio
 
+    monkeypatch.setattr(smpp, "JUDGE_HOLD", 3600.0)  # the first judge holds until its verdict
     proxy = await make_proxy()
     calls: list[int] = []
     gate = asyncio.Event()
@@ -181,4 +183,38 @@ async def test_a_failed_judge_answers_its_batch_and_frees_the_next(
     r = await c.read()
     assert r.sequence == 2 and r.status == P.ESME_ROK
     assert [sm.short_message for sm in smsc.submits] == [b"second"]
+    c.close()
+
+
+async def test_a_judge_waiting_before_its_verdicts_holds_the_next_batch_only_briefly(
+        make_proxy, smsc: FakeSmsc) -> None:  # type: ignore[no-untyped-def]
+    """A judge waiting for I/O before any verdict (a slow policy read, a quarantine copy of
+    every message of its batch) holds the next batch back at most JUDGE_HOLD."""
+    import asyncio
+
+    proxy = await make_proxy()
+    gate = asyncio.Event()
+    calls: list[int] = []
+    real = proxy.gw.process_many
+
+    async def stuck_first(msgs: list[Message], ingress: str, **kw: Any) -> list[Verdict]:
+        calls.append(len(msgs))
+        if len(calls) == 1:
+            await gate.wait()
+        return await real(msgs, ingress, **kw)
+
+    proxy.gw.process_many = stuck_first
+    c = await RawEsme.connect(proxy)
+    await c.bind()
+    await c.send(P.encode(P.SUBMIT_SM, 1, submit_body(b"first")))
+    for _ in range(200):
+        if calls:
+            break
+        await asyncio.sleep(0.01)
+    await c.send(P.encode(P.SUBMIT_SM, 2, submit_body(b"second")))
+    r = await c.read()
+    assert r.sequence == 2 and r.status == P.ESME_ROK and calls == [1, 1]
+    gate.set()
+    r = await c.read()
+    assert r.sequence == 1 and r.status == P.ESME_ROK
     c.close()
