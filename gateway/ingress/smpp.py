@@ -601,9 +601,9 @@ class SmppProxy:
     # (`Gateway.process_many`: no task per message, their quarantine copies in one group
     # commit); each is answered as soon as its own verdict is final.
     #
-    # A batch is cut in the loop turn after its first message when no judge is computing;
-    # while one is (from its start until its first verdicts are out, or it ends), messages
-    # wait for the next batch. At low load nothing waits; under load the batches grow with
+    # A batch is cut in the loop turn after its first message (by the first step of its
+    # task) when no judge is computing; while one is (from its start until its first
+    # verdicts are out, or it ends), messages wait for the next batch. At low load nothing waits; under load the batches grow with
     # it, and a batch costs about 1 ms of CPU besides its messages (`perf/sms_judge_bench.py
     # --batch`), so fewer, larger batches are most of the proxy's throughput. A judge waiting
     # for I/O holds the next batch back at most JUDGE_HOLD (policy reads of new subscribers
@@ -613,10 +613,18 @@ class SmppProxy:
         self._judging.append(_Judging(items, text, total, key))
         if not self._judge_scheduled and self._judge_holder is None:
             self._judge_scheduled = True
-            asyncio.get_running_loop().call_soon(self._judge_queued)
+            self.spawn(self._judge_next())
+
+    async def _judge_next(self) -> None:
+        """A judge task: its first step (next turn) takes what is queued by then."""
+        self._judge_scheduled = False
+        if self._judge_holder is None and self._judging:
+            batch, self._judging = self._judging, []
+            self._judge_holder = batch
+            await self._judge_many(batch)
 
     def _judge_queued(self) -> None:
-        self._judge_scheduled = False
+        """Judge what is queued now, whether or not a judge computes (at stop)."""
         batch, self._judging = self._judging, []
         if batch:
             self._judge_holder = batch
@@ -629,7 +637,7 @@ class SmppProxy:
             self._judge_holder = None
             if self._judging and not self._judge_scheduled:
                 self._judge_scheduled = True
-                asyncio.get_running_loop().call_soon(self._judge_queued)
+                self.spawn(self._judge_next())
 
     async def _judge_many(self, batch: list[_Judging]) -> None:
         loop = asyncio.get_running_loop()
