@@ -23,7 +23,6 @@ import logging
 import os
 import threading
 import time
-import uuid
 import weakref
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -33,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import orjson
 from prometheus_client import Counter, Gauge
 
+from gateway.ids import new_id
 from gateway.retention import Holds
 
 if TYPE_CHECKING:
@@ -88,7 +88,7 @@ def envelope(stream: str, key: str | None, event: dict[str, Any]) -> dict[str, A
     """The event as it leaves the process: schema id, event id, key, then the fields."""
     return {
         "schema": f"mamori.{stream}/v{SCHEMA_VERSION}",
-        "event_id": uuid.uuid4().hex,
+        "event_id": new_id(),
         "emitted_at": round(time.time(), 3),
         "key": key,
         **event,

@@ -10,7 +10,6 @@ from __future__ import annotations
 import email
 import email.policy
 import time
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from email.message import EmailMessage
@@ -19,6 +18,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from gateway import limits
+from gateway.ids import new_id
 
 if TYPE_CHECKING:
     from gateway.policy import Policy
@@ -46,7 +46,7 @@ class Peer:
 
 
 def new_message_id() -> str:
-    return uuid.uuid4().hex
+    return new_id()
 
 
 @dataclass(frozen=True, slots=True)

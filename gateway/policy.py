@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields
 from enum import StrEnum
 from operator import attrgetter
 from typing import Any
@@ -90,9 +90,20 @@ class Policy:
         return cls(**kw)
 
     def for_subscriber(self, subscriber: str | None) -> Policy:
-        return replace(self, subscriber=subscriber)
+        """This policy for another subscriber: `replace(self, subscriber=subscriber)`, by
+        copying the slots (under half of `replace`'s cost; each unknown SMS recipient gets one)."""
+        new = _new_policy(Policy)
+        for put, value in zip(_PUT_FIELDS, _get_fields(self), strict=True):
+            put(new, value)
+        _put_subscriber(new, subscriber)
+        return new
 
 
+_FIELD_NAMES = tuple(f.name for f in fields(Policy) if f.name != "subscriber")
+_get_fields = attrgetter(*_FIELD_NAMES)
+_PUT_FIELDS = tuple(getattr(Policy, n).__set__ for n in _FIELD_NAMES)  # slot descriptors
+_put_subscriber = getattr(Policy, "subscriber").__set__  # noqa: B009 (the slot descriptor)
+_new_policy = object.__new__
 DEFAULT_POLICY = Policy()
 _settings_of = attrgetter(*(f.name for f in fields(Policy) if f.name not in ("subscriber", "updated_at")))
 _DEFAULT_SETTINGS = _settings_of(DEFAULT_POLICY)

@@ -1,7 +1,8 @@
 """SMS benchmark: SMS/s and added latency (p50/p99) through the SMPP proxy and the HTTP hook.
 
     python perf/sms_bench.py [--seconds 3] [--binds 1,10,100] [--window 10] [--http]
-                             [--rate 1000,2000]
+                             [--rate 1000,2000] [--loop asyncio|uvloop|auto] [--batches]
+                             [--proxy-only]
 
 Layout (all on 127.0.0.1): a load generator process (raw SMPP ESMEs on our codec, or HTTP
 clients) -> mamori in this process (one core: the proxy and the full SMS pipeline with the
@@ -290,7 +291,7 @@ def row(label: str, res: dict[str, Any], base: dict[str, Any] | None, unit: str,
             f"{added}  errors {res['err']}")
 
 
-async def main() -> None:
+def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seconds", type=float, default=3.0)
     ap.add_argument("--binds", default="1,10,100")
@@ -304,7 +305,25 @@ async def main() -> None:
                     help="keep the start-up objects in the collector's generations")
     ap.add_argument("--memory-policies", action="store_true",
                     help="in-memory policy store: the ceiling without SQLite look-ups")
+    ap.add_argument("--loop", choices=["asyncio", "uvloop", "auto"],
+                    help="event loop of the proxy (default: MAMORI_EVENT_LOOP, else asyncio; "
+                         "`mamori serve` defaults to auto: uvloop when installed)")
+    ap.add_argument("--uvloop", action="store_true", help="the same as --loop uvloop")
+    ap.add_argument("--batches", action="store_true",
+                    help="after each SMPP row through mamori, the sizes of the judged batches")
+    ap.add_argument("--proxy-only", action="store_true",
+                    help="accept every message without judging it: the CPU of the proxy itself "
+                         "(sockets, PDUs, sessions, batching, forwarding), not of the checks")
     args = ap.parse_args()
+    if args.uvloop:
+        args.loop = "uvloop"
+    # the loop the proxy runs on: as `mamori serve` chooses it (MAMORI_EVENT_LOOP), but
+    # asyncio's when unset (the loop of the rows recorded before --loop existed)
+    args.loop = args.loop or os.environ.get("MAMORI_EVENT_LOOP", "asyncio")
+    return args
+
+
+async def main(args: argparse.Namespace) -> None:
 
     import logging
 
@@ -346,7 +365,37 @@ async def main() -> None:
     binds = [int(b) for b in args.binds.split(",") if b]
     print(f"mamori SMS benchmark: {args.seconds:.0f} s per row, window {args.window}, "
           f"checks {[c.name for c in gw.pipeline.checks]}, policy store "
-          f"{type(gw.policies).__name__}")
+          f"{type(gw.policies).__name__}, event loop "
+          f"{type(asyncio.get_running_loop()).__module__.split('.')[0]}")
+    if args.proxy_only:
+        from gateway.verdict import Action, Verdict
+
+        async def accept_all(msgs: Any, ingress: str, on_verdict: Any = None) -> Any:
+            out = [Verdict(m.id, "sms", Action.ACCEPT, 0.0, {}) for m in msgs]
+            if on_verdict is not None:
+                for i, v in enumerate(out):
+                    on_verdict(i, v)
+            return out
+
+        gw.process_many = accept_all  # type: ignore[method-assign]
+        print("--proxy-only: every message accepted without judging")
+    sizes: list[int] = []
+    if args.batches:
+        real_many = gw.process_many
+
+        async def counted(msgs: Any, ingress: str, **kw: Any) -> Any:
+            sizes.append(len(msgs))
+            return await real_many(msgs, ingress, **kw)
+
+        gw.process_many = counted  # type: ignore[method-assign]
+
+    def batches() -> None:
+        if args.batches and sizes:
+            xs = sorted(sizes)
+            print(f"{'':<36}judged in {len(xs)} batches: mean {sum(xs) / len(xs):.1f}, "
+                  f"median {xs[len(xs) // 2]}, max {xs[-1]} messages")
+        sizes.clear()
+
     try:
         if not args.no_smpp:
             print("SMPP (submit_sm parts; mix: 55% ham, 25% fraud+URL, 10% 3-part GSM, "
@@ -354,18 +403,22 @@ async def main() -> None:
             for n in binds:
                 base = await smpp_round(sink_port, n, args.window, args.seconds)
                 print(row(f"  direct to SMSC, {n} binds", base, None, "PDU"))
+                sizes.clear()
                 c0 = time.process_time()
                 res = await smpp_round(proxy_port, n, args.window, args.seconds)
                 print(row(f"  through mamori, {n} binds", res, base, "PDU",
                           time.process_time() - c0))
+                batches()
             for rate in [float(r) for r in args.rate.split(",") if r]:
                 n = binds[0]
                 base = await smpp_round(sink_port, n, args.window, args.seconds, rate)
                 print(row(f"  direct, {n} binds, {rate:.0f} msg/s", base, None, "PDU"))
+                sizes.clear()
                 c0 = time.process_time()
                 res = await smpp_round(proxy_port, n, args.window, args.seconds, rate)
                 print(row(f"  mamori, {n} binds, {rate:.0f} msg/s", res, base, "PDU",
                           time.process_time() - c0))
+                batches()
         if args.http:
             svc = await api_server.start(gw)
             if not args.no_gc_freeze:
@@ -390,10 +443,10 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    if "--uvloop" in sys.argv:
-        import uvloop
+    from gateway.config import load_settings
+    from gateway.workers import event_loop_factory
 
-        sys.argv.remove("--uvloop")
-        uvloop.run(main())
-    else:
-        asyncio.run(main())
+    args = parse_args()
+    with asyncio.Runner(loop_factory=event_loop_factory(load_settings(event_loop=args.loop))
+                        ) as runner:
+        runner.run(main(args))

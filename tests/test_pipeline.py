@@ -212,3 +212,71 @@ async def test_decide_per_policy_reuses_one_run() -> None:
 async def test_channel_filter() -> None:
     p = Pipeline([make_check("only_email", channels=frozenset({Channel.EMAIL}))])
     assert (await p.scan(sms())).symbols == {}
+
+
+async def test_scan_many_of_inline_checks_equals_scan_of_each() -> None:
+    """The flat inline pass of `scan_many` and `scan` (every check of the channel inline)
+    gives the verdicts of the general `run_checks`: symbols, failures (raised, undeclared symbol, a subclass of
+    Symbol, a generator answer, no answer) and their order across stages."""
+
+    class Hit(Symbol):
+        pass
+
+    def boom(ctx):
+        raise ValueError("bad")
+
+    def undeclared(ctx):
+        return [Symbol("NOT_DECLARED")]
+
+    def subclass(ctx):
+        return [Hit("SUB")]
+
+    def generator(ctx):
+        return (s for s in [Symbol("GEN")] if ctx.message.text != "quiet")
+
+    def nothing(ctx):
+        return None
+
+    def depends(ctx):
+        return [Symbol("LATE", 0.5, (str(len(ctx.results)),))]
+
+    checks = [
+        make_check("first", stage=Stage.PRE, is_async=False),
+        make_check("boom", run=boom, is_async=False),
+        make_check("undeclared", run=undeclared, is_async=False),
+        make_check("sub", run=subclass, is_async=False, symbol="SUB"),
+        make_check("gen", run=generator, is_async=False, symbol="GEN"),
+        make_check("nothing", run=nothing, is_async=False),
+        make_check("late", stage=Stage.POST, run=depends, is_async=False, symbol="LATE",
+                   depends_on=("first",)),
+    ]
+    p = Pipeline(checks)
+    msgs = [sms("hello"), sms("quiet"), sms("again")]
+    many = await p.scan_many(msgs, [None, Policy(strength=Strength.HIGH), None])
+    one = []  # the general path (stages, eager starts) as the reference
+    for m, pol in zip(msgs, [None, Policy(strength=Strength.HIGH), None], strict=True):
+        ctx = ScanContext(m, pol or Policy(), deadline=time.monotonic() + 5.0)
+        await p.run_checks(ctx)
+        one.append(p.decide(ctx, ctx.policy))
+    single = [await p.scan(m, pol) for m, pol in
+              zip(msgs, [None, Policy(strength=Strength.HIGH), None], strict=True)]
+    for a, b in [*zip(many, one, strict=True), *zip(single, one, strict=True)]:
+        assert (a.action, a.score, a.failed_checks) == (b.action, b.score, b.failed_checks)
+        assert {n: (s.score, s.options) for n, s in a.symbols.items()} == \
+            {n: (s.score, s.options) for n, s in b.symbols.items()}
+        assert list(a.symbols) == list(b.symbols)
+    assert set(many[0].failed_checks) == {"boom", "undeclared"}
+    assert "SUB" in many[0].symbols and "GEN" in many[0].symbols and "GEN" not in many[1].symbols
+    assert many[0].symbols["LATE"].options == ("6",)  # every earlier check had answered
+
+
+async def test_scan_many_inline_past_the_deadline_fails_the_rest() -> None:
+    def slow(ctx):
+        time.sleep(0.05)
+        return []
+
+    p = Pipeline([make_check("slow", stage=Stage.PRE, run=slow, is_async=False),
+                  make_check("after", is_async=False)], deadline=0.01)
+    (v,) = await p.scan_many([sms()], [None])
+    assert v.failed_checks == ("after",)
+    assert "deadline" in v.symbols[CHECK_FAILED].options[0]

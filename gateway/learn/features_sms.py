@@ -76,21 +76,24 @@ _CACHE_MAX = 400_000
 class _Columns(dict[str, int]):
     """token -> column, computed on first sight (CRC-32 with the block's seed) and kept."""
 
-    __slots__ = ("seed",)
+    __slots__ = ("max", "seed")
     seed: int
+    max: int
 
-    def __init__(self, seed: int) -> None:
+    def __init__(self, seed: int, max_entries: int = _CACHE_MAX) -> None:
         super().__init__()
         self.seed = seed
+        self.max = max_entries
 
     def __missing__(self, tok: str) -> int:
         col: int = zlib.crc32(tok.encode("utf-8", "surrogatepass"), self.seed) & _MASK
-        if len(self) < _CACHE_MAX:
+        if len(self) < self.max:
             self[tok] = col
         return col
 
 
-_COLS = {k: _Columns(v) for k, v in _BLOCK_SEED.items()}
+# the word block remembers at most 100,000 words (about 10 MB); the others what they meet
+_COLS = {k: _Columns(v, 100_000 if k == "w" else _CACHE_MAX) for k, v in _BLOCK_SEED.items()}
 _ENCODE = methodcaller("encode", "utf-8", "surrogatepass")
 _META_COL = _COLS["m"].__getitem__
 _ASCII_DIGITS0 = bytes.maketrans(b"123456789", b"000000000")
@@ -280,6 +283,16 @@ def _normalised(raw: str) -> tuple[str, np.ndarray]:
     return t0, np.frombuffer(t0.encode("utf-32-le", "surrogatepass"), dtype=np.uint32).astype(np.uint64)
 
 
+def _normalised_text(raw: str) -> str:
+    """`_normalised(raw)[0]` without the code-point array (a batch builds one for all)."""
+    if raw.isascii():
+        return " ".join(raw.lower().split()).encode("ascii").translate(_ASCII_DIGITS0).decode("ascii")
+    return _digits0(" ".join(unicodedata.normalize("NFKC", raw).lower().split()))
+
+
+_WORD_COL = _COLS["w"].__getitem__  # a word's column, remembered (the same CRC-32 as below)
+
+
 def row(f: Features) -> tuple[np.ndarray, np.ndarray]:
     """(column indices, values) of one message; indices repeat (they are summed).
 
@@ -322,10 +335,10 @@ def rows_concat(fs: Sequence[Features]) -> tuple[np.ndarray, np.ndarray, list[in
     the character n-grams are hashed over the batch's code points in one pass (the n-grams
     that would span two messages are never gathered), and the blocks are put in place by one
     gather. What stays per message is the Python part: words, bigrams and structure tokens."""
-    w_seed, b_seed = _BLOCK_SEED["w"], _BLOCK_SEED["b"]
+    b_seed = _BLOCK_SEED["b"]
     wts = BLOCK_WEIGHTS["w"], BLOCK_WEIGHTS["m"], BLOCK_WEIGHTS["c"]
     py_cols: list[int] = []
-    cps: list[np.ndarray] = []
+    cps: list[bytes] = []
     sizes: list[int] = []
     vals: list[float] = []
     vlens: list[int] = []
@@ -336,20 +349,20 @@ def rows_concat(fs: Sequence[Features]) -> tuple[np.ndarray, np.ndarray, list[in
     cp_len: list[int] = []
     for f in fs:
         raw = f.text[:MAX_CHARS]
-        t0, cp = _normalised(raw)
+        t0 = _normalised_text(raw)
         words = _WORD_RE.findall(t0)
-        enc = list(map(_ENCODE, words))
         start = len(py_cols)
-        py_cols += map(_AND, map(crc32, enc, repeat(w_seed)))
-        if len(enc) > 1:
+        py_cols += map(_WORD_COL, words)
+        if len(words) > 1:
+            enc = list(map(_ENCODE, words))
             py_cols += map(_AND, map(crc32, map(add, map(add, enc, repeat(b" ")), enc[1:]),
                                      repeat(b_seed)))
         n_w = len(py_cols) - start
         py_cols += map(_META_COL, meta_tokens(f, raw, t0, words))
         n_m = len(py_cols) - start - n_w
-        n = cp.size
+        n = len(t0)  # code points: what the UTF-32 below holds
         n_c = (3 * n - 6 if n >= 4 else 2 * n - 3) if n >= 2 else 0
-        cps.append(cp)
+        cps.append(t0.encode("utf-32-le", "surrogatepass"))
         cp_len.append(n)
         seg_src.append(start)
         seg_len.append(n_w + n_m)
@@ -360,7 +373,7 @@ def rows_concat(fs: Sequence[Features]) -> tuple[np.ndarray, np.ndarray, list[in
     total_cp = sum(cp_len)
     n_py = len(py_cols)
     # character n-grams over the whole batch, as _char_cols does for one message
-    cp_all = np.concatenate(cps) if cps else np.zeros(0, dtype=np.uint64)
+    cp_all = np.frombuffer(b"".join(cps), dtype=np.uint32).astype(np.uint64)
     n_char = max(total_cp - 1, 0) + max(total_cp - 2, 0) + max(total_cp - 3, 0)
     src = np.empty(n_py + n_char, dtype=np.uint64)
     src[:n_py] = py_cols

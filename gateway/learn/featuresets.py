@@ -40,6 +40,9 @@ class FeatureSet:
         """The rows of many messages laid end to end: (indices, values, size of each row)."""
         if self.rows_concat is not None and len(items) >= 3:  # its fixed cost pays from 3
             return self.rows_concat(items)
+        if len(items) == 1:  # no copies
+            idx, val = self.row(items[0])
+            return idx, val, [idx.size]
         rows = [self.row(f) for f in items]
         if not rows:
             return np.zeros(0, dtype=np.int64), np.zeros(0), []

@@ -200,6 +200,8 @@ class LoadedModel:
             rows.append((idx[o:o + n], val[o:o + n]))
             o += n
         if self.scorer is not None:
+            if len(rows) == 1:  # what `run` computes for one message, without the batch set-up
+                return np.array([self.scorer.proba_row(idx, val)]), rows
             return self.scorer.proba_concat(idx, val, np.array(sizes, dtype=np.int64)), rows
         return self.proba_rows(rows), rows
 
