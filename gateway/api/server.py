@@ -22,10 +22,12 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from gateway import __version__
+from gateway.api.common import gateway_error_response
+from gateway.api.fastpath import SmsFastPath
 from gateway.api.middleware import BodyLimit, SecurityHeaders
 from gateway.cli import module_exists
 from gateway.config import parse_hostport
-from gateway.errors import GatewayError, InputError, StoreError
+from gateway.errors import GatewayError
 from gateway.runtime import Gateway
 from gateway.workers import metrics_payload
 
@@ -87,15 +89,7 @@ def create_app(gw: Gateway) -> FastAPI:
 
     @app.exception_handler(GatewayError)
     async def gateway_error(request: Request, exc: GatewayError) -> JSONResponse:
-        # a peer never sees exception text
-        if isinstance(exc, StoreError):
-            log.warning("store unavailable: %s", exc)
-            return JSONResponse({"detail": "store unavailable, retry later"}, status_code=503,
-                                headers={"Retry-After": "5"})
-        if isinstance(exc, InputError):
-            return JSONResponse({"detail": "invalid input"}, status_code=400)
-        log.error("request failed: %s", type(exc).__name__)
-        return JSONResponse({"detail": "internal error"}, status_code=500)
+        return gateway_error_response(exc)
 
     api = gw.settings.api
     if api.cors_origins:
@@ -110,6 +104,9 @@ def create_app(gw: Gateway) -> FastAPI:
         "/v1/sms": gw.settings.limits.sms_body_max,  # the SMS hook (single and batch)
     })
     app.add_middleware(SecurityHeaders)
+    # outermost: the SMS hook's ordinary requests skip the framework (gateway/api/fastpath.py)
+    app.add_middleware(SmsFastPath, state=app.state, body_max=gw.settings.limits.sms_body_max,
+                       cors=bool(api.cors_origins))
     return app
 
 

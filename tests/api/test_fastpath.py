@@ -1,0 +1,314 @@
+"""The SMS hook's fast path (gateway/api/fastpath.py): the ordinary requests answered without
+the framework, with the bytes the routes give; everything else answered by the routes."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from gateway.api.fastpath import SmsFastPath
+from gateway.api.server import create_app
+from gateway.config import Settings
+from gateway.errors import StoreError
+from gateway.runtime import Gateway
+
+KEYS = {"hook-key": ["sms:check"], "op-key": ["operator:registry"]}
+HOOK = {"Authorization": "Bearer hook-key"}
+HAM = {"sender": "+819011112222", "recipient": "+818033334444", "text": "See you at 7"}
+FRAUD = {"sender": "+819011113333", "recipient": "+818033335555",
+         "text": "Your parcel is held. Pay the fee: https://sagawa-delivery.example/p?1"}
+JWT_SECRET = "test-jwt-secret-0123456789abcdef0123456789abcdef0123456789abcdef"
+
+
+def slow_app(gw: Gateway) -> FastAPI:
+    """The app as it was: the routes answer every request."""
+    app = create_app(gw)
+    app.user_middleware = [m for m in app.user_middleware if m.cls is not SmsFastPath]
+    return app
+
+
+class Apps:
+    """The app with the fast path and one without it, on one gateway; `routed` counts the
+    requests the fast path handed to the app."""
+
+    def __init__(self, gw: Gateway) -> None:
+        self.gw = gw
+        self.fast = create_app(gw)
+        self.slow = slow_app(gw)
+        self.fast.middleware_stack = self.fast.build_middleware_stack()
+        self.path = _find(self.fast.middleware_stack)
+        self.routed = 0
+        inner = self.path.app
+
+        async def counting(scope: Any, receive: Any, send: Any) -> None:
+            if scope["type"] == "http":
+                self.routed += 1
+            await inner(scope, receive, send)
+
+        self.path.app = counting
+
+    def client(self, app: FastAPI, raise_errors: bool = True) -> httpx.AsyncClient:
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=raise_errors,
+                                        client=("10.1.2.3", 40000))
+        return httpx.AsyncClient(transport=transport, base_url="http://test")
+
+    async def both(self, method: str, url: str, **kw: Any) -> tuple[httpx.Response, httpx.Response]:
+        async with self.client(self.fast) as f, self.client(self.slow) as s:
+            return (await f.request(method, url, **kw), await s.request(method, url, **kw))
+
+
+def _find(app: Any) -> SmsFastPath:
+    while not isinstance(app, SmsFastPath):
+        app = app.app
+    return app
+
+
+def _settings(settings: Settings, **api: Any) -> Settings:
+    conf = {"keys": KEYS, **api}
+    return settings.model_copy(update={"api": settings.api.model_copy(update=conf)})
+
+
+@pytest.fixture
+async def apps(settings: Settings) -> AsyncIterator[Apps]:
+    gw = Gateway.create(_settings(settings, jwt_secret=JWT_SECRET, jwt_audience="mamori-test"))
+    await gw.start()
+    yield Apps(gw)
+    await gw.close()
+
+
+def same_answer(fast: httpx.Response, slow: httpx.Response) -> None:
+    """The same status, headers (names, values, order) and body; a verdict's `message_id`
+    is new each time."""
+    assert fast.status_code == slow.status_code
+    assert fast.headers.raw == slow.headers.raw
+    if fast.status_code == 200:
+        f, s = fast.json(), slow.json()
+        for a, b in zip(f if isinstance(f, list) else [f], s if isinstance(s, list) else [s],
+                        strict=True):
+            assert a.pop("message_id") != b.pop("message_id")
+            assert a == b
+    else:
+        assert fast.content == slow.content
+
+
+async def test_ordinary_check_is_answered_by_the_fast_path(apps: Apps) -> None:
+    for body in (HAM, FRAUD, {**HAM, "text": "お荷物のお届けにあがりました"},
+                 {**HAM, "text": None, "payload": "48656c6c6f", "data_coding": 0,
+                  "sender_ton": 5, "account": "route-7", "metadata": {"a": "b"}}):
+        fast, slow = await apps.both("POST", "/v1/sms/check", json=body, headers=HOOK)
+        assert fast.status_code == 200
+        same_answer(fast, slow)
+    assert apps.routed == 0
+    assert fast.headers["content-security-policy"] == "default-src 'none'; frame-ancestors 'none'"
+
+
+async def test_ordinary_batch_is_answered_by_the_fast_path(apps: Apps) -> None:
+    fast, slow = await apps.both("POST", "/v1/sms/check-batch", json=[HAM, FRAUD, HAM],
+                                 headers=HOOK)
+    assert fast.status_code == 200
+    assert [v["action"] for v in fast.json()] == [v["action"] for v in slow.json()]
+    same_answer(fast, slow)
+    assert apps.routed == 0
+
+
+async def test_the_message_is_the_routes_message(apps: Apps) -> None:
+    seen: list[tuple[str, Any]] = []
+
+    async def hook(m: Any, v: Any, ingress: str) -> None:
+        seen.append((ingress, (m.body, m.sender, m.recipients, m.subscriber, m.peer,
+                             dict(m.protocol))))
+
+    apps.gw.hooks.append(hook)
+    body = {**HAM, "sender_ton": 5, "sender_npi": 0, "metadata": {"k" * 40: "v" * 300}}
+    await apps.both("POST", "/v1/sms/check", json=body, headers=HOOK)
+    assert len(seen) == 2 and seen[0] == seen[1]
+    assert seen[0][1][4].ip == "10.1.2.3"
+
+
+def _sub_token() -> str:
+    import jwt
+
+    return jwt.encode({"sub": "s1", "aud": "mamori-test", "exp": 2**33}, JWT_SECRET,
+                      algorithm="HS256")
+
+
+JSON_HOOK = {**HOOK, "content-type": "application/json"}
+CHECK, BATCH = "/v1/sms/check", "/v1/sms/check-batch"
+# case -> (method, url, request arguments); the default: an ordinary check with the hook key
+OTHER_REQUESTS: dict[str, tuple[str, str, dict[str, Any]]] = {
+    "no auth": ("POST", CHECK, {"json": HAM}),
+    "unknown key": ("POST", CHECK, {"json": HAM,
+                                    "headers": {"Authorization": "Bearer hook-kez"}}),
+    "other scope": ("POST", CHECK, {"json": HAM, "headers": {"Authorization": "Bearer op-key"}}),
+    "subscriber jwt": ("POST", CHECK, {"json": HAM, "headers": {"Authorization": "JWT"}}),
+    "basic auth": ("POST", CHECK, {"json": HAM,
+                                   "headers": {"Authorization": "Basic aG9vay1rZXk6"}}),
+    "bad json": ("POST", CHECK, {"content": b'{"text": "a",', "headers": JSON_HOOK}),
+    "empty body": ("POST", CHECK, {"content": b"", "headers": JSON_HOOK}),
+    "no body field": ("POST", CHECK, {"json": {"sender": "x"}, "headers": HOOK}),
+    "both bodies": ("POST", CHECK, {"json": {"text": "a", "payload": "00"}, "headers": HOOK}),
+    "text too long": ("POST", CHECK, {"json": {**HAM, "text": "x" * (64 * 1024 + 1)},
+                                      "headers": HOOK}),
+    "bad hex": ("POST", CHECK, {"json": {**HAM, "text": None, "payload": "zz"},
+                                "headers": HOOK}),
+    "wrong type": ("POST", CHECK, {"json": {**HAM, "data_coding": "eight"}, "headers": HOOK}),
+    "not an object": ("POST", CHECK, {"json": [HAM], "headers": HOOK}),
+    "text/plain": ("POST", CHECK, {"content": b'{"text": "a"}',
+                                   "headers": {**HOOK, "content-type": "text/plain"}}),
+    "no content type": ("POST", CHECK, {"content": b'{"text": "a"}', "headers": HOOK}),
+    "bad metadata": ("POST", CHECK, {"json": {**HAM, "metadata": {str(i): "v" for i in range(33)}},
+                                     "headers": HOOK}),
+    "get": ("GET", CHECK, {"headers": HOOK}),
+    "trailing slash": ("POST", CHECK + "/", {"json": HAM, "headers": HOOK}),
+    "batch not a list": ("POST", BATCH, {"json": HAM, "headers": HOOK}),
+    "batch too long": ("POST", BATCH, {"json": [HAM] * 1001, "headers": HOOK}),
+    "batch bad item": ("POST", BATCH, {"json": [HAM, {"text": 5}], "headers": HOOK}),
+}
+
+
+@pytest.mark.parametrize("case", sorted(OTHER_REQUESTS))
+async def test_other_requests_get_the_routes_answer(apps: Apps, case: str) -> None:
+    method, url, kw = OTHER_REQUESTS[case]
+    if case == "subscriber jwt":
+        kw = {**kw, "headers": {"Authorization": f"Bearer {_sub_token()}"}}
+    fast, slow = await apps.both(method, url, **kw)
+    assert fast.status_code in (401, 403, 404, 405, 307, 422), fast.text
+    same_answer(fast, slow)
+    assert apps.routed == 1
+
+
+async def test_oversize_body_is_the_routes_413(apps: Apps) -> None:
+    big = {**HAM, "text": "x" * (apps.gw.settings.limits.sms_body_max + 10)}
+    fast, slow = await apps.both("POST", "/v1/sms/check", json=big, headers=HOOK)
+    assert fast.status_code == 413
+    same_answer(fast, slow)
+    assert apps.routed == 1
+
+
+async def test_chunked_oversize_body_is_replayed_to_the_routes(apps: Apps) -> None:
+    limit = apps.gw.settings.limits.sms_body_max
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b'{"text": "'
+        for _ in range(limit // 4096 + 2):
+            yield b"x" * 4096
+        yield b'"}'
+
+    headers = {**HOOK, "content-type": "application/json"}
+    async with apps.client(apps.fast) as c:
+        r = await c.post("/v1/sms/check", content=chunks(), headers=headers)
+    assert r.status_code == 413
+    assert r.json() == {"detail": f"request body larger than {limit} bytes"}
+    assert apps.routed == 1
+
+
+async def test_chunked_ordinary_body_is_read_whole(apps: Apps) -> None:
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b'{"sender": "+819011112222", '
+        yield b'"text": "See you at 7"}'
+
+    headers = {**HOOK, "content-type": "application/json"}
+    async with apps.client(apps.fast) as c:
+        r = await c.post("/v1/sms/check", content=chunks(), headers=headers)
+    assert r.status_code == 200 and r.json()["action"] == "accept"
+    assert apps.routed == 0
+
+
+async def test_rate_limit_takes_one_token_per_request(settings: Settings) -> None:
+    gw = Gateway.create(_settings(settings, rate_limit=0.001, rate_burst=2))
+    await gw.start()
+    try:
+        apps = Apps(gw)
+        async with apps.client(apps.fast) as c:
+            codes = [(await c.post("/v1/sms/check", json=HAM, headers=HOOK)).status_code
+                     for _ in range(3)]
+            limited = await c.post("/v1/sms/check", json=HAM, headers=HOOK)
+        assert codes == [200, 200, 429]
+        assert apps.routed == 2  # the 429s are the routes' answer
+        assert limited.json() == {"detail": "rate limit exceeded"}
+        assert int(limited.headers["retry-after"]) >= 1
+        # an invalid request is refused before the limiter: it takes no token
+        gw2 = Gateway.create(_settings(settings, rate_limit=0.001, rate_burst=1))
+        await gw2.start()
+        try:
+            apps2 = Apps(gw2)
+            async with apps2.client(apps2.fast) as c:
+                assert (await c.post("/v1/sms/check", json={"sender": "x"},
+                                     headers=HOOK)).status_code == 422
+                # the route's validation ran after its auth (which took the token)
+                assert (await c.post("/v1/sms/check", json=HAM,
+                                     headers=HOOK)).status_code == 429
+        finally:
+            await gw2.close()
+    finally:
+        await gw.close()
+
+
+async def test_store_failure_is_a_503_with_the_security_headers(
+        apps: Apps, monkeypatch: pytest.MonkeyPatch) -> None:
+    async def failing(*a: Any, **kw: Any) -> Any:
+        raise StoreError("quarantine down")
+
+    monkeypatch.setattr(apps.gw, "process", failing)
+    monkeypatch.setattr(apps.gw, "process_many", failing)
+    for url, body in (("/v1/sms/check", HAM), ("/v1/sms/check-batch", [HAM])):
+        fast, slow = await apps.both("POST", url, json=body, headers=HOOK)
+        assert fast.status_code == 503
+        assert fast.headers["retry-after"] == "5"
+        same_answer(fast, slow)
+    assert apps.routed == 0
+
+
+async def test_unexpected_failure_is_the_frameworks_500(
+        apps: Apps, monkeypatch: pytest.MonkeyPatch) -> None:
+    async def broken(*a: Any, **kw: Any) -> Any:
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(apps.gw, "process", broken)
+    async with apps.client(apps.fast, raise_errors=False) as f, \
+            apps.client(apps.slow, raise_errors=False) as s:
+        fast = await f.post("/v1/sms/check", json=HAM, headers=HOOK)
+        slow = await s.post("/v1/sms/check", json=HAM, headers=HOOK)
+    assert fast.status_code == 500 and fast.text == "Internal Server Error"
+    same_answer(fast, slow)
+
+
+async def test_cors_requests_go_to_the_routes(settings: Settings) -> None:
+    gw = Gateway.create(_settings(settings, cors_origins=["https://portal.example"]))
+    await gw.start()
+    try:
+        apps = Apps(gw)
+        headers = {**HOOK, "Origin": "https://portal.example"}
+        fast, slow = await apps.both("POST", "/v1/sms/check", json=HAM, headers=headers)
+        assert fast.headers["access-control-allow-origin"] == "https://portal.example"
+        same_answer(fast, slow)
+        assert apps.routed == 1
+        fast, slow = await apps.both("POST", "/v1/sms/check", json=HAM, headers=HOOK)
+        same_answer(fast, slow)
+        assert apps.routed == 1
+    finally:
+        await gw.close()
+
+
+async def test_routes_stay_in_the_openapi_document(apps: Apps) -> None:
+    paths = apps.fast.openapi()["paths"]
+    assert "post" in paths["/v1/sms/check"] and "post" in paths["/v1/sms/check-batch"]
+    assert apps.fast.openapi() == apps.slow.openapi()
+
+
+async def test_api_key_lookup_matches_the_keys(settings: Settings) -> None:
+    from gateway.api.auth import Authenticator
+
+    keys = {"k1": ["sms:check"], "k2": ["subscribers:admin", "sms:check"], "k1 ": ["x"]}
+    auth = Authenticator(_settings(settings, keys=keys).api)
+    for key, scopes in keys.items():
+        caller = auth.key_caller(key)
+        assert caller is not None and caller.scopes == frozenset(scopes)
+        assert caller.id.startswith("key:") and key not in caller.id
+    for other in ("k", "k3", "K1", "k1  ", ""):
+        assert auth.key_caller(other) is None
+    assert auth.key_caller("k1").id != auth.key_caller("k2").id  # type: ignore[union-attr]
