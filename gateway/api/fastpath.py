@@ -13,10 +13,15 @@ Anything else goes to the app untouched (the body read so far is replayed), so e
 answer (401, 403, 413, 422 with its detail, 429) is the app's own. The fast path decides
 before it changes anything: the one side effect before the scan, the rate limiter's token, is
 taken only once the request is known to be scanned here (a refused take takes nothing).
+
+Single messages that reach the scan in the same turn of the event loop (several connections'
+requests read by one poll of the sockets) are judged together in one `Gateway.process_many`
+call (`MicroBatcher`), each answered with its own verdict; a request alone waits one turn.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import orjson
@@ -36,8 +41,10 @@ from gateway.api.middleware import (
 )
 from gateway.api.sms import SmsIn, answer, sms_message
 from gateway.errors import GatewayError
+from gateway.message import Message as SmsMessage
 from gateway.message import Peer
 from gateway.runtime import Gateway
+from gateway.verdict import Verdict
 
 CHECK = "/v1/sms/check"
 CHECK_BATCH = "/v1/sms/check-batch"
@@ -64,6 +71,7 @@ class SmsFastPath:
         self._tail = {path: [(b"content-type", b"application/json"), *vary,
                              *security_headers(path, _OWN_HEADERS)]
                       for path in (CHECK, CHECK_BATCH)}
+        self._batcher: MicroBatcher | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (scope["type"] != "http" or scope["method"] != "POST" or scope.get("root_path")
@@ -107,7 +115,9 @@ class SmsFastPath:
         gw: Gateway = self.state.gateway
         try:
             if path == CHECK:
-                out: Any = answer(msgs[0], await gw.process(msgs[0], "http"))
+                if self._batcher is None or self._batcher.gw is not gw:
+                    self._batcher = MicroBatcher(gw)
+                out: Any = answer(msgs[0], await self._batcher.verdict(msgs[0]))
             else:
                 verdicts = await gw.process_many(msgs, "http")
                 out = [answer(m, v) for m, v in zip(msgs, verdicts, strict=True)]
@@ -170,3 +180,51 @@ def _replay(seen: list[Message], receive: Receive) -> Receive:
         return await receive()
 
     return replayed
+
+
+class MicroBatcher:
+    """The verdicts of single SMS, judged in batches of those that arrive in one loop turn.
+
+    The first request of a turn waits one turn (`sleep(0)`: every task the last poll of the
+    sockets woke runs first) while the others join its batch; alone it is `Gateway.process`,
+    else one `Gateway.process_many` call, in a task of its own (a cancelled request does not
+    cancel its neighbours'), which answers each request as soon as its verdict is final.
+    A message whose verdict failed gets the failure (a StoreError: that request's 503)."""
+
+    def __init__(self, gw: Gateway) -> None:
+        self.gw = gw
+        self._gathering: list[tuple[SmsMessage, asyncio.Future[Verdict]]] | None = None
+        self._running: set[asyncio.Task[None]] = set()
+
+    async def verdict(self, msg: SmsMessage) -> Verdict:
+        fut: asyncio.Future[Verdict] = asyncio.get_running_loop().create_future()
+        if self._gathering is not None:
+            self._gathering.append((msg, fut))
+            return await fut
+        batch = self._gathering = [(msg, fut)]
+        try:
+            await asyncio.sleep(0)
+        finally:
+            self._gathering = None
+            if len(batch) > 1:
+                task = asyncio.create_task(self._judge(batch))
+                self._running.add(task)
+                task.add_done_callback(self._running.discard)
+        if len(batch) == 1:
+            return await self.gw.process(msg, "http")
+        return await fut
+
+    async def _judge(self, batch: list[tuple[SmsMessage, asyncio.Future[Verdict]]]) -> None:
+        def final(i: int, verdict: Verdict) -> None:
+            if not batch[i][1].done():
+                batch[i][1].set_result(verdict)
+
+        try:
+            await self.gw.process_many([m for m, _ in batch], "http", on_verdict=final)
+        except Exception as exc:
+            for _, fut in batch:
+                if not fut.done():
+                    fut.set_exception(exc)
+        finally:
+            for _, fut in batch:  # cancelled (the loop is closing): nobody waits any more
+                fut.cancel()

@@ -312,3 +312,122 @@ async def test_api_key_lookup_matches_the_keys(settings: Settings) -> None:
     for other in ("k", "k3", "K1", "k1  ", ""):
         assert auth.key_caller(other) is None
     assert auth.key_caller("k1").id != auth.key_caller("k2").id  # type: ignore[union-attr]
+
+
+# -- micro-batching of single SMS ------------------------------------------------------------
+
+
+def _spy(apps: Apps, monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
+    """Records the gateway's calls: ("process", 1) or ("process_many", n)."""
+    calls: list[tuple[str, int]] = []
+    process, process_many = apps.gw.process, apps.gw.process_many
+
+    async def one(msg: Any, ingress: str, policy: Any = None) -> Any:
+        calls.append(("process", 1))
+        return await process(msg, ingress, policy)
+
+    async def many(msgs: Any, ingress: str, on_verdict: Any = None) -> Any:
+        calls.append(("process_many", len(msgs)))
+        return await process_many(msgs, ingress, on_verdict)
+
+    monkeypatch.setattr(apps.gw, "process", one)
+    monkeypatch.setattr(apps.gw, "process_many", many)
+    return calls
+
+
+async def test_concurrent_checks_are_judged_together_each_answered_its_own(
+        apps: Apps, monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+
+    calls = _spy(apps, monkeypatch)
+    sent: dict[str, str] = {}  # message id -> text of that message
+
+    async def hook(m: Any, v: Any, ingress: str) -> None:
+        sent[m.id] = m.body.decode()
+
+    apps.gw.hooks.append(hook)
+    bodies = [{**b, "text": f"{b['text']} {i}"}
+              for i, b in enumerate([FRAUD, HAM, HAM] * 4)]
+    async with apps.client(apps.fast) as c:
+        answers = await asyncio.gather(*(c.post("/v1/sms/check", json=b, headers=HOOK)
+                                         for b in bodies))
+    assert calls == [("process_many", 12)]
+    assert apps.routed == 0
+    for body, r in zip(bodies, answers, strict=True):
+        assert r.status_code == 200
+        v = r.json()
+        assert sent[v["message_id"]] == body["text"]  # its own verdict
+        assert ("sagawa" in str(v["symbols"])) == ("sagawa" in body["text"])
+    # the same verdicts as one at a time
+    async with apps.client(apps.slow) as c:
+        alone = [(await c.post("/v1/sms/check", json=b, headers=HOOK)).json() for b in bodies[:3]]
+    assert [a["action"] for a in alone] == [r.json()["action"] for r in answers[:3]]
+
+
+async def test_a_check_alone_is_judged_alone(apps: Apps, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = _spy(apps, monkeypatch)
+    async with apps.client(apps.fast) as c:
+        for _ in range(3):
+            assert (await c.post("/v1/sms/check", json=HAM, headers=HOOK)).status_code == 200
+    assert calls == [("process", 1)] * 3
+
+
+async def test_a_failed_verdict_fails_only_its_own_request(
+        apps: Apps, monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+
+    process = apps.gw.process
+
+    async def many(msgs: Any, ingress: str, on_verdict: Any = None) -> Any:
+        failed = False
+        for i, m in enumerate(msgs):
+            if b"store-me" in m.body:
+                failed = True
+                continue
+            on_verdict(i, await process(m, ingress))
+        if failed:
+            raise StoreError("quarantine down")
+
+    monkeypatch.setattr(apps.gw, "process_many", many)
+    bodies = [{**HAM, "text": "store-me" if i == 2 else f"hello {i}"} for i in range(5)]
+    async with apps.client(apps.fast) as c:
+        answers = await asyncio.gather(*(c.post("/v1/sms/check", json=b, headers=HOOK)
+                                         for b in bodies))
+    assert [r.status_code for r in answers] == [200, 200, 503, 200, 200]
+    assert answers[2].json() == {"detail": "store unavailable, retry later"}
+
+
+class FakeGateway:
+    def __init__(self) -> None:
+        self.batches: list[list[str]] = []
+
+    async def process(self, msg: Any, ingress: str) -> str:
+        self.batches.append([msg])
+        return f"v-{msg}"
+
+    async def process_many(self, msgs: list[Any], ingress: str, on_verdict: Any) -> None:
+        import asyncio
+
+        self.batches.append(list(msgs))
+        for i, m in enumerate(msgs):
+            await asyncio.sleep(0)
+            on_verdict(i, f"v-{m}")
+
+
+async def test_batcher_a_cancelled_request_does_not_cancel_its_neighbours() -> None:
+    import asyncio
+
+    from gateway.api.fastpath import MicroBatcher
+
+    gw = FakeGateway()
+    b = MicroBatcher(gw)  # type: ignore[arg-type]
+    tasks = [asyncio.create_task(b.verdict(m)) for m in ("a", "b", "c")]  # type: ignore[arg-type]
+    await asyncio.sleep(0)  # all three joined the first one's batch
+    tasks[0].cancel()
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    assert isinstance(results[0], asyncio.CancelledError)
+    assert results[1:] == ["v-b", "v-c"]
+    assert gw.batches == [["a", "b", "c"]]
+    # the next turn starts a new batch
+    assert await asyncio.gather(b.verdict("d"), b.verdict("e")) == ["v-d", "v-e"]  # type: ignore[arg-type]
+    assert gw.batches[-1] == ["d", "e"]
