@@ -2,12 +2,13 @@
 
 An SMSC or SMS router calls `POST /v1/sms/check` once per message: FastAPI's request cycle
 (routing, dependency injection, the middleware chain, the response class) cost about three
-times the scan of the SMS. `SmsFastPath`, the outermost middleware of the app, answers
+times the scan of the SMS. `SmsFastPath`, in front of the app, answers
 `POST /v1/sms/check` and `POST /v1/sms/check-batch` itself when the request is the ordinary
 case: a JSON body within the limit, an API key holding `sms:check` within its rate, valid
 messages. It validates with the same pydantic models, builds the same messages and answers the
 same bytes as the routes in `gateway.api.sms` (which stay registered: the OpenAPI document and
-every other case).
+every other case). It sits in front of the whole app (`gateway.api.server.ApiApp`), so the
+framework's own middleware and telemetry are skipped too.
 
 Anything else goes to the app untouched (the body read so far is replayed), so every error
 answer (401, 403, 413, 422 with its detail, 429) is the app's own. The fast path decides
@@ -26,6 +27,7 @@ from typing import Any
 
 import orjson
 from pydantic import TypeAdapter
+from starlette.responses import PlainTextResponse
 
 from gateway import limits
 from gateway.api.auth import authenticator_of, bearer_of
@@ -55,7 +57,7 @@ _OWN_HEADERS = {b"content-length", b"content-type"}
 
 
 class SmsFastPath:
-    """ASGI middleware: the SMS hook's ordinary requests answered here, the rest by `app`.
+    """In front of the app: the SMS hook's ordinary requests answered here, the rest by `app`.
 
     `state` is the FastAPI app's state (the gateway, the authenticator); `body_max` the body
     limit of the hook (`MAMORI_LIMITS__SMS_BODY_MAX`); `cors` (CORS configured): requests with
@@ -124,6 +126,9 @@ class SmsFastPath:
         except GatewayError as exc:
             await gateway_error_response(exc)(scope, receive, with_security_headers(path, send))
             return
+        except Exception:  # as the framework's error middleware: a bare 500, and raised
+            await PlainTextResponse("Internal Server Error", status_code=500)(scope, receive, send)
+            raise
         payload = orjson.dumps(out)
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"content-length", str(len(payload)).encode()),

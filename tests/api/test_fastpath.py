@@ -10,7 +10,6 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from gateway.api.fastpath import SmsFastPath
 from gateway.api.server import create_app
 from gateway.config import Settings
 from gateway.errors import StoreError
@@ -27,7 +26,7 @@ JWT_SECRET = "test-jwt-secret-0123456789abcdef0123456789abcdef0123456789abcdef"
 def slow_app(gw: Gateway) -> FastAPI:
     """The app as it was: the routes answer every request."""
     app = create_app(gw)
-    app.user_middleware = [m for m in app.user_middleware if m.cls is not SmsFastPath]
+    app.fast_path = None
     return app
 
 
@@ -39,8 +38,8 @@ class Apps:
         self.gw = gw
         self.fast = create_app(gw)
         self.slow = slow_app(gw)
-        self.fast.middleware_stack = self.fast.build_middleware_stack()
-        self.path = _find(self.fast.middleware_stack)
+        assert self.fast.fast_path is not None
+        self.path = self.fast.fast_path
         self.routed = 0
         inner = self.path.app
 
@@ -59,12 +58,6 @@ class Apps:
     async def both(self, method: str, url: str, **kw: Any) -> tuple[httpx.Response, httpx.Response]:
         async with self.client(self.fast) as f, self.client(self.slow) as s:
             return (await f.request(method, url, **kw), await s.request(method, url, **kw))
-
-
-def _find(app: Any) -> SmsFastPath:
-    while not isinstance(app, SmsFastPath):
-        app = app.app
-    return app
 
 
 def _settings(settings: Settings, **api: Any) -> Settings:
