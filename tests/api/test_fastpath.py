@@ -424,3 +424,80 @@ async def test_batcher_a_cancelled_request_does_not_cancel_its_neighbours() -> N
     # the next turn starts a new batch
     assert await asyncio.gather(b.verdict("d"), b.verdict("e")) == ["v-d", "v-e"]  # type: ignore[arg-type]
     assert gw.batches[-1] == ["d", "e"]
+
+
+# -- over real sockets (uvicorn with httptools, as `mamori serve` runs it) -------------------
+
+
+def _request(body: bytes, path: bytes = b"/v1/sms/check") -> bytes:
+    return (b"POST %s HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer hook-key\r\n"
+            b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+            % (path, len(body), body))
+
+
+async def _answer(reader: Any) -> tuple[int, bytes]:
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                  if line.lower().startswith(b"content-length:"))
+    return int(head[9:12]), await reader.readexactly(length)
+
+
+async def test_concurrent_connections_each_get_their_own_verdict(settings: Settings) -> None:
+    import asyncio
+    import threading
+
+    import orjson
+
+    from tests.api.server_thread import ServerThread
+
+    with ServerThread(_settings(settings)) as srv:
+        gw = srv.gateway
+        assert gw is not None
+        sent: dict[str, bytes] = {}
+        sizes: list[int] = []
+        many = gw.process_many
+
+        async def hook(m: Any, v: Any, ingress: str) -> None:
+            sent[m.id] = m.body
+
+        async def spy(msgs: Any, ingress: str, on_verdict: Any = None) -> Any:
+            sizes.append(len(msgs))
+            return await many(msgs, ingress, on_verdict)
+
+        gw.hooks.append(hook)
+        gw.process_many = spy  # type: ignore[method-assign]
+        conns = [await asyncio.open_connection("127.0.0.1", srv.port) for _ in range(16)]
+        for rnd in range(3):
+            texts = [f"{'See you at 7' if i % 2 else FRAUD['text']} #{rnd}-{i}".encode()
+                     for i in range(len(conns))]
+            # the server's loop held while every connection sends: one poll reads them all
+            held, release = threading.Event(), threading.Event()
+
+            def hold(held: threading.Event, release: threading.Event) -> None:
+                held.set()
+                release.wait(10)
+
+            assert srv.loop is not None
+            srv.loop.call_soon_threadsafe(hold, held, release)
+            assert held.wait(10)
+            for (_, w), text in zip(conns, texts, strict=True):
+                w.write(_request(orjson.dumps({**HAM, "text": text.decode()})))
+                await w.drain()
+            await asyncio.sleep(0.05)  # on the wire
+            release.set()
+            for (r, _), text in zip(conns, texts, strict=True):
+                status, body = await _answer(r)
+                assert status == 200
+                assert sent[orjson.loads(body)["message_id"]] == text
+        assert max(sizes) >= 8  # requests that arrived together were judged together
+        # an error answered by the routes, then the same connection goes on
+        r, w = conns[0]
+        w.write(_request(b'{"text": '))
+        status, body = await _answer(r)
+        assert status == 422 and orjson.loads(body)["detail"][0]["type"] == "json_invalid"
+        w.write(_request(orjson.dumps([HAM, FRAUD]), b"/v1/sms/check-batch"))
+        status, body = await _answer(r)
+        assert status == 200 and len(orjson.loads(body)) == 2
+        for _, w in conns:
+            w.close()
+        assert len(sent) == 3 * 16 + 2
