@@ -501,3 +501,19 @@ async def test_concurrent_connections_each_get_their_own_verdict(settings: Setti
         for _, w in conns:
             w.close()
         assert len(sent) == 3 * 16 + 2
+
+
+async def test_a_bad_auth_configuration_is_the_routes_error(settings: Settings) -> None:
+    gw = Gateway.create(_settings(settings, jwt_secret="short"))
+    await gw.start()
+    try:
+        apps = Apps(gw)
+        async with apps.client(apps.fast, raise_errors=False) as f, \
+                apps.client(apps.slow, raise_errors=False) as s:
+            fast = await f.post("/v1/sms/check", json=HAM, headers=HOOK)
+            slow = await s.post("/v1/sms/check", json=HAM, headers=HOOK)
+        assert fast.status_code == 500
+        same_answer(fast, slow)
+        assert apps.routed == 1
+    finally:
+        await gw.close()
