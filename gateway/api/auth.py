@@ -16,6 +16,7 @@ limited per client address.
 from __future__ import annotations
 
 import hmac
+import os
 import re
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
@@ -68,20 +69,19 @@ class Caller:
 
 
 def bearer_token(request: Request) -> str | None:
-    header = request.headers.get("authorization", "")
+    return bearer_of(request.headers.get("authorization", ""))
+
+
+def bearer_of(header: str) -> str | None:
+    """The token of an `Authorization: Bearer TOKEN` header value."""
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         return None
     return token.strip()
 
 
-def key_caller(keys: dict[str, list[str]], token: str) -> Caller | None:
-    found: Caller | None = None
-    for key, scopes in keys.items():
-        if hmac.compare_digest(key.encode(), token.encode()):
-            found = Caller("key", f"key:{hmac.new(b'mamori', key.encode(), 'sha256').hexdigest()[:8]}",
-                           frozenset(scopes))
-    return found
+def key_label(key: str) -> str:
+    return f"key:{hmac.new(b'mamori', key.encode(), 'sha256').hexdigest()[:8]}"
 
 
 class Authenticator:
@@ -101,10 +101,23 @@ class Authenticator:
                 self.public_key = Path(api.jwt_public_key_file).read_text()
             except OSError as exc:
                 raise ConfigError(f"cannot read MAMORI_API__JWT_PUBLIC_KEY_FILE: {exc}") from exc
+        # the callers of the API keys, by a keyed digest of the key: a token is looked up with
+        # one HMAC (no loop over the keys, no label computed per request); the time a look-up
+        # takes says nothing about the keys, whose digests an attacker cannot know
+        self._digest_key = os.urandom(32)
+        self._key_callers = {self._digest(key): Caller("key", key_label(key), frozenset(scopes))
+                             for key, scopes in self.keys.items()}
         keys = limits.current().client_state_max  # callers tracked (LRU): MAMORI_LIMITS__CLIENT_STATE_MAX
         self.limiter = RateLimiter(api.rate_limit, api.rate_burst, maxkeys=keys)
         self.fail_limiter = RateLimiter(max(api.rate_limit / 4, 1.0), max(api.rate_burst // 2, 5),
                                         maxkeys=keys)
+
+    def _digest(self, token: str) -> bytes:
+        return hmac.digest(self._digest_key, token.encode(), "sha256")
+
+    def key_caller(self, token: str) -> Caller | None:
+        """The caller of the API key equal to `token`, or None."""
+        return self._key_callers.get(self._digest(token))
 
     @property
     def jwt_enabled(self) -> bool:
@@ -142,7 +155,7 @@ class Authenticator:
         token = bearer_token(request)
         caller = None
         if token is not None and len(token) <= 8192:
-            caller = self.jwt_caller(token) or key_caller(self.keys, token)
+            caller = self.jwt_caller(token) or self.key_caller(token)
         if caller is None:
             wait = self.fail_limiter.take(f"fail:{client}")
             if wait:
@@ -155,7 +168,11 @@ class Authenticator:
 
 
 def authenticator(request: Request) -> Authenticator:
-    state = request.app.state
+    return authenticator_of(request.app.state)
+
+
+def authenticator_of(state: Any) -> Authenticator:
+    """The app's Authenticator (`app.state`), built on first use."""
     auth: Authenticator | None = getattr(state, "authenticator", None)
     if auth is None:
         auth = Authenticator(state.gateway.settings.api)

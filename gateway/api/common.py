@@ -1,20 +1,37 @@
-"""Shared by the subscriber and operator routers: settings -> Policy, change diffs, audit."""
+"""Shared by the routers: settings -> Policy, change diffs, audit, the answer to a GatewayError."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Mapping
 from typing import Any
 
 from fastapi import HTTPException, Request, status
+from fastapi.responses import JSONResponse
 
 from gateway.api.auth import Caller
+from gateway.errors import GatewayError, InputError, StoreError
 from gateway.policy import DEFAULT_POLICY, Policy, normalise_party
 from gateway.runtime import Gateway
 from gateway.store import Stores
 
+log = logging.getLogger("mamori.api")
+
 LIST_FIELDS = ("allow", "block", "contacts")
 SETTINGS_FIELDS = tuple(f for f in DEFAULT_POLICY.to_json() if f not in ("subscriber", "updated_at"))
+
+
+def gateway_error_response(exc: GatewayError) -> JSONResponse:
+    """The answer to a GatewayError: a peer never sees exception text."""
+    if isinstance(exc, StoreError):
+        log.warning("store unavailable: %s", exc)
+        return JSONResponse({"detail": "store unavailable, retry later"}, status_code=503,
+                            headers={"Retry-After": "5"})
+    if isinstance(exc, InputError):
+        return JSONResponse({"detail": "invalid input"}, status_code=400)
+    log.error("request failed: %s", type(exc).__name__)
+    return JSONResponse({"detail": "internal error"}, status_code=500)
 
 
 def gateway_of(request: Request) -> Gateway:

@@ -111,18 +111,28 @@ class SecurityHeaders:
             return
         path: str = scope.get("path", "")
 
-        async def send_with_headers(msg: Message) -> None:
-            if msg["type"] == "http.response.start":
-                headers = list(msg.get("headers", ()))
-                present = {k.lower() for k, _ in headers}
-                extra = [h for h in SECURITY_HEADERS if h[0] not in present]
-                if not path.startswith(NO_CSP_PREFIXES) and b"content-security-policy" not in present:
-                    csp = PAGE_CSP if path.startswith("/settings") else API_CSP
-                    extra.append((b"content-security-policy", csp.encode()))
-                if path.startswith(("/v1/subscribers", "/v1/operator", "/settings")) \
-                        and b"cache-control" not in present:
-                    extra.append((b"cache-control", b"no-store"))
-                msg["headers"] = headers + extra
-            await send(msg)
+        await self.app(scope, receive, with_security_headers(path, send))
 
-        await self.app(scope, receive, send_with_headers)
+
+def with_security_headers(path: str, send: Send) -> Send:
+    """`send` adding the security headers of `path` to the response."""
+
+    async def send_with_headers(msg: Message) -> None:
+        if msg["type"] == "http.response.start":
+            headers = list(msg.get("headers", ()))
+            msg["headers"] = headers + security_headers(path, {k.lower() for k, _ in headers})
+        await send(msg)
+
+    return send_with_headers
+
+
+def security_headers(path: str, present: set[bytes]) -> list[tuple[bytes, bytes]]:
+    """The headers a response to `path` gets, after its own (`present`: their names)."""
+    extra = [h for h in SECURITY_HEADERS if h[0] not in present]
+    if not path.startswith(NO_CSP_PREFIXES) and b"content-security-policy" not in present:
+        csp = PAGE_CSP if path.startswith("/settings") else API_CSP
+        extra.append((b"content-security-policy", csp.encode()))
+    if path.startswith(("/v1/subscribers", "/v1/operator", "/settings")) \
+            and b"cache-control" not in present:
+        extra.append((b"cache-control", b"no-store"))
+    return extra

@@ -22,10 +22,12 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from gateway import __version__
-from gateway.api.middleware import BodyLimit, SecurityHeaders
+from gateway.api.common import gateway_error_response
+from gateway.api.fastpath import SmsFastPath
+from gateway.api.middleware import BodyLimit, Receive, Scope, SecurityHeaders, Send
 from gateway.cli import module_exists
 from gateway.config import parse_hostport
-from gateway.errors import GatewayError, InputError, StoreError
+from gateway.errors import GatewayError
 from gateway.runtime import Gateway
 from gateway.workers import metrics_payload
 
@@ -49,8 +51,26 @@ def _encodable(value: Any) -> Any:
     return value
 
 
-def create_app(gw: Gateway) -> FastAPI:
-    app = FastAPI(
+class ApiApp(FastAPI):
+    """The FastAPI app with the SMS hook's fast path in front of it (gateway/api/fastpath.py):
+    the hook's ordinary requests skip the framework, its middleware (the error middleware
+    included: the fast path answers an unexpected failure with the same 500) and its
+    telemetry; every other request is the app's. `fast_path = None`: the app alone."""
+
+    fast_path: SmsFastPath | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.fast_path is None:
+            await super().__call__(scope, receive, send)
+        else:
+            await self.fast_path(scope, receive, send)
+
+    async def framework(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await super().__call__(scope, receive, send)
+
+
+def create_app(gw: Gateway) -> ApiApp:
+    app = ApiApp(
         title="mamori",
         version=__version__,
         description="Spam and fraud filtering gateway: subscriber settings, SMS hook, operators.",
@@ -87,15 +107,7 @@ def create_app(gw: Gateway) -> FastAPI:
 
     @app.exception_handler(GatewayError)
     async def gateway_error(request: Request, exc: GatewayError) -> JSONResponse:
-        # a peer never sees exception text
-        if isinstance(exc, StoreError):
-            log.warning("store unavailable: %s", exc)
-            return JSONResponse({"detail": "store unavailable, retry later"}, status_code=503,
-                                headers={"Retry-After": "5"})
-        if isinstance(exc, InputError):
-            return JSONResponse({"detail": "invalid input"}, status_code=400)
-        log.error("request failed: %s", type(exc).__name__)
-        return JSONResponse({"detail": "internal error"}, status_code=500)
+        return gateway_error_response(exc)
 
     api = gw.settings.api
     if api.cors_origins:
@@ -110,6 +122,8 @@ def create_app(gw: Gateway) -> FastAPI:
         "/v1/sms": gw.settings.limits.sms_body_max,  # the SMS hook (single and batch)
     })
     app.add_middleware(SecurityHeaders)
+    app.fast_path = SmsFastPath(app.framework, app.state, gw.settings.limits.sms_body_max,
+                                cors=bool(api.cors_origins))
     return app
 
 

@@ -85,7 +85,7 @@ def _text_of(sms: SmsIn) -> str:
     return decode_payload(raw, sms.data_coding, shift_table=shift)
 
 
-def _message(sms: SmsIn, caller: Caller, peer: Peer) -> Message:
+def sms_message(sms: SmsIn, caller: Caller, peer: Peer) -> Message:
     proto = {k[:32]: v[:256] for k, v in sms.metadata.items()}
     proto.update({"data_coding": str(sms.data_coding), "ingress": "http",
                   "account": sms.account or caller.id})
@@ -97,13 +97,13 @@ def _message(sms: SmsIn, caller: Caller, peer: Peer) -> Message:
                        subscriber=sms.subscriber, protocol=proto, peer=peer)
 
 
-def _answer(msg: Message, verdict: Verdict) -> dict[str, Any]:
+def answer(msg: Message, verdict: Verdict) -> dict[str, Any]:
     out = verdict.to_json()
     out["message_id"] = msg.id
     return out
 
 
-def _peer(request: Request) -> Peer:
+def peer_of(request: Request) -> Peer:
     c = request.client
     return Peer(ip=c.host, port=c.port) if c else Peer()
 
@@ -117,8 +117,8 @@ def _peer(request: Request) -> Peer:
 async def check(sms: SmsIn, request: Request, caller: SmsCaller) -> Response:
     """Scan one SMS; answer the verdict (action, score, symbols, model_version)."""
     gw: Gateway = request.app.state.gateway
-    msg = _message(sms, caller, _peer(request))
-    out = _answer(msg, await gw.process(msg, "http"))
+    msg = sms_message(sms, caller, peer_of(request))
+    out = answer(msg, await gw.process(msg, "http"))
     return Response(orjson.dumps(out), media_type="application/json")
 
 
@@ -131,10 +131,10 @@ async def check_batch(batch: Annotated[list[SmsIn], Body()],
     if len(batch) > limit:
         raise HTTPException(HTTP_422, f"at most {limit} messages per batch")
     gw: Gateway = request.app.state.gateway
-    peer = _peer(request)
-    msgs = [_message(s, caller, peer) for s in batch]
+    peer = peer_of(request)
+    msgs = [sms_message(s, caller, peer) for s in batch]
     verdicts = await gw.process_many(msgs, "http")  # one pass, no task per message
-    out = [_answer(m, v) for m, v in zip(msgs, verdicts, strict=True)]
+    out = [answer(m, v) for m, v in zip(msgs, verdicts, strict=True)]
     return Response(orjson.dumps(out), media_type="application/json")
 
 
