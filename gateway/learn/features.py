@@ -322,7 +322,24 @@ _P = np.uint64(1_000_003)
 _SEEDS = {"c": np.uint64(0x9E3779B97F4A7C15), "w": np.uint64(0xC2B2AE3D27D4EB4F),
           "b": np.uint64(0x165667B19E3779F9), "m": np.uint64(0x27D4EB2F165667C5)}
 _CACHE_MAX = 200_000
-_TOKEN_IDS: dict[str, int] = {}
+
+
+class _TokenIds(dict[str, int]):
+    """token -> CRC-32 of its UTF-8, remembered up to MAMORI_LIMITS__TOKEN_CACHE_SIZE tokens:
+    a hit is a C-level dictionary lookup (`map(_TOKEN_IDS.__getitem__, words)`), only a miss
+    runs Python (an email has hundreds of words)."""
+
+    __slots__ = ()
+
+    def __missing__(self, tok: str) -> int:
+        v = zlib.crc32(tok.encode("utf-8", "surrogatepass"))
+        if len(self) < limits.current().token_cache_size:  # default _CACHE_MAX
+            self[tok] = v
+        return v
+
+
+_TOKEN_IDS = _TokenIds()
+_token_hash = _TOKEN_IDS.__getitem__
 
 
 def _mix(h: np.ndarray) -> np.ndarray:
@@ -346,15 +363,6 @@ def _char_ids(text: str) -> np.ndarray:
         h = h[: len(cp) - n + 1] * _P + cp[n - 1 :]
         parts.append(h)
     return _mix(np.concatenate(parts)) & _MASK
-
-
-def _token_hash(tok: str) -> int:
-    v = _TOKEN_IDS.get(tok)
-    if v is None:
-        v = zlib.crc32(tok.encode("utf-8", "surrogatepass"))
-        if len(_TOKEN_IDS) < limits.current().token_cache_size:  # default _CACHE_MAX
-            _TOKEN_IDS[tok] = v
-    return v
 
 
 def _word_ids(words: list[str]) -> np.ndarray:
