@@ -488,9 +488,10 @@ async def main(args: argparse.Namespace) -> None:
             if not args.no_gc_freeze:
                 gc.freeze()
             print("HTTP hook (/v1/sms/check and /v1/sms/check-batch)")
-            sizes = [int(b) for b in args.http_batch.split(",") if b]
+            # not `sizes`: that name is the batch-size record the judge wrapper appends to
+            http_sizes = [int(b) for b in args.http_batch.split(",") if b]
             for n in binds:
-                for size in sizes:
+                for size in http_sizes:
                     c0 = time.process_time()
                     res = await http_round(api_port, n, size, args.seconds, args.http_client)
                     label = "check" if size == 1 else f"check-batch x{size}"
