@@ -49,7 +49,12 @@ def _host(url: str) -> str:
 
 
 class MemoryCounter:
-    """Distinct members per key over a sliding window, in memory."""
+    """Distinct members per key over a sliding window, in memory.
+
+    Per key: the bucket, the members of the current and the previous bucket, and the size of
+    their union, kept up to date as members arrive (a member new to the current bucket counts
+    when the previous one did not have it), so an answer costs O(1) however many members a
+    key holds (a union per call made a popular text cost O(recipients) per message)."""
 
     def __init__(self, window: float, *, max_keys: int = 200_000, cap: int = 10_000,
                  clock: Any = time.monotonic) -> None:
@@ -57,30 +62,32 @@ class MemoryCounter:
         self.max_keys = max_keys
         self.cap = cap  # members kept per key and bucket (enough to cross any threshold)
         self.clock = clock
-        self._data: OrderedDict[str, tuple[int, set[str], set[str]]] = OrderedDict()
+        self._data: OrderedDict[str, list[Any]] = OrderedDict()  # [bucket, now, prev, union]
 
     def add(self, key: str, member: str) -> int:
         """Add `member` under `key`; return the distinct members in the window."""
         bucket = int(self.clock() / self.half)
-        cur = self._data.get(key)
+        data = self._data
+        cur = data.get(key)
         if cur is None or cur[0] < bucket - 1:
-            cur = (bucket, set(), set())
+            cur = data[key] = [bucket, set(), set(), 0]
         elif cur[0] == bucket - 1:  # roll: the current bucket becomes the previous one
-            cur = (bucket, set(), cur[1])
-        b, now_set, prev = cur
-        if len(now_set) < self.cap:
+            cur[0], cur[1], cur[2], cur[3] = bucket, set(), cur[1], len(cur[1])
+        now_set: set[str] = cur[1]
+        if member not in now_set and len(now_set) < self.cap:
             now_set.add(member)
-        self._data[key] = (b, now_set, prev)
-        self._data.move_to_end(key)  # the dict is in order of last use
+            if member not in cur[2]:
+                cur[3] += 1
+        data.move_to_end(key)  # the dict is in order of last use
         # keys last used before the previous bucket count nothing any more: drop them, so the
         # held state is what the window saw (rate x window), not every key since start-up
-        data = self._data
         while data:
             oldest = next(iter(data))
             if data[oldest][0] >= bucket - 1 and len(data) <= self.max_keys:
                 break
             del data[oldest]
-        return len(now_set | prev) if prev else len(now_set)
+        count: int = cur[3]
+        return count
 
     def __len__(self) -> int:
         return len(self._data)
