@@ -213,38 +213,8 @@ class Pipeline:
         """`run_checks` for a channel whose checks are all inline: the same results in the
         same order (stages in order, each check once), without the per-stage bookkeeping
         that async checks need."""
-        results = ctx.results
-        declared = self._declared
-        perf = time.perf_counter
-        clock = time.monotonic
-        deadline = ctx.deadline if ctx.deadline is not None else float("inf")
         for check in self._flat[ctx.message.channel]:
-            name = check.name
-            t = perf()
-            if deadline <= clock():
-                result = CheckResult(name, error="deadline")
-            else:
-                try:
-                    out = check.run(ctx)
-                    if out.__class__ is list or out.__class__ is tuple:
-                        if not out:
-                            result = CheckResult(name, (), elapsed=perf() - t)
-                        else:
-                            ok = declared[name]
-                            for sym in out:
-                                if sym.__class__ is not Symbol or sym.name not in ok:
-                                    result = self._validate(check, out, perf() - t)
-                                    break
-                            else:
-                                result = CheckResult(name, tuple(out), elapsed=perf() - t)
-                    else:
-                        assert not inspect.isawaitable(out)
-                        result = self._validate(check, out, perf() - t)
-                except Exception as exc:
-                    result = self._failure(check, exc, perf() - t)
-            results[name] = result
-            if result.error is not None:
-                CHECK_FAILURES.labels(name).inc()
+            self._record(ctx, self._run_sync(check, ctx))
 
     async def run_checks(self, ctx: ScanContext) -> None:
         for stage_checks in self._stages[ctx.message.channel]:
