@@ -56,13 +56,20 @@ class SqliteWriter:
     hops per statement of the async engine (aiosqlite) with its greenlet. The rows are
     committed when `executemany` returns (WAL; synchronous=NORMAL as on the engine's
     connections). Readers and other writers keep using the engine: SQLite serialises the
-    writers (busy_timeout)."""
+    writers (busy_timeout).
+
+    The writer never checkpoints the WAL itself (`wal_autocheckpoint=0`): SQLite's automatic
+    checkpoint runs inside the COMMIT that crosses 1,000 pages, copying them and syncing the
+    database file, and every message waiting on that group commit waited for it too (1.3% of
+    commits took 4-14 ms instead of 0.03 ms, the p99 of a blocked SMS's answer). A
+    `WalCheckpointer` thread on its own connection does the checkpoints beside it."""
 
     def __init__(self, path: str) -> None:
         self.path = path
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="mamori-sqlite-writer")
         self._conn: sqlite3.Connection | None = None
         self._lock = threading.Lock()
+        self.checkpointer: WalCheckpointer | None = None
 
     def _write(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         with self._lock:
@@ -70,7 +77,10 @@ class SqliteWriter:
             if conn is None:
                 conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
                 _sqlite_pragmas(conn, None)
+                conn.execute("PRAGMA wal_autocheckpoint=0")
                 self._conn = conn
+                self.checkpointer = WalCheckpointer(self.path)
+                self.checkpointer.start()
             conn.execute("BEGIN IMMEDIATE")
             try:
                 conn.executemany(sql, rows)
@@ -86,9 +96,79 @@ class SqliteWriter:
     def close(self) -> None:
         self._pool.shutdown(wait=True)
         with self._lock:
+            if self.checkpointer is not None:
+                self.checkpointer.stop()
+                self.checkpointer = None
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
+
+
+class WalCheckpointer:
+    """WAL checkpoints of one SQLite database from a thread and connection of their own.
+
+    Every `interval` seconds a PASSIVE checkpoint copies what it can without waiting for
+    anyone (writers go on appending meanwhile). Under a steady stream of commits a passive
+    checkpoint rarely finds the WAL fully copied at the moment a writer starts, so the WAL is
+    never rewound and grows; once it holds more than `restart_frames` pages after a passive
+    pass, a RESTART checkpoint waits (busy_timeout) for the writers, copies the few frames
+    left and rewinds the WAL: one short stall per tens of megabytes written, instead of one
+    per 1,000 pages. `stop` runs a last checkpoint."""
+
+    def __init__(self, path: str, *, interval: float = 1.0, restart_frames: int = 16384) -> None:
+        self.path = path
+        self.interval = interval
+        self.restart_frames = restart_frames
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.passes = 0
+        self.restarts = 0
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="mamori-sqlite-checkpoint",
+                                        daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error:
+            log.exception("cannot open %s for WAL checkpoints", self.path)
+            return
+        try:
+            _sqlite_pragmas(conn, None)
+            while not self._stop.wait(self.interval):
+                self.checkpoint(conn)
+            self.checkpoint(conn)
+        finally:
+            conn.close()
+
+    def checkpoint(self, conn: sqlite3.Connection) -> None:
+        """One passive pass, and a RESTART one when the WAL stays longer than the bound."""
+        try:
+            frames = _wal_checkpoint(conn, "PASSIVE")
+            self.passes += 1
+            if frames > self.restart_frames:
+                _wal_checkpoint(conn, "RESTART")
+                self.restarts += 1
+        except sqlite3.Error:  # busy beyond the timeout, a full disk: the next pass retries
+            log.warning("WAL checkpoint of %s failed", self.path, exc_info=True)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+
+def _wal_checkpoint(conn: sqlite3.Connection, mode: str) -> int:
+    """Run `PRAGMA wal_checkpoint(mode)`; the number of frames in the WAL (-1 if not WAL)."""
+    cur = conn.execute(f"PRAGMA wal_checkpoint({mode})")
+    try:
+        row = cur.fetchone()
+    finally:
+        cur.close()
+    return int(row[1]) if row else -1
 
 
 class Database:
