@@ -115,7 +115,7 @@ class WalCheckpointer:
     left and rewinds the WAL: one short stall per tens of megabytes written, instead of one
     per 1,000 pages. `stop` runs a last checkpoint."""
 
-    def __init__(self, path: str, *, interval: float = 1.0, restart_frames: int = 16384) -> None:
+    def __init__(self, path: str, *, interval: float = 1.0, restart_frames: int = 8192) -> None:
         self.path = path
         self.interval = interval
         self.restart_frames = restart_frames
