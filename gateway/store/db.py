@@ -189,6 +189,11 @@ class Database:
         self._lock: asyncio.Lock | None = None
         self._writer: SqliteWriter | None = None
 
+    @property
+    def is_ready(self) -> bool:
+        """Whether the schema is known to be at the head revision (`ready` returns at once)."""
+        return self._ready
+
     def sqlite_writer(self) -> SqliteWriter | None:
         """The direct writer of a file SQLite database (None for PostgreSQL or in memory)."""
         if self.dialect != "sqlite":
