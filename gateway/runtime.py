@@ -129,7 +129,10 @@ class Gateway:
             if v.action in (Action.QUARANTINE, Action.REJECT):
                 held.append(i)
                 continue
-            await self.report(messages[i], v, ingress)
+            if self.hooks:
+                await self.report(messages[i], v, ingress)
+            else:  # `report` without hooks: no coroutine per message
+                self.record(messages[i], v, ingress)
             if on_verdict is not None:
                 on_verdict(i, v)
         if not held:
@@ -142,7 +145,10 @@ class Gateway:
                 error = error or k
                 continue
             verdicts[i] = k
-            await self.report(messages[i], k, ingress)
+            if self.hooks:
+                await self.report(messages[i], k, ingress)
+            else:
+                self.record(messages[i], k, ingress)
             if on_verdict is not None:
                 on_verdict(i, k)
         if error is not None:
