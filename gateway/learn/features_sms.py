@@ -297,9 +297,9 @@ def row(f: Features) -> tuple[np.ndarray, np.ndarray]:
         c *= _KNUTH
         c >>= _SHIFT
     n_m = n_py - n_w
-    val = np.array((BLOCK_WEIGHTS["w"] / math.sqrt(n_w or 1),
-                    BLOCK_WEIGHTS["m"] / math.sqrt(n_m or 1),
-                    BLOCK_WEIGHTS["c"] / math.sqrt(n_c or 1))).repeat((n_w, n_m, n_c))
+    val = np.repeat((BLOCK_WEIGHTS["w"] / math.sqrt(n_w or 1),
+                     BLOCK_WEIGHTS["m"] / math.sqrt(n_m or 1),
+                     BLOCK_WEIGHTS["c"] / math.sqrt(n_c or 1)), (n_w, n_m, n_c))
     return out.view(np.int64), val
 
 
@@ -314,6 +314,8 @@ def rows_concat(fs: Sequence[Features]) -> tuple[np.ndarray, np.ndarray, list[in
     the character n-grams are hashed over the batch's code points in one pass (the n-grams
     that would span two messages are never gathered), and the blocks are put in place by one
     gather. What stays per message is the Python part: words, bigrams and structure tokens."""
+    if not fs:
+        return np.zeros(0, dtype=np.int64), np.zeros(0), []
     b_seed = _BLOCK_SEED["b"]
     wts = BLOCK_WEIGHTS["w"], BLOCK_WEIGHTS["m"], BLOCK_WEIGHTS["c"]
     py_cols: list[int] = []
@@ -374,21 +376,25 @@ def rows_concat(fs: Sequence[Features]) -> tuple[np.ndarray, np.ndarray, list[in
         c = src[n_py:]
         c *= _KNUTH
         c >>= _SHIFT
-    # the segments in row order: python columns, then h2, h3, h4 of each message
-    src_starts: list[int] = []
+    # the segments in row order: python columns, then h2, h3, h4 of each message; each is
+    # gathered from src by its shift (source start - output start), one per element
+    shifts: list[int] = []
     lens: list[int] = []
     pos = 0
+    out = 0
     for k, n in enumerate(cp_len):
-        src_starts.append(seg_src[k])
-        lens.append(seg_len[k])
+        seg = seg_len[k]
+        shifts.append(seg_src[k] - out)
+        lens.append(seg)
+        out += seg
         if n >= 2:
-            src_starts += (o2 + pos, o3 + pos, o4 + pos)
-            lens += (n - 1, n - 2 if n >= 3 else 0, n - 3 if n >= 4 else 0)
+            m2, m3, m4 = n - 1, n - 2 if n >= 3 else 0, n - 3 if n >= 4 else 0
+            shifts += (o2 + pos - out, o3 + pos - out - m2, o4 + pos - out - m2 - m3)
+            lens += (m2, m3, m4)
+            out += m2 + m3 + m4
         pos += n
-    lens_a = np.array(lens, dtype=np.int64)
-    out_starts = np.cumsum(lens_a) - lens_a
-    gather = np.arange(int(lens_a.sum()), dtype=np.int64)
-    gather += np.repeat(np.array(src_starts, dtype=np.int64) - out_starts, lens_a)
-    idx = src[gather].astype(np.int64)
-    val = np.array(vals).repeat(vlens)
+    gather = np.arange(out, dtype=np.int64)
+    gather += np.repeat(shifts, lens)
+    idx = src.view(np.int64)[gather]  # columns < 2**N_BITS: the same numbers as int64
+    val = np.repeat(vals, vlens)
     return idx, val, sizes
