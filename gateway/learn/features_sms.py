@@ -297,9 +297,9 @@ def row(f: Features) -> tuple[np.ndarray, np.ndarray]:
         c *= _KNUTH
         c >>= _SHIFT
     n_m = n_py - n_w
-    val = np.repeat((BLOCK_WEIGHTS["w"] / math.sqrt(n_w or 1),
-                     BLOCK_WEIGHTS["m"] / math.sqrt(n_m or 1),
-                     BLOCK_WEIGHTS["c"] / math.sqrt(n_c or 1)), (n_w, n_m, n_c))
+    val = np.array((BLOCK_WEIGHTS["w"] / math.sqrt(n_w or 1),
+                    BLOCK_WEIGHTS["m"] / math.sqrt(n_m or 1),
+                    BLOCK_WEIGHTS["c"] / math.sqrt(n_c or 1))).repeat((n_w, n_m, n_c))
     return out.view(np.int64), val
 
 
@@ -394,7 +394,7 @@ def rows_concat(fs: Sequence[Features]) -> tuple[np.ndarray, np.ndarray, list[in
             out += m2 + m3 + m4
         pos += n
     gather = np.arange(out, dtype=np.int64)
-    gather += np.repeat(shifts, lens)
+    gather += np.array(shifts, dtype=np.int64).repeat(lens)  # the method: np.repeat wraps
     idx = src.view(np.int64)[gather]  # columns < 2**N_BITS: the same numbers as int64
-    val = np.repeat(vals, vlens)
+    val = np.array(vals).repeat(vlens)
     return idx, val, sizes
