@@ -46,6 +46,8 @@ log = logging.getLogger("mamori.pipeline")
 # than some checks)
 _SCANNED: dict[tuple[str, Action], Any] = {}
 _SCAN_SECONDS: dict[str, Any] = {}
+# messages of a batch scanned check by check together (Pipeline._scan_check_major)
+CHECK_MAJOR_GROUP = 16
 
 
 class Stage(IntEnum):
@@ -179,6 +181,9 @@ class Pipeline:
                     log.debug("batch entry point of %s failed: %s", check.name,
                               type(exc).__name__)
         if all(self._all_sync[c.message.channel] for c in ctxs):
+            channels = {c.message.channel for c in ctxs}
+            if len(ctxs) > 1 and len(channels) == 1:
+                return self._scan_check_major(ctxs, self._flat[channels.pop()])
             out = []
             for ctx in ctxs:
                 t = time.monotonic()
@@ -194,6 +199,34 @@ class Pipeline:
             return self._verdict(ctx, t)
 
         return list(await asyncio.gather(*(one(c) for c in ctxs)))
+
+    def _scan_check_major(self, ctxs: Sequence[ScanContext],
+                          checks: Sequence[Check]) -> list[Verdict]:
+        """Inline scans of messages of one channel, check by check over groups of
+        `CHECK_MAJOR_GROUP` messages: each check's code and tables stay in the CPU caches
+        across the group instead of being evicted by the other checks between two messages.
+
+        The same results as `_run_inline` of each message in turn: a check still sees each
+        message after the earlier checks of that message, and the messages in order (a flood
+        counter counts them in the same order); checks share no state of one message with
+        another. Time is each message's own, as if it had been scanned alone: its deadline
+        is counted over the time its own checks took (`ctx.deadline` is set before each of
+        its checks to now plus what is left), and so is its elapsed time."""
+        out: list[Verdict] = []
+        record, run, limit = self._record, self._run_sync, self.deadline
+        now = time.monotonic
+        for k in range(0, len(ctxs), CHECK_MAJOR_GROUP):
+            group = ctxs[k:k + CHECK_MAJOR_GROUP]
+            spent = [0.0] * len(group)
+            for check in checks:
+                for i, ctx in enumerate(group):
+                    ctx.deadline = now() + (limit - spent[i])
+                    result = run(check, ctx)
+                    spent[i] += result.elapsed
+                    record(ctx, result)
+            for i, ctx in enumerate(group):
+                out.append(self._verdict(ctx, now() - spent[i]))
+        return out
 
     def _verdict(self, ctx: ScanContext, t0: float) -> Verdict:
         message, policy = ctx.message, ctx.policy

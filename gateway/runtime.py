@@ -129,21 +129,26 @@ class Gateway:
             if v.action in (Action.QUARANTINE, Action.REJECT):
                 held.append(i)
                 continue
-            await self.report(messages[i], v, ingress)
+            if self.hooks:
+                await self.report(messages[i], v, ingress)
+            else:  # `report` without hooks: no coroutine per message
+                self.record(messages[i], v, ingress)
             if on_verdict is not None:
                 on_verdict(i, v)
         if not held:
             return verdicts
-        kept = await asyncio.gather(
-            *(self.hold(messages[i], verdicts[i], policies[i] or DEFAULT_POLICY, ingress)
-              for i in held), return_exceptions=True)
+        kept = await self._hold_many(
+            [(messages[i], verdicts[i], policies[i] or DEFAULT_POLICY) for i in held], ingress)
         error: BaseException | None = None
         for i, k in zip(held, kept, strict=True):
             if isinstance(k, BaseException):
                 error = error or k
                 continue
             verdicts[i] = k
-            await self.report(messages[i], k, ingress)
+            if self.hooks:
+                await self.report(messages[i], k, ingress)
+            else:
+                self.record(messages[i], k, ingress)
             if on_verdict is not None:
                 on_verdict(i, k)
         if error is not None:
@@ -168,22 +173,69 @@ class Gateway:
         ingress answers with a temporary failure. A REJECT keeps a copy on a best-effort basis
         (the sender is told, so nothing is lost if storing fails).
         """
-        action = verdict.action
-        if action not in (Action.QUARANTINE, Action.REJECT) or policy.on_block is OnBlock.DROP:
-            return verdict
-        if self.quarantine is None or not message.subscriber:  # nobody could get it back
-            if action is Action.QUARANTINE:
-                return replace(verdict, action=Action.TAG, reason="no quarantine store")
-            return verdict
+        decided = _held_without_copy(self.quarantine, message, verdict, policy)
+        if decided is not None:
+            return decided
+        assert self.quarantine is not None
         try:
             await self.quarantine.add(message, verdict, ingress)
         except Exception as exc:
-            if action is Action.QUARANTINE:
-                raise StoreError("quarantine store failed") from exc
-            log.warning("could not keep a copy of a rejected message", exc_info=True)
+            return _copy_failed(verdict, exc)
         return verdict
+
+    async def _hold_many(self, items: list[tuple[Message, Verdict, Policy]],
+                         ingress: str) -> list[Verdict | BaseException]:
+        """`hold` of many messages: each one's verdict or the error `hold` would raise, in
+        order. A store with `add_many` stores the copies together without a task each
+        (one transaction when the database is free)."""
+        add_many = getattr(self.quarantine, "add_many", None)
+        if add_many is None:
+            return await asyncio.gather(*(self.hold(m, v, p, ingress) for m, v, p in items),
+                                        return_exceptions=True)
+        out: list[Verdict | BaseException] = []
+        copies: list[int] = []
+        for k, (m, v, p) in enumerate(items):
+            decided = _held_without_copy(self.quarantine, m, v, p)
+            out.append(v if decided is None else decided)
+            if decided is None:
+                copies.append(k)
+        if not copies:
+            return out
+        try:
+            errors = await add_many([items[k][:2] for k in copies], ingress)
+        except Exception as exc:
+            errors = [exc] * len(copies)
+        for k, err in zip(copies, errors, strict=True):
+            if err is not None:
+                try:
+                    out[k] = _copy_failed(items[k][1], err)
+                except StoreError as failed:
+                    out[k] = failed
+        return out
 
     def record(self, message: Message, verdict: Verdict, ingress: str) -> None:
         rec = verdict_record(message, verdict, self.hasher, ingress)
         log_verdict(rec)
         self.events.emit("verdicts", rec["subscriber"], rec)
+
+
+def _held_without_copy(quarantine: QuarantineStore | None, message: Message, verdict: Verdict,
+                       policy: Policy) -> Verdict | None:
+    """`Gateway.hold`'s answer when no copy is to be stored; None when one is."""
+    action = verdict.action
+    if action not in (Action.QUARANTINE, Action.REJECT) or policy.on_block is OnBlock.DROP:
+        return verdict
+    if quarantine is None or not message.subscriber:  # nobody could get it back
+        if action is Action.QUARANTINE:
+            return replace(verdict, action=Action.TAG, reason="no quarantine store")
+        return verdict
+    return None
+
+
+def _copy_failed(verdict: Verdict, exc: BaseException) -> Verdict:
+    """`Gateway.hold`'s answer when storing the copy failed: StoreError for a QUARANTINE (the
+    ingress answers a temporary failure), the verdict for a REJECT (logged)."""
+    if verdict.action is Action.QUARANTINE:
+        raise StoreError("quarantine store failed") from exc
+    log.warning("could not keep a copy of a rejected message", exc_info=exc)
+    return verdict

@@ -167,6 +167,8 @@ class _FloodBase(Check):
         self.flood_n = max(flood_recipients, 2)
         self.burst_n = max(burst_recipients, 2)
         self.key = hashlib.blake2b(key or os.urandom(32), digest_size=32).digest()
+        # the keyed hash with the key block already absorbed: a copy per message
+        self._member_hash = hashlib.blake2b(key=self.key, digest_size=12)
 
     def _keys(self, ctx: ScanContext) -> tuple[str, str, str] | None:
         m = ctx.message
@@ -176,8 +178,9 @@ class _FloodBase(Check):
         if not text.strip():
             return None
         # keyed hash of the recipient: counters (and Redis) never hold numbers
-        member = hashlib.blake2b(m.recipients[0].encode("utf-8", "replace"), key=self.key,
-                                 digest_size=12).hexdigest()
+        h = self._member_hash.copy()
+        h.update(m.recipients[0].encode("utf-8", "replace"))
+        member = h.hexdigest()
         return "t:" + text_fingerprint(text), "s:" + m.sender.casefold(), member
 
     def _symbols(self, n_text: int, n_sender: int) -> list[Symbol]:

@@ -242,40 +242,9 @@ _SHIFT = np.uint64(64 - N_BITS)
 _CHAR_SEED = np.uint64(0x2545F4914F6CDD1D)
 
 
-def _char_cols(cp: np.ndarray) -> np.ndarray:
-    """Columns of the character 2-, 3- and 4-grams (with repeats) of the code points cp
-    (uint64), computed in place in one array."""
-    n = cp.size
-    if n < 2:
-        return cp[:0]
-    out = np.empty(3 * n - 6 if n >= 4 else 2 * n - 3, dtype=np.uint64)
-    h2 = out[: n - 1]
-    np.multiply(cp[:-1] + _CHAR_SEED, _P, out=h2)
-    h2 += cp[1:]
-    if n >= 3:
-        h3 = out[n - 1 : 2 * n - 3]
-        np.multiply(h2[:-1], _P, out=h3)
-        h3 += cp[2:]
-        if n >= 4:
-            h4 = out[2 * n - 3 :]
-            np.multiply(h3[:-1], _P, out=h4)
-            h4 += cp[3:]
-    out *= _KNUTH
-    out >>= _SHIFT
-    return out
-
-
-def _normalised(raw: str) -> tuple[str, np.ndarray]:
-    """(t0, its code points): NFKC, lower case, single spaces, every digit as 0."""
-    if raw.isascii():  # NFKC is the identity on ASCII; bytes.translate is the fastest map
-        b = " ".join(raw.lower().split()).encode("ascii").translate(_ASCII_DIGITS0)
-        return b.decode("ascii"), np.frombuffer(b, dtype=np.uint8).astype(np.uint64)
-    t0 = _digits0(" ".join(unicodedata.normalize("NFKC", raw).lower().split()))
-    return t0, np.frombuffer(t0.encode("utf-32-le", "surrogatepass"), dtype=np.uint32).astype(np.uint64)
-
-
 def _normalised_text(raw: str) -> str:
-    """`_normalised(raw)[0]` without the code-point array (a batch builds one for all)."""
+    """The text the word and character features read: NFKC, lower case, single spaces,
+    every digit as 0."""
     if raw.isascii():
         return " ".join(raw.lower().split()).encode("ascii").translate(_ASCII_DIGITS0).decode("ascii")
     return _digits0(" ".join(unicodedata.normalize("NFKC", raw).lower().split()))
@@ -288,30 +257,50 @@ def row(f: Features) -> tuple[np.ndarray, np.ndarray]:
     """(column indices, values) of one message; indices repeat (they are summed).
 
     Each block's value per occurrence is weight / sqrt(occurrences in the block): the L2 norm
-    of the block when no token repeats (almost always in an SMS), with no counting at all."""
+    of the block when no token repeats (almost always in an SMS), with no counting at all.
+
+    The columns are laid out in one array as `rows_concat` lays out one message (word and
+    structure columns, then the character 2-, 3- and 4-grams hashed in place): a dozen numpy
+    calls per message, whose fixed cost dominates one SMS."""
     raw = f.text[:MAX_CHARS]
-    t0, cp = _normalised(raw)
+    t0 = _normalised_text(raw)
     words = _WORD_RE.findall(t0)
-    # word columns remembered (_COLS["w"]); bigrams by CRC-32 in C-level maps, the column
-    # _Columns would give "a b" (masked to the column range in numpy below)
+    # word columns remembered (_COLS["w"]); bigrams by CRC-32 in C-level maps, masked as
+    # _Columns would give "a b"
     cols = list(map(_WORD_COL, words))
     if len(words) > 1:
         enc = list(map(_ENCODE, words))
-        cols += map(crc32, map(add, map(add, enc, repeat(b" ")), enc[1:]),
-                    repeat(_BLOCK_SEED["b"]))
+        cols += map(_AND, map(crc32, map(add, map(add, enc, repeat(b" ")), enc[1:]),
+                              repeat(_BLOCK_SEED["b"])))
     n_w = len(cols)
     cols += map(_META_COL, meta_tokens(f, raw, t0, words))
-    n_m = len(cols) - n_w
-    cc = _char_cols(cp)
-    n_c = cc.size
-    idx = np.empty(n_w + n_m + n_c, dtype=np.int64)
-    idx[: n_w + n_m] = cols
-    idx[:n_w] &= _MASK
-    idx[n_w + n_m :] = cc
+    n_py = len(cols)
+    n = len(t0)  # code points
+    n_c = (3 * n - 6 if n >= 4 else 2 * n - 3) if n >= 2 else 0
+    out = np.empty(n_py + n_c, dtype=np.uint64)
+    out[:n_py] = cols
+    if n >= 2:
+        # uint32 code points: every sum below is taken in uint64, as with a uint64 copy
+        cp = np.frombuffer(t0.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+        h2 = out[n_py : n_py + n - 1]
+        np.multiply(cp[:-1] + _CHAR_SEED, _P, out=h2)
+        h2 += cp[1:]
+        if n >= 3:
+            h3 = out[n_py + n - 1 : n_py + 2 * n - 3]
+            np.multiply(h2[:-1], _P, out=h3)
+            h3 += cp[2:]
+            if n >= 4:
+                h4 = out[n_py + 2 * n - 3 :]
+                np.multiply(h3[:-1], _P, out=h4)
+                h4 += cp[3:]
+        c = out[n_py:]
+        c *= _KNUTH
+        c >>= _SHIFT
+    n_m = n_py - n_w
     val = np.array((BLOCK_WEIGHTS["w"] / math.sqrt(n_w or 1),
                     BLOCK_WEIGHTS["m"] / math.sqrt(n_m or 1),
                     BLOCK_WEIGHTS["c"] / math.sqrt(n_c or 1))).repeat((n_w, n_m, n_c))
-    return idx, val
+    return out.view(np.int64), val
 
 
 _AND = methodcaller("__and__", _MASK)
@@ -325,6 +314,8 @@ def rows_concat(fs: Sequence[Features]) -> tuple[np.ndarray, np.ndarray, list[in
     the character n-grams are hashed over the batch's code points in one pass (the n-grams
     that would span two messages are never gathered), and the blocks are put in place by one
     gather. What stays per message is the Python part: words, bigrams and structure tokens."""
+    if not fs:
+        return np.zeros(0, dtype=np.int64), np.zeros(0), []
     b_seed = _BLOCK_SEED["b"]
     wts = BLOCK_WEIGHTS["w"], BLOCK_WEIGHTS["m"], BLOCK_WEIGHTS["c"]
     py_cols: list[int] = []
@@ -362,8 +353,8 @@ def rows_concat(fs: Sequence[Features]) -> tuple[np.ndarray, np.ndarray, list[in
         vlens += (n_w, n_m, n_c)
     total_cp = sum(cp_len)
     n_py = len(py_cols)
-    # character n-grams over the whole batch, as _char_cols does for one message
-    cp_all = np.frombuffer(b"".join(cps), dtype=np.uint32).astype(np.uint64)
+    # character n-grams over the whole batch, as `row` hashes them for one message
+    cp_all = np.frombuffer(b"".join(cps), dtype=np.uint32)
     n_char = max(total_cp - 1, 0) + max(total_cp - 2, 0) + max(total_cp - 3, 0)
     src = np.empty(n_py + n_char, dtype=np.uint64)
     src[:n_py] = py_cols
@@ -385,21 +376,25 @@ def rows_concat(fs: Sequence[Features]) -> tuple[np.ndarray, np.ndarray, list[in
         c = src[n_py:]
         c *= _KNUTH
         c >>= _SHIFT
-    # the segments in row order: python columns, then h2, h3, h4 of each message
-    src_starts: list[int] = []
+    # the segments in row order: python columns, then h2, h3, h4 of each message; each is
+    # gathered from src by its shift (source start - output start), one per element
+    shifts: list[int] = []
     lens: list[int] = []
     pos = 0
+    out = 0
     for k, n in enumerate(cp_len):
-        src_starts.append(seg_src[k])
-        lens.append(seg_len[k])
+        seg = seg_len[k]
+        shifts.append(seg_src[k] - out)
+        lens.append(seg)
+        out += seg
         if n >= 2:
-            src_starts += (o2 + pos, o3 + pos, o4 + pos)
-            lens += (n - 1, n - 2 if n >= 3 else 0, n - 3 if n >= 4 else 0)
+            m2, m3, m4 = n - 1, n - 2 if n >= 3 else 0, n - 3 if n >= 4 else 0
+            shifts += (o2 + pos - out, o3 + pos - out - m2, o4 + pos - out - m2 - m3)
+            lens += (m2, m3, m4)
+            out += m2 + m3 + m4
         pos += n
-    lens_a = np.array(lens, dtype=np.int64)
-    out_starts = np.cumsum(lens_a) - lens_a
-    gather = np.arange(int(lens_a.sum()), dtype=np.int64)
-    gather += np.repeat(np.array(src_starts, dtype=np.int64) - out_starts, lens_a)
-    idx = src[gather].astype(np.int64)
+    gather = np.arange(out, dtype=np.int64)
+    gather += np.array(shifts, dtype=np.int64).repeat(lens)  # the method: np.repeat wraps
+    idx = src.view(np.int64)[gather]  # columns < 2**N_BITS: the same numbers as int64
     val = np.array(vals).repeat(vlens)
     return idx, val, sizes

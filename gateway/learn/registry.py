@@ -22,6 +22,7 @@ import os
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import accumulate
 from pathlib import Path
 from typing import Any
 
@@ -142,14 +143,20 @@ class LinearScorer:
         val = np.concatenate([r[1] for r in rows])
         return self.proba_concat(idx, val, sizes)
 
-    def proba_concat(self, idx: np.ndarray, val: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    def proba_concat(self, idx: np.ndarray, val: np.ndarray,
+                     sizes: np.ndarray | Sequence[int]) -> np.ndarray:
         """`proba_rows` of rows already laid end to end (sizes: the length of each row)."""
         contrib = val * self.w[idx]
-        starts = np.concatenate(([0], np.cumsum(sizes)[:-1]))
-        dots = np.zeros(len(sizes))
-        nonempty = sizes > 0
-        if contrib.size:
-            dots[nonempty] = np.add.reduceat(contrib, starts[nonempty])
+        n = sizes.tolist() if isinstance(sizes, np.ndarray) else list(sizes)
+        if contrib.size and min(n) > 0:  # every row has columns (s3 rows always do)
+            dots = np.add.reduceat(contrib, [0, *accumulate(n[:-1])])
+        else:
+            sizes = np.asarray(n, dtype=np.int64)
+            starts = np.concatenate(([0], np.cumsum(sizes)[:-1]))
+            dots = np.zeros(len(sizes))
+            nonempty = sizes > 0
+            if contrib.size:
+                dots[nonempty] = np.add.reduceat(contrib, starts[nonempty])
         z = np.minimum(self.a * (dots + self.b) + self.c, 700.0)
         out: np.ndarray = 1.0 / (1.0 + np.exp(z))
         return out
@@ -202,7 +209,7 @@ class LoadedModel:
         if self.scorer is not None:
             if len(rows) == 1:  # what `run` computes for one message, without the batch set-up
                 return np.array([self.scorer.proba_row(idx, val)]), rows
-            return self.scorer.proba_concat(idx, val, np.array(sizes, dtype=np.int64)), rows
+            return self.scorer.proba_concat(idx, val, sizes), rows
         return self.proba_rows(rows), rows
 
     def proba_row(self, idx: np.ndarray, val: np.ndarray) -> float:

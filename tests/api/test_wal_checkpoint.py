@@ -26,19 +26,26 @@ def _wal_frames(path: str) -> int:
     return Path(path + "-wal").stat().st_size // 4096 if Path(path + "-wal").exists() else 0
 
 
+def _thread_conn(writer: SqliteWriter) -> sqlite3.Connection | None:
+    """The writer thread's connection, made by one write through the thread."""
+    writer._write(_ROW, [(10_000, b"t")])
+    return writer._conn
+
+
 async def test_writer_commits_never_checkpoint_and_rows_survive_close(tmp_path: Path) -> None:
     path = _db(tmp_path)
     writer = SqliteWriter(path)
     for n in range(40):  # ~1,300 pages: SQLite's own checkpoint would have run at 1,000
         await writer.executemany(_ROW, [(n * 10 + i, b"x" * 3000) for i in range(10)])
-    assert writer._conn is not None
-    assert writer._conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+    for conn in (writer._inline, await asyncio.to_thread(_thread_conn, writer)):
+        assert conn is not None
+        assert conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
     checkpointer = writer.checkpointer
     assert checkpointer is not None
     await asyncio.to_thread(writer.close)
     assert writer.checkpointer is None and checkpointer.passes >= 1  # the last one at stop
     conn = sqlite3.connect(path)
-    assert conn.execute("SELECT count(*) FROM t").fetchone()[0] == 400
+    assert conn.execute("SELECT count(*) FROM t").fetchone()[0] == 401
     conn.close()
 
 

@@ -5,8 +5,11 @@ failed quarantine copy fails only its own message."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import Awaitable, Callable
 from typing import Any
+
+from sqlalchemy.engine import make_url
 
 from gateway.ingress import smpp
 from gateway.ingress import smpp_pdu as P
@@ -94,14 +97,14 @@ async def test_a_failed_copy_fails_only_its_message(make_proxy, smsc: FakeSmsc) 
     for dest in ("+818011110001", "+818011110002"):
         await gw.policies.put(Policy(subscriber=dest, block_spoofed=False))
     assert gw.quarantine is not None
-    real_add = gw.quarantine.add
-
-    async def picky(message: Message, verdict: Verdict, ingress: str) -> None:
-        if message.recipients == ("+818011110002",):
-            raise OSError("disk full")
-        await real_add(message, verdict, ingress)
-
-    gw.quarantine.add = picky  # type: ignore[method-assign]
+    # the copy for +818011110002 fails in the database itself (whichever way the store writes:
+    # a transaction of the batch, then row by row)
+    await gw.quarantine.db.ready()
+    conn = sqlite3.connect(make_url(gw.quarantine.db.url).database or "")
+    conn.execute("CREATE TRIGGER full BEFORE INSERT ON quarantine "
+                 "WHEN NEW.recipients LIKE '%818011110002%' BEGIN SELECT RAISE(ABORT, 'disk full'); END")
+    conn.commit()
+    conn.close()
     c = await RawEsme.connect(proxy)
     await c.bind()
     await c.send(b"".join([
