@@ -56,6 +56,9 @@ _URL_RE = re.compile(r"(?i)\b(?:https?://|www\.)[^\s<>\"'　）)」】]+")  # no
 _BARE_DOMAIN_RE = re.compile(r"(?i)\b[a-z0-9-]{2,63}\.(?:com|net|org|jp|info|top|xyz|cn|ru|co|ly|me|io|biz)\b")
 _CJK_RE = re.compile(r"[\u2e80-\u9fff\uf900-\ufaff\uff66-\uff9f]")
 _PHONE_RE = re.compile(r"(?:\+?\d[\d\- ]{7,}\d)")
+# found exactly where _PHONE_RE is found (its optional leading "+" never decides whether there
+# is a match), about twice as fast: the search can skip to the digits
+_PHONE_ANY_RE = re.compile(r"\d[\d\- ]{7,}\d")
 _MONEY_RE = re.compile(r"[£$€¥￥]|\b\d+ ?(?:円|万円|pounds?|usd|dollars?)\b", re.I)
 # what an ASCII text needs for _MONEY_RE's words and _BARE_DOMAIN_RE's endings (lower case)
 _ASCII_MONEY_WORDS = ("pound", "usd", "dollar")
@@ -196,7 +199,7 @@ def _text_meta(text: str, out: Counter[str]) -> None:
         out[f"m:upper={_bucket(upper, (0.05, 0.15, 0.3, 0.6))}"] = 1
         cjk = len(_CJK_RE.findall(sample)) / n_alpha if not ascii_only else 0.0
         out[f"m:cjk={_bucket(cjk, (0.0, 0.3, 0.7))}"] = 1
-    if _PHONE_RE.search(sample):
+    if _PHONE_ANY_RE.search(sample):
         out["m:phone"] = 1
     # ASCII text: the regexes below run only when a word they need is there (with re.I, in
     # ASCII text, exactly what lower() finds); a "$" is a match of _MONEY_RE by itself

@@ -28,3 +28,49 @@ def test_examples() -> None:
     t = "see https://a.example/x, www.b.example and xhttp://c.example (ftp://d.example)"
     got = [m.group(0) for m in ex._finditer_at(ex._SCHEME_URL_RE, t, ex._SCHEME_WORDS)]
     assert got == ["https://a.example/x,", "www.b.example", "ftp://d.example)"]
+
+
+def _normalize_text_before(text: str) -> tuple[str, tuple[str, ...]]:
+    """normalize_text as it was before `_normalize` shared its lower-cased text (the reference)."""
+    ev: list[str] = []
+    t = text
+    if "&" in t and ex._ENTITY_RE.search(t):
+        t2 = ex.htmlmod.unescape(t)
+        if t2 != t:
+            ev.append("entity")
+            t = t2
+    if ex._INVISIBLE_RE.search(t):
+        ev.append("zero-width")
+        t = t.translate(ex._INVISIBLE)
+    if not t.isascii():
+        if ex._FULLWIDTH_RE.search(t):
+            ev.append("fullwidth")
+        t = ex.unicodedata.normalize("NFKC", t)
+        t2 = ex._IDEO_DOT_RE.sub(".", t)
+        if t2 != t:
+            if "fullwidth" not in ev:
+                ev.append("fullwidth")
+            t = t2
+    if "[" in t or "(" in t or "{" in t or "xx" in t.lower() or "**" in t:
+        t2, n = ex._DEFANG_RE.subn(ex._undefang, t)
+        if n:
+            ev.append("defanged")
+            t = t2
+    if " ." in t or "\t." in t:
+        t2 = ex._SPACED_DOT_RE.sub(".", t)
+        if t2 != t:
+            ev.append("split")
+            t = t2
+    return t, tuple(ev)
+
+
+NORMALIZE_PIECES = [*PIECES, "&amp;", "&#46;", "&period;", "&", "\u200b", "\u00ad", "\uff0e",
+                    "\u3002", "\uff41", " . ", "\t.", "xX", "**", "Xx", "\ufeff"]
+
+
+@given(st.lists(st.sampled_from(NORMALIZE_PIECES), max_size=40))
+def test_normalize_as_before(pieces: list[str]) -> None:
+    t = "".join(pieces)
+    got, ev, low = ex._normalize(t)
+    assert (got, ev) == _normalize_text_before(t) == ex.normalize_text(t)
+    assert low is None or low == got.lower()
