@@ -127,6 +127,16 @@ def _find_urls(text: str) -> list[str]:
     return [u.rstrip(".,;:!?") for u in _URL_RE.findall(text)]
 
 
+def _find_urls_any(text: str) -> list[str]:
+    """`_find_urls`, with the text scanned only when it holds "http" or "www." in some case
+    (what every match begins with; no other character matches h, t, p, w or "." ignoring
+    case, so the lower-cased text shows them all)."""
+    low = text.lower()
+    if "http" not in low and "www." not in low:
+        return []
+    return _find_urls(text)
+
+
 def _host(url: str) -> str:
     if not _SCHEME_RE.match(url):
         url = "http://" + url
@@ -296,8 +306,9 @@ def _email_meta(f: Features, out: Counter[str]) -> None:
             out["m:subject_encoded"] = 1
         if _SHOUTY_RE.search(subj):
             out["m:subject_shouty"] = 1
-    for tok in _WORD_RE.findall(normalise(subj))[:30]:
-        out["h:s:" + _DIGITS_RE.sub("0", tok)] += 1
+    # (digits to 0 before splitting: a digit is a word character either way, the same words)
+    for tok in _WORD_RE.findall(_zero_digits(normalise(subj)))[:30]:
+        out["h:s:" + tok] += 1
     for tok in _WORD_RE.findall(normalise(display))[:10]:
         out["h:f:" + tok] += 1
 
@@ -305,7 +316,7 @@ def _email_meta(f: Features, out: Counter[str]) -> None:
 def meta_tokens(f: Features) -> Counter[str]:
     """Structure tokens (``m:``) and email header words (``h:``) of one message."""
     out: Counter[str] = Counter()
-    urls = f.urls if f.urls else tuple(_find_urls(f.text[:MAX_WORD_CHARS]))
+    urls = f.urls if f.urls else tuple(_find_urls_any(f.text[:MAX_WORD_CHARS]))
     _url_tokens(urls, out)
     _text_meta(f.text, out)
     if f.channel is Channel.SMS:
@@ -417,6 +428,11 @@ def _meta_col(tok: str) -> int:
     return col
 
 
+# structure token (m: and n:, the same few hundred in every message; not the header words of
+# h:, which are content) -> (its block, its column)
+_META_INFO: dict[str, tuple[str, int]] = {}
+
+
 def _meta_key(tok: str) -> str:
     if tok[0] == "h":
         return "h"
@@ -427,9 +443,15 @@ def _meta_block(tokens: Counter[str], weights: dict[str, float] = BLOCK_WEIGHTS
                 ) -> tuple[np.ndarray, np.ndarray]:
     """Structure tokens (``m``), header presence tokens (``n``) and header words (``h``),
     each block L2-normalised and scaled by its weight."""
-    groups: dict[str, list[tuple[str, int]]] = {}
+    groups: dict[str, list[tuple[int, int]]] = {}
+    info = _META_INFO
     for k, c in tokens.items():
-        groups.setdefault(_meta_key(k), []).append((k, c))
+        kc = info.get(k)
+        if kc is None:
+            kc = (_meta_key(k), _meta_col(k))
+            if kc[0] != "h" and len(info) < _CACHE_MAX:
+                info[k] = kc
+        groups.setdefault(kc[0], []).append((kc[1], c))
     cols: list[int] = []
     vals: list[float] = []
     for key in ("m", "n", "h"):
@@ -438,7 +460,7 @@ def _meta_block(tokens: Counter[str], weights: dict[str, float] = BLOCK_WEIGHTS
             continue
         v = [1.0 + math.log(c) if c > 1 else float(c) for _, c in items]
         scale = weights[key] / math.sqrt(sum(x * x for x in v))
-        cols.extend(_meta_col(k) for k, _ in items)
+        cols.extend(col for col, _ in items)
         vals.extend(x * scale for x in v)
     return np.array(cols, dtype=np.int64), np.array(vals, dtype=np.float64)
 
