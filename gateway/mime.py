@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import email.utils
 import html
 import re
-from email.headerregistry import HeaderRegistry, UnstructuredHeader
+from collections.abc import Callable
+from email.headerregistry import HeaderRegistry, ParameterizedMIMEHeader, UnstructuredHeader
 from email.message import EmailMessage, Message
 from email.policy import EmailPolicy
 from typing import Any
@@ -123,7 +125,10 @@ class _HeaderClasses(HeaderRegistry):
         cls = self.registry.get(name.lower(), self.default_class)
         made = self._classes.get(cls)
         if made is None:
-            made = self._classes[cls] = type("_" + cls.__name__, (cls, self.base_class), {})
+            bases: tuple[type, ...] = (cls, self.base_class)
+            if issubclass(cls, ParameterizedMIMEHeader):
+                bases = (_DeferredDefects, *bases)
+            made = self._classes[cls] = type("_" + cls.__name__, bases, {})
             self._lazy[made] = (type(made.__name__, (_LazyHeader, made), {})
                                 if issubclass(cls, UnstructuredHeader) else None)
         return made
@@ -134,6 +139,37 @@ class _HeaderClasses(HeaderRegistry):
         if lazy is not None and _plain_value(value):
             return lazy.known(name, value, cls)
         return cls(name, value)
+
+
+_sanitize: Callable[[str], str] = email.utils._sanitize  # type: ignore[attr-defined]
+
+
+class _DeferredDefects:
+    """Content-Type and Content-Disposition fields as the standard classes make them, except
+    that the defects of the parse tree are collected when `defects` is first read (walking
+    the tree for them was most of the cost of parsing a Content-Type, and the scan never reads
+    them). `parse` is `ParameterizedMIMEHeader.parse` without that one line."""
+
+    _defects: list[Any]
+    _parse_tree: Any
+
+    @classmethod
+    def parse(cls, value: str, kwds: dict[str, Any]) -> None:
+        kwds["parse_tree"] = parse_tree = cls.value_parser(value)  # type: ignore[attr-defined]
+        kwds["decoded"] = str(parse_tree)
+        if parse_tree.params is None:
+            kwds["params"] = {}
+        else:  # (parameter order is arbitrary in MIME)
+            kwds["params"] = {_sanitize(name).lower(): _sanitize(v)
+                              for name, v in parse_tree.params}
+
+    @property
+    def defects(self) -> tuple[Any, ...]:
+        d = self.__dict__
+        if "_defects_collected" not in d:
+            d["_defects_collected"] = True
+            self._defects.extend(self._parse_tree.all_defects)
+        return tuple(self._defects)
 
 
 class _LazyHeader(str):
