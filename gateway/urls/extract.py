@@ -133,12 +133,46 @@ def _normalize(text: str) -> tuple[str, tuple[str, ...], str | None]:
             t = t2
             low = None
     if " ." in t or "\t." in t:
-        t2 = _SPACED_DOT_RE.sub(".", t)
+        t2 = _join_spaced_dots(t)
         if t2 != t:
             ev.append("split")
             t = t2
             low = None
     return t, tuple(ev), low
+
+
+_ASCII_ALNUM = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
+
+
+def _join_spaced_dots(t: str) -> str:
+    """`_SPACED_DOT_RE.sub(".", t)` from the places where a space or tab precedes a dot (each
+    match holds one), not by trying the expression at every position: a match is the whole
+    run of spaces and tabs before the dot, after a letter or digit, the dot, and the run after
+    it, before a letter or digit."""
+    n = len(t)
+    spans: list[tuple[int, int]] = []
+    for pair in (" .", "\t."):
+        i = t.find(pair)
+        while i != -1:
+            a, b = i, i + 2
+            while a > 0 and t[a - 1] in " \t":
+                a -= 1
+            while b < n and t[b] in " \t":
+                b += 1
+            if a > 0 and b < n and t[a - 1] in _ASCII_ALNUM and t[b] in _ASCII_ALNUM:
+                spans.append((a, b))
+            i = t.find(pair, i + 2)
+    if not spans:
+        return t
+    spans.sort()
+    out: list[str] = []
+    last = 0
+    for a, b in spans:
+        out.append(t[last:a])
+        out.append(".")
+        last = b
+    out.append(t[last:])
+    return "".join(out)
 
 
 def _undefang(m: re.Match[str]) -> str:
@@ -284,11 +318,13 @@ def _finditer_at(pattern: re.Pattern[str], t: str, words: tuple[str, ...],
     insensitive): in ASCII text the pattern is tried only where `str.find` sees one of them,
     not at every position of the text. The same matches, in the same order. `low`: t.lower(),
     when the caller has it."""
-    if not t.isascii():  # case folding may change lengths: scan everywhere
-        yield from pattern.finditer(t)
-        return
     if low is None:
         low = t.lower()
+    if not t.isascii():
+        if len(low) != len(t):  # lower case of another length (U+0130): scan everywhere
+            yield from pattern.finditer(t)
+            return
+        low = low.translate(_FOLD_TO_ASCII)
     starts: set[int] = set()
     for word in words:
         i = low.find(word)
@@ -321,6 +357,9 @@ def _subn_at(pattern: re.Pattern[str], repl: Callable[[re.Match[str]], str], t: 
     return "".join(out), len(out) // 2
 
 
+# the characters other than A-Z that IGNORECASE matches with an ASCII letter, as lower() leaves
+# them (dotless i, long s; the Kelvin sign lower-cases to k, U+0130 to two characters)
+_FOLD_TO_ASCII = str.maketrans({"\u0131": "i", "\u017f": "s"})
 _SCHEME_WORDS = ("http", "ftp", "www")  # where a _SCHEME_URL_RE match can begin
 _DEFANG_WORDS = ("hxx", "h**", "htt", "[", "(", "{")  # and a _DEFANG_RE match
 

@@ -10,7 +10,8 @@ from gateway.urls import extract as ex
 
 PIECES = ["http", "https", "HTTP", "ftp", "sftp", "www", "WWW", "wwww", "www1", "://", ":/", ".",
           "a", "x", "-", "/", " ", "\n", "(", ")", "[.]", "href", "src", "formaction", "action",
-          "background", "hxxp", "hXXps", "h**p", "[dot]", "(DOT)", "{.}", "[:]", "[://]", "=", '"', "'", ">", "<a ", "example", "com", "\u00e9", "\u017f", "\u212a", "\u00fc"]  # é, long s, Kelvin, ü
+          "background", "hxxp", "hXXps", "h**p", "[dot]", "(DOT)", "{.}", "[:]", "[://]", "=", '"', "'", ">", "<a ", "example", "com", "\u00e9", "\u017f", "\u212a", "\u00fc",  # é, long s, Kelvin, ü
+          "\u0131", "\u0130", "\u017fRC", "act\u0131on", "HTTP\u017f", "\u3042"]  # dotless i, İ, あ
 
 
 @given(st.lists(st.sampled_from(PIECES), max_size=40))
@@ -74,3 +75,25 @@ def test_normalize_as_before(pieces: list[str]) -> None:
     got, ev, low = ex._normalize(t)
     assert (got, ev) == _normalize_text_before(t) == ex.normalize_text(t)
     assert low is None or low == got.lower()
+
+
+def test_fold_table_is_complete() -> None:
+    """Every character outside ASCII that IGNORECASE matches with an ASCII letter lower-cases
+    to that letter, to two characters (then every position is scanned), or is in the table."""
+    import re
+
+    odd = {}
+    for letter in "abcdefghijklmnopqrstuvwxyz":
+        pattern = re.compile("(?i)" + letter)
+        for cp in range(0x80, 0x3000):  # (the matches are all below U+3000)
+            ch = chr(cp)
+            if pattern.match(ch) and len(ch.lower()) == 1 and ch.lower() != letter:
+                odd[ch.lower()] = letter
+    assert odd == {chr(c): v for c, v in ex._FOLD_TO_ASCII.items()}
+
+
+@given(st.lists(st.sampled_from([" ", "\t", ".", "a", "Z", "0", "-", "\n", "\u00e9", " . ", "x .y"]),
+                max_size=30))
+def test_spaced_dots_as_the_expression(pieces: list[str]) -> None:
+    t = "".join(pieces)
+    assert ex._join_spaced_dots(t) == ex._SPACED_DOT_RE.sub(".", t)
