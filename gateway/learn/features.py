@@ -218,8 +218,27 @@ def _text_meta(text: str, out: Counter[str]) -> None:
         out["m:money"] = 1
     excl = sample.count("!") + sample.count("！")  # noqa: RUF001
     out[f"m:excl={_bucket(excl, (0, 1, 3))}"] = 1
-    if (not ascii_only or any(t in low for t in _DOT_TLDS)) and _BARE_DOMAIN_RE.search(sample):
+    if _has_bare_domain(sample, low) if ascii_only else _BARE_DOMAIN_RE.search(sample):
         out["m:bare_domain"] = 1
+
+
+def _has_bare_domain(sample: str, low: str) -> bool:
+    """Whether `_BARE_DOMAIN_RE` matches ASCII `sample` (`low`: its lower case): tried only
+    around each ".tld" the text holds, in a window as wide as a match can be (a label of up to
+    63 characters before the dot; \b after the TLD sees the next character). A match that
+    reaches the window's end may owe its \b to the window: the whole text decides then."""
+    n = len(sample)
+    for tld in _DOT_TLDS:
+        i = low.find(tld)
+        while i != -1:
+            end = i + 7  # the longest TLD (".info") and one character after it
+            m = _BARE_DOMAIN_RE.search(sample, max(0, i - 64), end)
+            if m is not None:
+                if m.end() < end or end >= n:
+                    return True
+                return _BARE_DOMAIN_RE.search(sample) is not None
+            i = low.find(tld, i + 1)
+    return False
 
 
 def _sender_type(sender: str) -> str:
@@ -393,12 +412,13 @@ def _word_ids(words: list[str]) -> np.ndarray:
 def _counts(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """np.unique(ids, return_counts=True) for a non-empty array of columns, as int64 columns:
     the columns (below N_FEATURES) sorted as uint32, which sorts about twice as fast."""
-    srt = np.sort(ids.astype(np.uint32))
+    srt = ids.astype(np.uint32)  # (a copy: sorted in place)
+    srt.sort()
     edge = np.empty(srt.size + 1, dtype=bool)
     edge[0] = edge[-1] = True
     np.not_equal(srt[1:], srt[:-1], out=edge[1:-1])
     starts = np.flatnonzero(edge)
-    return srt[starts[:-1]].astype(np.int64), np.diff(starts)
+    return srt[starts[:-1]].astype(np.int64), starts[1:] - starts[:-1]
 
 
 def _block(ids: np.ndarray, weight: float) -> tuple[np.ndarray, np.ndarray]:
