@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import gc
 import multiprocessing
 import os
 import smtplib
@@ -111,6 +112,7 @@ def serve(listen: str, data_dir: str, ready: multiprocessing.synchronize.Event,
         await gw.start()
         service = MilterService(gw)
         await service.start()
+        gc.freeze()  # as `mamori serve` does once it serves (gateway/serve.py)
         ready.set()
         while not stop.is_set():
             await asyncio.sleep(0.1)
