@@ -326,9 +326,9 @@ def _email_meta(f: Features, out: Counter[str]) -> None:
         if _SHOUTY_RE.search(subj):
             out["m:subject_shouty"] = 1
     # (digits to 0 before splitting: a digit is a word character either way, the same words)
-    for tok in _WORD_RE.findall(_zero_digits(normalise(subj)))[:30]:
+    for tok in _words(_zero_digits(normalise(subj)))[:30]:
         out["h:s:" + tok] += 1
-    for tok in _WORD_RE.findall(normalise(display))[:10]:
+    for tok in _words(normalise(display))[:10]:
         out["h:f:" + tok] += 1
 
 
@@ -495,12 +495,24 @@ def _zero_digits(text: str) -> str:
     return _DIGITS_RE.sub("0", text)
 
 
+# ASCII bytes with every character that is not a word character (\w: A-Z, a-z, 0-9, _ in
+# ASCII) made a space
+_ASCII_WORD_BYTES = bytes(c if c < 128 and (chr(c).isalnum() or c == 95) else 32 for c in range(256))
+
+
+def _words(text: str) -> list[str]:
+    """`_WORD_RE.findall(text)`; ASCII text by bytes.translate and split, in C (4-5x faster)."""
+    if text.isascii():
+        return text.encode("ascii").translate(_ASCII_WORD_BYTES).decode("ascii").split()
+    return _WORD_RE.findall(text)
+
+
 def row(f: Features) -> tuple[np.ndarray, np.ndarray]:
     """(column indices, values) of one message; indices may repeat across blocks (summed)."""
     text = normalise(f.text[:MAX_WORD_CHARS])
     text0 = _zero_digits(text)
     weights = EMAIL_BLOCK_WEIGHTS if f.channel is Channel.EMAIL else BLOCK_WEIGHTS
-    wi, wv = _block(_word_ids(_WORD_RE.findall(text0)), weights["w"])
+    wi, wv = _block(_word_ids(_words(text0)), weights["w"])
     ci, cv = _block(_char_ids(text0[:MAX_CHAR_CHARS]), weights["c"])
     mi, mv = _meta_block(meta_tokens(f), weights)
     return np.concatenate((wi, ci, mi)), np.concatenate((wv, cv, mv))

@@ -46,3 +46,13 @@ def test_subject_words_zeroed_before_or_after_splitting(pieces: list[str]) -> No
     t = f2.normalise("".join(pieces))
     assert f2._WORD_RE.findall(f2._zero_digits(t)) == [f2._DIGITS_RE.sub("0", w)
                                                         for w in f2._WORD_RE.findall(t)]
+
+
+@given(st.text(st.characters(max_codepoint=0x7f), max_size=80))
+def test_ascii_words_as_the_expression(t: str) -> None:
+    assert f2._words(t) == f2._WORD_RE.findall(t)
+
+
+@given(st.text(max_size=40))
+def test_words_as_the_expression(t: str) -> None:
+    assert f2._words(t) == f2._WORD_RE.findall(t)
