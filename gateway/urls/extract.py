@@ -324,7 +324,9 @@ def _finditer_at(pattern: re.Pattern[str], t: str, words: tuple[str, ...],
         if len(low) != len(t):  # lower case of another length (U+0130): scan everywhere
             yield from pattern.finditer(t)
             return
-        low = low.translate(_FOLD_TO_ASCII)
+        for odd, letter in _FOLD_TO_ASCII.items():  # (str.translate: a lookup per character)
+            if odd in low:
+                low = low.replace(odd, letter)
     starts: set[int] = set()
     for word in words:
         i = low.find(word)
@@ -359,7 +361,7 @@ def _subn_at(pattern: re.Pattern[str], repl: Callable[[re.Match[str]], str], t: 
 
 # the characters other than A-Z that IGNORECASE matches with an ASCII letter, as lower() leaves
 # them (dotless i, long s; the Kelvin sign lower-cases to k, U+0130 to two characters)
-_FOLD_TO_ASCII = str.maketrans({"\u0131": "i", "\u017f": "s"})
+_FOLD_TO_ASCII = {"\u0131": "i", "\u017f": "s"}
 _SCHEME_WORDS = ("http", "ftp", "www")  # where a _SCHEME_URL_RE match can begin
 _DEFANG_WORDS = ("hxx", "h**", "htt", "[", "(", "{")  # and a _DEFANG_RE match
 
