@@ -56,3 +56,21 @@ def test_ascii_words_as_the_expression(t: str) -> None:
 @given(st.text(max_size=40))
 def test_words_as_the_expression(t: str) -> None:
     assert f2._words(t) == f2._WORD_RE.findall(t)
+
+
+@given(st.lists(st.text(max_size=12), max_size=20))
+def test_meta_columns_as_with_numpy(tokens: list[str]) -> None:
+    import numpy as np
+
+    for tok in tokens:
+        h = np.array([f2._token_hash(tok)], dtype=np.uint64)
+        want = int((f2._mix(h ^ f2._SEEDS["m"]) & f2._MASK)[0])
+        f2._META_COLS.pop(tok, None)
+        assert f2._meta_col(tok) == want
+
+
+@given(st.integers(min_value=0, max_value=(1 << 64) - 1))
+def test_mix_one_as_the_vector_mix(h: int) -> None:
+    import numpy as np
+
+    assert f2._mix_one(h) == int(f2._mix(np.array([h], dtype=np.uint64))[0])
