@@ -125,20 +125,21 @@ def _normalize(text: str) -> tuple[str, tuple[str, ...], str | None]:
                 if "fullwidth" not in ev:
                     ev.append("fullwidth")
                 t = t2
-    low: str | None = t.lower()
-    if "[" in t or "(" in t or "{" in t or "xx" in low or "**" in t:  # type: ignore[operator]
+    low = t.lower()
+    changed = False  # (low is t's lower case until t changes below)
+    if "[" in t or "(" in t or "{" in t or "xx" in low or "**" in t:
         t2, n = _subn_at(_DEFANG_RE, _undefang, t, _DEFANG_WORDS, low)  # one scan: find and undo
         if n:
             ev.append("defanged")
             t = t2
-            low = None
+            changed = True
     if " ." in t or "\t." in t:
         t2 = _join_spaced_dots(t)
         if t2 != t:
             ev.append("split")
             t = t2
-            low = None
-    return t, tuple(ev), low
+            changed = True
+    return t, tuple(ev), None if changed else low
 
 
 _ASCII_ALNUM = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
