@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import gc
 import multiprocessing
 import os
 import smtplib
@@ -71,6 +72,15 @@ def load_corpus(limit: int) -> list[tuple[str, bytes]]:
     return out
 
 
+def load_compare_sample(limit: int) -> list[tuple[str, bytes]]:
+    """The selection `perf/compare --limit N` scans (the corpus's spam/ham ratio, seed 1)."""
+    sys.path.insert(0, str(ROOT))
+    from perf.bench import corpus
+
+    return [("spam" if s.spam else "ham", s.raw)
+            for s in corpus.load(corpus.default_corpus_dir(), limit, seed=1)]
+
+
 def sender_of(headers: tuple[tuple[str, str], ...]) -> str:
     for name, value in headers:
         if name.lower() in ("return-path", "from") and "@" in value:
@@ -86,7 +96,7 @@ def sender_of(headers: tuple[tuple[str, str], ...]) -> str:
 
 def serve(listen: str, data_dir: str, ready: multiprocessing.synchronize.Event,
           stop: multiprocessing.synchronize.Event, max_inflight: int, no_checks: bool,
-          zone_file: str) -> None:
+          zone_file: str, loop: str = "asyncio") -> None:
     async def main() -> None:
         settings = load_settings(data_dir=Path(data_dir), hash_key="bench-hash-key-0123456789")
         ms = settings.milter.model_copy(update={"listen": listen, "socket_mode": "0666",
@@ -102,6 +112,7 @@ def serve(listen: str, data_dir: str, ready: multiprocessing.synchronize.Event,
         await gw.start()
         service = MilterService(gw)
         await service.start()
+        gc.freeze()  # as `mamori serve` does once it serves (gateway/serve.py)
         ready.set()
         while not stop.is_set():
             await asyncio.sleep(0.1)
@@ -111,7 +122,13 @@ def serve(listen: str, data_dir: str, ready: multiprocessing.synchronize.Event,
     import logging
 
     logging.getLogger("mamori").setLevel(logging.WARNING)
-    asyncio.run(main())
+    factory = None
+    if loop == "uvloop":  # `mamori serve`'s default when installed (MAMORI_EVENT_LOOP=auto)
+        import uvloop
+
+        factory = uvloop.new_event_loop
+    with asyncio.Runner(loop_factory=factory) as runner:
+        runner.run(main())
 
 
 # -- drivers ---------------------------------------------------------------------------------
@@ -171,11 +188,23 @@ def drive_postfix(smtp_addr: str, corpus: list[tuple[str, bytes]], concurrency: 
     return latencies, outcomes
 
 
+def process_cpu(pid: int, part: str = "both") -> float:
+    """CPU seconds (user + system, or one of them) a process has spent so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    user, system = int(fields[11]), int(fields[12])
+    ticks = user if part == "user" else system if part == "system" else user + system
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def report(kind: str, latencies: list[float], elapsed: float, outcomes: collections.Counter[str],
-           concurrency: int) -> None:
+           concurrency: int, cpu: float | None = None) -> None:
     q = statistics.quantiles(latencies, n=100, method="inclusive")
     print(f"milter bench ({kind}): {len(latencies)} messages, concurrency {concurrency}")
     print(f"  throughput  {len(latencies) / elapsed:8.1f} messages/s")
+    if cpu is not None:  # the milter process only (the driver runs in this one)
+        n = len(latencies)
+        print(f"  milter CPU  {cpu * 1000 / n:8.3f} ms/message   {n / cpu if cpu else 0:8.1f} "
+              f"messages per CPU-second")
     print(f"  latency p50 {q[49] * 1000:8.2f} ms   p90 {q[89] * 1000:8.2f} ms   "
           f"p99 {q[98] * 1000:8.2f} ms   max {max(latencies) * 1000:8.2f} ms")
     print("  outcomes    " + ", ".join(f"{k}={v}" for k, v in sorted(outcomes.items())))
@@ -190,8 +219,17 @@ def main() -> None:
     ap.add_argument("--live-dns", action="store_true",
                     help="let the auth checks query real DNS (default: an empty zone, no network)")
     ap.add_argument("--postfix", action="store_true", help="through Postfix (SMTP) instead")
+    ap.add_argument("--warmup", type=int, default=100,
+                    help="messages sent first and not counted (direct driver)")
+    ap.add_argument("--select", choices=("groups", "compare"), default="groups",
+                    help="groups: the same number from each corpus folder (hard ham and spam "
+                         "weigh more); compare: perf/compare's sample (the corpus's ratio)")
+    ap.add_argument("--tcp", action="store_true",
+                    help="listen on 127.0.0.1 (as perf/compare and most MTAs) instead of a UNIX socket")
+    ap.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio",
+                    help="the milter process's event loop (`mamori serve` uses uvloop when installed)")
     args = ap.parse_args()
-    corpus = load_corpus(args.limit)
+    corpus = load_compare_sample(args.limit) if args.select == "compare" else load_corpus(args.limit)
     with tempfile.TemporaryDirectory(prefix="mamori-milter-bench-") as tmp:
         if args.postfix:
             smtp_addr = os.environ.get("MAMORI_TEST_POSTFIX", "")
@@ -199,6 +237,12 @@ def main() -> None:
             if not smtp_addr or not listen:
                 sys.exit("--postfix needs MAMORI_TEST_POSTFIX and MAMORI_TEST_POSTFIX_MILTER "
                          "(eval \"$(scripts/services/postfix.sh start)\")")
+        elif args.tcp:
+            import socket
+
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                listen = f"127.0.0.1:{s.getsockname()[1]}"
         else:
             listen = f"unix:{tmp}/milter.sock"
         zone_file = ""
@@ -208,21 +252,31 @@ def main() -> None:
         ctx = multiprocessing.get_context("spawn")
         ready, stop = ctx.Event(), ctx.Event()
         proc = ctx.Process(target=serve, args=(listen, f"{tmp}/data", ready, stop, args.max_inflight,
-                                                   args.no_checks, zone_file))
+                                                   args.no_checks, zone_file, args.loop))
         proc.start()
         try:
             if not ready.wait(60):
                 sys.exit("the milter did not start")
-            t0 = time.perf_counter()
+            cpu: float | None = None
             if args.postfix:
+                t0 = time.perf_counter()
                 latencies, outcomes = drive_postfix(smtp_addr, corpus, args.concurrency)
                 kind = "through Postfix, SMTP transaction time"
             else:
+                if args.warmup:
+                    asyncio.run(drive_direct(listen, corpus[:args.warmup], args.concurrency))
+                assert proc.pid is not None
+                c0, t0 = process_cpu(proc.pid), time.perf_counter()
+                s0 = process_cpu(proc.pid, "system")
                 latencies, outcomes = asyncio.run(drive_direct(listen, corpus, args.concurrency))
-                kind = "direct milter protocol, connect to final reply"
+                cpu = process_cpu(proc.pid) - c0
+                system = process_cpu(proc.pid, "system") - s0
+                kind = f"direct milter protocol, connect to final reply, {args.loop} loop"
             if args.no_checks:
                 kind += ", no checks"
-            report(kind, latencies, time.perf_counter() - t0, outcomes, args.concurrency)
+            report(kind, latencies, time.perf_counter() - t0, outcomes, args.concurrency, cpu)
+            if cpu:
+                print(f"  of which   {system * 1000 / len(latencies):8.3f} ms/message in the kernel")
         finally:
             stop.set()
             proc.join(30)

@@ -56,6 +56,9 @@ _URL_RE = re.compile(r"(?i)\b(?:https?://|www\.)[^\s<>\"'　）)」】]+")  # no
 _BARE_DOMAIN_RE = re.compile(r"(?i)\b[a-z0-9-]{2,63}\.(?:com|net|org|jp|info|top|xyz|cn|ru|co|ly|me|io|biz)\b")
 _CJK_RE = re.compile(r"[\u2e80-\u9fff\uf900-\ufaff\uff66-\uff9f]")
 _PHONE_RE = re.compile(r"(?:\+?\d[\d\- ]{7,}\d)")
+# found exactly where _PHONE_RE is found (its optional leading "+" never decides whether there
+# is a match), about twice as fast: the search can skip to the digits
+_PHONE_ANY_RE = re.compile(r"\d[\d\- ]{7,}\d")
 _MONEY_RE = re.compile(r"[£$€¥￥]|\b\d+ ?(?:円|万円|pounds?|usd|dollars?)\b", re.I)
 # what an ASCII text needs for _MONEY_RE's words and _BARE_DOMAIN_RE's endings (lower case)
 _ASCII_MONEY_WORDS = ("pound", "usd", "dollar")
@@ -122,6 +125,16 @@ class Features:
 
 def _find_urls(text: str) -> list[str]:
     return [u.rstrip(".,;:!?") for u in _URL_RE.findall(text)]
+
+
+def _find_urls_any(text: str) -> list[str]:
+    """`_find_urls`, with the text scanned only when it holds "http" or "www." in some case
+    (what every match begins with; no other character matches h, t, p, w or "." ignoring
+    case, so the lower-cased text shows them all)."""
+    low = text.lower()
+    if "http" not in low and "www." not in low:
+        return []
+    return _find_urls(text)
 
 
 def _host(url: str) -> str:
@@ -196,7 +209,7 @@ def _text_meta(text: str, out: Counter[str]) -> None:
         out[f"m:upper={_bucket(upper, (0.05, 0.15, 0.3, 0.6))}"] = 1
         cjk = len(_CJK_RE.findall(sample)) / n_alpha if not ascii_only else 0.0
         out[f"m:cjk={_bucket(cjk, (0.0, 0.3, 0.7))}"] = 1
-    if _PHONE_RE.search(sample):
+    if _PHONE_ANY_RE.search(sample):
         out["m:phone"] = 1
     # ASCII text: the regexes below run only when a word they need is there (with re.I, in
     # ASCII text, exactly what lower() finds); a "$" is a match of _MONEY_RE by itself
@@ -205,8 +218,27 @@ def _text_meta(text: str, out: Counter[str]) -> None:
         out["m:money"] = 1
     excl = sample.count("!") + sample.count("！")  # noqa: RUF001
     out[f"m:excl={_bucket(excl, (0, 1, 3))}"] = 1
-    if (not ascii_only or any(t in low for t in _DOT_TLDS)) and _BARE_DOMAIN_RE.search(sample):
+    if _has_bare_domain(sample, low) if ascii_only else _BARE_DOMAIN_RE.search(sample):
         out["m:bare_domain"] = 1
+
+
+def _has_bare_domain(sample: str, low: str) -> bool:
+    """Whether `_BARE_DOMAIN_RE` matches ASCII `sample` (`low`: its lower case): tried only
+    around each ".tld" the text holds, in a window as wide as a match can be (a label of up to
+    63 characters before the dot; \b after the TLD sees the next character). A match that
+    reaches the window's end may owe its \b to the window: the whole text decides then."""
+    n = len(sample)
+    for tld in _DOT_TLDS:
+        i = low.find(tld)
+        while i != -1:
+            end = i + 7  # the longest TLD (".info") and one character after it
+            m = _BARE_DOMAIN_RE.search(sample, max(0, i - 64), end)
+            if m is not None:
+                if m.end() < end or end >= n:
+                    return True
+                return _BARE_DOMAIN_RE.search(sample) is not None
+            i = low.find(tld, i + 1)
+    return False
 
 
 def _sender_type(sender: str) -> str:
@@ -293,16 +325,17 @@ def _email_meta(f: Features, out: Counter[str]) -> None:
             out["m:subject_encoded"] = 1
         if _SHOUTY_RE.search(subj):
             out["m:subject_shouty"] = 1
-    for tok in _WORD_RE.findall(normalise(subj))[:30]:
-        out["h:s:" + _DIGITS_RE.sub("0", tok)] += 1
-    for tok in _WORD_RE.findall(normalise(display))[:10]:
+    # (digits to 0 before splitting: a digit is a word character either way, the same words)
+    for tok in _words(_zero_digits(normalise(subj)))[:30]:
+        out["h:s:" + tok] += 1
+    for tok in _words(normalise(display))[:10]:
         out["h:f:" + tok] += 1
 
 
 def meta_tokens(f: Features) -> Counter[str]:
     """Structure tokens (``m:``) and email header words (``h:``) of one message."""
     out: Counter[str] = Counter()
-    urls = f.urls if f.urls else tuple(_find_urls(f.text[:MAX_WORD_CHARS]))
+    urls = f.urls if f.urls else tuple(_find_urls_any(f.text[:MAX_WORD_CHARS]))
     _url_tokens(urls, out)
     _text_meta(f.text, out)
     if f.channel is Channel.SMS:
@@ -379,12 +412,13 @@ def _word_ids(words: list[str]) -> np.ndarray:
 def _counts(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """np.unique(ids, return_counts=True) for a non-empty array of columns, as int64 columns:
     the columns (below N_FEATURES) sorted as uint32, which sorts about twice as fast."""
-    srt = np.sort(ids.astype(np.uint32))
+    srt = ids.astype(np.uint32)  # (a copy: sorted in place)
+    srt.sort()
     edge = np.empty(srt.size + 1, dtype=bool)
     edge[0] = edge[-1] = True
     np.not_equal(srt[1:], srt[:-1], out=edge[1:-1])
     starts = np.flatnonzero(edge)
-    return srt[starts[:-1]].astype(np.int64), np.diff(starts)
+    return srt[starts[:-1]].astype(np.int64), starts[1:] - starts[:-1]
 
 
 def _block(ids: np.ndarray, weight: float) -> tuple[np.ndarray, np.ndarray]:
@@ -407,11 +441,31 @@ def _meta_col(tok: str) -> int:
     """The column of a structure token (cached: the same tokens recur in every message)."""
     col = _META_COLS.get(tok)
     if col is None:
-        h = np.array([_token_hash(tok)], dtype=np.uint64)
-        col = int((_mix(h ^ _SEEDS["m"]) & _MASK)[0])
+        col = _mix_one(_token_hash(tok) ^ _SEED_M) & _MASK_INT
         if len(_META_COLS) < _CACHE_MAX:
             _META_COLS[tok] = col
     return col
+
+
+_M64 = (1 << 64) - 1
+_SEED_M = int(_SEEDS["m"])
+_MASK_INT = N_FEATURES - 1
+
+
+def _mix_one(h: int) -> int:
+    """`_mix` of one 64-bit value in Python integers (uint64 arithmetic wraps: masked), without
+    the numpy calls on a one-element array (~1 us instead of ~8 for a structure token or
+    header word not seen before)."""
+    h ^= h >> 30
+    h = (h * 0xBF58476D1CE4E5B9) & _M64
+    h ^= h >> 27
+    h = (h * 0x94D049BB133111EB) & _M64
+    return h ^ (h >> 31)
+
+
+# structure token (m: and n:, the same few hundred in every message; not the header words of
+# h:, which are content) -> (its block, its column)
+_META_INFO: dict[str, tuple[str, int]] = {}
 
 
 def _meta_key(tok: str) -> str:
@@ -424,9 +478,15 @@ def _meta_block(tokens: Counter[str], weights: dict[str, float] = BLOCK_WEIGHTS
                 ) -> tuple[np.ndarray, np.ndarray]:
     """Structure tokens (``m``), header presence tokens (``n``) and header words (``h``),
     each block L2-normalised and scaled by its weight."""
-    groups: dict[str, list[tuple[str, int]]] = {}
+    groups: dict[str, list[tuple[int, int]]] = {}
+    info = _META_INFO
     for k, c in tokens.items():
-        groups.setdefault(_meta_key(k), []).append((k, c))
+        kc = info.get(k)
+        if kc is None:
+            kc = (_meta_key(k), _meta_col(k))
+            if kc[0] != "h" and len(info) < _CACHE_MAX:
+                info[k] = kc
+        groups.setdefault(kc[0], []).append((kc[1], c))
     cols: list[int] = []
     vals: list[float] = []
     for key in ("m", "n", "h"):
@@ -435,7 +495,7 @@ def _meta_block(tokens: Counter[str], weights: dict[str, float] = BLOCK_WEIGHTS
             continue
         v = [1.0 + math.log(c) if c > 1 else float(c) for _, c in items]
         scale = weights[key] / math.sqrt(sum(x * x for x in v))
-        cols.extend(_meta_col(k) for k, _ in items)
+        cols.extend(col for col, _ in items)
         vals.extend(x * scale for x in v)
     return np.array(cols, dtype=np.int64), np.array(vals, dtype=np.float64)
 
@@ -450,12 +510,24 @@ def _zero_digits(text: str) -> str:
     return _DIGITS_RE.sub("0", text)
 
 
+# ASCII bytes with every character that is not a word character (\w: A-Z, a-z, 0-9, _ in
+# ASCII) made a space
+_ASCII_WORD_BYTES = bytes(c if c < 128 and (chr(c).isalnum() or c == 95) else 32 for c in range(256))
+
+
+def _words(text: str) -> list[str]:
+    """`_WORD_RE.findall(text)`; ASCII text by bytes.translate and split, in C (4-5x faster)."""
+    if text.isascii():
+        return text.encode("ascii").translate(_ASCII_WORD_BYTES).decode("ascii").split()
+    return _WORD_RE.findall(text)
+
+
 def row(f: Features) -> tuple[np.ndarray, np.ndarray]:
     """(column indices, values) of one message; indices may repeat across blocks (summed)."""
     text = normalise(f.text[:MAX_WORD_CHARS])
     text0 = _zero_digits(text)
     weights = EMAIL_BLOCK_WEIGHTS if f.channel is Channel.EMAIL else BLOCK_WEIGHTS
-    wi, wv = _block(_word_ids(_WORD_RE.findall(text0)), weights["w"])
+    wi, wv = _block(_word_ids(_words(text0)), weights["w"])
     ci, cv = _block(_char_ids(text0[:MAX_CHAR_CHARS]), weights["c"])
     mi, mv = _meta_block(meta_tokens(f), weights)
     return np.concatenate((wi, ci, mi)), np.concatenate((wv, cv, mv))

@@ -98,6 +98,13 @@ def _add(seen: dict[str, FoundUrl], f: FoundUrl) -> None:
 
 def normalize_text(text: str) -> tuple[str, tuple[str, ...]]:
     """Undo text-level evasions; returns the text and which forms were found."""
+    t, ev, _low = _normalize(text)
+    return t, ev
+
+
+def _normalize(text: str) -> tuple[str, tuple[str, ...], str | None]:
+    """`normalize_text`, and the returned text's lower case when it was computed on the way
+    (None otherwise): the scans that follow need it and need not lower the text again."""
     ev: list[str] = []
     t = text
     if "&" in t and _ENTITY_RE.search(t):
@@ -105,29 +112,68 @@ def normalize_text(text: str) -> tuple[str, tuple[str, ...]]:
         if t2 != t:
             ev.append("entity")
             t = t2
-    if _INVISIBLE_RE.search(t):
-        ev.append("zero-width")
-        t = t.translate(_INVISIBLE)
-    if not t.isascii():
-        if _FULLWIDTH_RE.search(t):
-            ev.append("fullwidth")
-        t = unicodedata.normalize("NFKC", t)
-        t2 = _IDEO_DOT_RE.sub(".", t)
-        if t2 != t:
-            if "fullwidth" not in ev:
+    if not t.isascii():  # (every invisible character is outside ASCII)
+        if _INVISIBLE_RE.search(t):
+            ev.append("zero-width")
+            t = t.translate(_INVISIBLE)
+        if not t.isascii():
+            if _FULLWIDTH_RE.search(t):
                 ev.append("fullwidth")
-            t = t2
-    if "[" in t or "(" in t or "{" in t or "xx" in t.lower() or "**" in t:
-        t2, n = _subn_at(_DEFANG_RE, _undefang, t, _DEFANG_WORDS)  # one scan: find and undo
+            t = unicodedata.normalize("NFKC", t)
+            t2 = _IDEO_DOT_RE.sub(".", t)
+            if t2 != t:
+                if "fullwidth" not in ev:
+                    ev.append("fullwidth")
+                t = t2
+    low = t.lower()
+    changed = False  # (low is t's lower case until t changes below)
+    if "[" in t or "(" in t or "{" in t or "xx" in low or "**" in t:
+        t2, n = _subn_at(_DEFANG_RE, _undefang, t, _DEFANG_WORDS, low)  # one scan: find and undo
         if n:
             ev.append("defanged")
             t = t2
+            changed = True
     if " ." in t or "\t." in t:
-        t2 = _SPACED_DOT_RE.sub(".", t)
+        t2 = _join_spaced_dots(t)
         if t2 != t:
             ev.append("split")
             t = t2
-    return t, tuple(ev)
+            changed = True
+    return t, tuple(ev), None if changed else low
+
+
+_ASCII_ALNUM = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
+
+
+def _join_spaced_dots(t: str) -> str:
+    """`_SPACED_DOT_RE.sub(".", t)` from the places where a space or tab precedes a dot (each
+    match holds one), not by trying the expression at every position: a match is the whole
+    run of spaces and tabs before the dot, after a letter or digit, the dot, and the run after
+    it, before a letter or digit."""
+    n = len(t)
+    spans: list[tuple[int, int]] = []
+    for pair in (" .", "\t."):
+        i = t.find(pair)
+        while i != -1:
+            a, b = i, i + 2
+            while a > 0 and t[a - 1] in " \t":
+                a -= 1
+            while b < n and t[b] in " \t":
+                b += 1
+            if a > 0 and b < n and t[a - 1] in _ASCII_ALNUM and t[b] in _ASCII_ALNUM:
+                spans.append((a, b))
+            i = t.find(pair, i + 2)
+    if not spans:
+        return t
+    spans.sort()
+    out: list[str] = []
+    last = 0
+    for a, b in spans:
+        out.append(t[last:a])
+        out.append(".")
+        last = b
+    out.append(t[last:])
+    return "".join(out)
 
 
 def _undefang(m: re.Match[str]) -> str:
@@ -229,11 +275,13 @@ def _dot_tokens(t: str) -> list[tuple[int, int]]:
 def _from_text(text: str, source: str) -> list[FoundUrl]:
     if not _maybe_url(text):
         return []
-    t, ev = normalize_text(text)
+    t, ev, low = _normalize(text)
     out: list[FoundUrl] = []
     taken: list[tuple[int, int]] = []
-    if "://" in t or "www" in t.lower():
-        for m in _finditer_at(_SCHEME_URL_RE, t, _SCHEME_WORDS):
+    if low is None:
+        low = t.lower()
+    if "://" in t or "www" in low:
+        for m in _finditer_at(_SCHEME_URL_RE, t, _SCHEME_WORDS, low):
             start, end = m.span()
             url = m.group(0)
             url, end, joined = _join_broken(t, url, end)
@@ -265,14 +313,21 @@ def _from_text(text: str, source: str) -> list[FoundUrl]:
     return out
 
 
-def _finditer_at(pattern: re.Pattern[str], t: str, words: tuple[str, ...]) -> Iterator[re.Match[str]]:
+def _finditer_at(pattern: re.Pattern[str], t: str, words: tuple[str, ...],
+                 low: str | None = None) -> Iterator[re.Match[str]]:
     """`pattern.finditer(t)` for a pattern whose matches all begin with one of `words` (case
     insensitive): in ASCII text the pattern is tried only where `str.find` sees one of them,
-    not at every position of the text. The same matches, in the same order."""
-    if not t.isascii():  # case folding may change lengths: scan everywhere
-        yield from pattern.finditer(t)
-        return
-    low = t.lower()
+    not at every position of the text. The same matches, in the same order. `low`: t.lower(),
+    when the caller has it."""
+    if low is None:
+        low = t.lower()
+    if not t.isascii():
+        if len(low) != len(t):  # lower case of another length (U+0130): scan everywhere
+            yield from pattern.finditer(t)
+            return
+        for odd, letter in _FOLD_TO_ASCII.items():  # (str.translate: a lookup per character)
+            if odd in low:
+                low = low.replace(odd, letter)
     starts: set[int] = set()
     for word in words:
         i = low.find(word)
@@ -290,12 +345,12 @@ def _finditer_at(pattern: re.Pattern[str], t: str, words: tuple[str, ...]) -> It
 
 
 def _subn_at(pattern: re.Pattern[str], repl: Callable[[re.Match[str]], str], t: str,
-             words: tuple[str, ...]) -> tuple[str, int]:
+             words: tuple[str, ...], low: str | None = None) -> tuple[str, int]:
     """`pattern.subn(repl, t)` with the matches of `_finditer_at` (patterns that cannot
     match the empty string)."""
     out: list[str] = []
     last = 0
-    for m in _finditer_at(pattern, t, words):
+    for m in _finditer_at(pattern, t, words, low):
         out.append(t[last:m.start()])
         out.append(repl(m))
         last = m.end()
@@ -305,6 +360,9 @@ def _subn_at(pattern: re.Pattern[str], repl: Callable[[re.Match[str]], str], t: 
     return "".join(out), len(out) // 2
 
 
+# the characters other than A-Z that IGNORECASE matches with an ASCII letter, as lower() leaves
+# them (dotless i, long s; the Kelvin sign lower-cases to k, U+0130 to two characters)
+_FOLD_TO_ASCII = {"\u0131": "i", "\u017f": "s"}
 _SCHEME_WORDS = ("http", "ftp", "www")  # where a _SCHEME_URL_RE match can begin
 _DEFANG_WORDS = ("hxx", "h**", "htt", "[", "(", "{")  # and a _DEFANG_RE match
 

@@ -10,7 +10,8 @@ from gateway.urls import extract as ex
 
 PIECES = ["http", "https", "HTTP", "ftp", "sftp", "www", "WWW", "wwww", "www1", "://", ":/", ".",
           "a", "x", "-", "/", " ", "\n", "(", ")", "[.]", "href", "src", "formaction", "action",
-          "background", "hxxp", "hXXps", "h**p", "[dot]", "(DOT)", "{.}", "[:]", "[://]", "=", '"', "'", ">", "<a ", "example", "com", "\u00e9", "\u017f", "\u212a", "\u00fc"]  # é, long s, Kelvin, ü
+          "background", "hxxp", "hXXps", "h**p", "[dot]", "(DOT)", "{.}", "[:]", "[://]", "=", '"', "'", ">", "<a ", "example", "com", "\u00e9", "\u017f", "\u212a", "\u00fc",  # é, long s, Kelvin, ü
+          "\u0131", "\u0130", "\u017fRC", "act\u0131on", "HTTP\u017f", "\u3042"]  # dotless i, İ, あ
 
 
 @given(st.lists(st.sampled_from(PIECES), max_size=40))
@@ -28,3 +29,71 @@ def test_examples() -> None:
     t = "see https://a.example/x, www.b.example and xhttp://c.example (ftp://d.example)"
     got = [m.group(0) for m in ex._finditer_at(ex._SCHEME_URL_RE, t, ex._SCHEME_WORDS)]
     assert got == ["https://a.example/x,", "www.b.example", "ftp://d.example)"]
+
+
+def _normalize_text_before(text: str) -> tuple[str, tuple[str, ...]]:
+    """normalize_text as it was before `_normalize` shared its lower-cased text (the reference)."""
+    ev: list[str] = []
+    t = text
+    if "&" in t and ex._ENTITY_RE.search(t):
+        t2 = ex.htmlmod.unescape(t)
+        if t2 != t:
+            ev.append("entity")
+            t = t2
+    if ex._INVISIBLE_RE.search(t):
+        ev.append("zero-width")
+        t = t.translate(ex._INVISIBLE)
+    if not t.isascii():
+        if ex._FULLWIDTH_RE.search(t):
+            ev.append("fullwidth")
+        t = ex.unicodedata.normalize("NFKC", t)
+        t2 = ex._IDEO_DOT_RE.sub(".", t)
+        if t2 != t:
+            if "fullwidth" not in ev:
+                ev.append("fullwidth")
+            t = t2
+    if "[" in t or "(" in t or "{" in t or "xx" in t.lower() or "**" in t:
+        t2, n = ex._DEFANG_RE.subn(ex._undefang, t)
+        if n:
+            ev.append("defanged")
+            t = t2
+    if " ." in t or "\t." in t:
+        t2 = ex._SPACED_DOT_RE.sub(".", t)
+        if t2 != t:
+            ev.append("split")
+            t = t2
+    return t, tuple(ev)
+
+
+NORMALIZE_PIECES = [*PIECES, "&amp;", "&#46;", "&period;", "&", "\u200b", "\u00ad", "\uff0e",
+                    "\u3002", "\uff41", " . ", "\t.", "xX", "**", "Xx", "\ufeff"]
+
+
+@given(st.lists(st.sampled_from(NORMALIZE_PIECES), max_size=40))
+def test_normalize_as_before(pieces: list[str]) -> None:
+    t = "".join(pieces)
+    got, ev, low = ex._normalize(t)
+    assert (got, ev) == _normalize_text_before(t) == ex.normalize_text(t)
+    assert low is None or low == got.lower()
+
+
+def test_fold_table_is_complete() -> None:
+    """Every character outside ASCII that IGNORECASE matches with an ASCII letter lower-cases
+    to that letter, to two characters (then every position is scanned), or is in the table."""
+    import re
+
+    odd = {}
+    for letter in "abcdefghijklmnopqrstuvwxyz":
+        pattern = re.compile("(?i)" + letter)
+        for cp in range(0x80, 0x3000):  # (the matches are all below U+3000)
+            ch = chr(cp)
+            if pattern.match(ch) and len(ch.lower()) == 1 and ch.lower() != letter:
+                odd[ch.lower()] = letter
+    assert odd == ex._FOLD_TO_ASCII
+
+
+@given(st.lists(st.sampled_from([" ", "\t", ".", "a", "Z", "0", "-", "\n", "\u00e9", " . ", "x .y"]),
+                max_size=30))
+def test_spaced_dots_as_the_expression(pieces: list[str]) -> None:
+    t = "".join(pieces)
+    assert ex._join_spaced_dots(t) == ex._SPACED_DOT_RE.sub(".", t)

@@ -1,0 +1,76 @@
+"""The shortcuts of the f2 featuriser give what the expressions they stand for give."""
+
+from __future__ import annotations
+
+import re
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from gateway.learn import features as f2
+
+
+@given(st.lists(st.sampled_from(["a", "Z", "0", "-", ".", " ", "com", "COM", ".co", ".info", "net",
+                                 "x" * 30, "y" * 62, "_", "@", "/", ".jp", "bIz", "\n", "\u00e9"]),
+                max_size=30))
+def test_bare_domain_found_as_by_the_expression(pieces: list[str]) -> None:
+    t = "".join(pieces)
+    if t.isascii():
+        assert f2._has_bare_domain(t, t.lower()) == (f2._BARE_DOMAIN_RE.search(t) is not None)
+
+
+@given(st.lists(st.sampled_from(["+", "1", "0", "9", "-", " ", "a", "\u0661", "\n"]), max_size=30))
+def test_phone_found_as_by_the_expression(pieces: list[str]) -> None:
+    t = "".join(pieces)
+    assert (f2._PHONE_ANY_RE.search(t) is None) == (f2._PHONE_RE.search(t) is None)
+
+
+@given(st.lists(st.sampled_from(["http", "HTTP", "hTtPs", "://", "www.", "WWW.", "ww", "w.", "x",
+                                 " ", "\u017f", "\u212a", "\u0131", "example.com"]), max_size=20))
+def test_url_prefilter_finds_what_the_expression_finds(pieces: list[str]) -> None:
+    t = "".join(pieces)
+    assert f2._find_urls_any(t) == f2._find_urls(t)
+
+
+def test_no_other_character_matches_the_url_words_ignoring_case() -> None:
+    """The prefilter of `_find_urls_any` looks for "http" and "www." in the lower-cased text:
+    no character outside ASCII matches h, t, p, w or "." ignoring case (U+3000 and above hold
+    no case pairs of ASCII letters)."""
+    for ch in "htpw.":
+        pattern = re.compile("(?i)" + re.escape(ch))
+        assert [cp for cp in range(0x80, 0x3000) if pattern.match(chr(cp))] == []
+
+
+@given(st.lists(st.sampled_from(["a", "1", "\u0661", " ", "_", "\u00e9", "X"]), max_size=20))
+def test_subject_words_zeroed_before_or_after_splitting(pieces: list[str]) -> None:
+    t = f2.normalise("".join(pieces))
+    assert f2._WORD_RE.findall(f2._zero_digits(t)) == [f2._DIGITS_RE.sub("0", w)
+                                                        for w in f2._WORD_RE.findall(t)]
+
+
+@given(st.text(st.characters(max_codepoint=0x7f), max_size=80))
+def test_ascii_words_as_the_expression(t: str) -> None:
+    assert f2._words(t) == f2._WORD_RE.findall(t)
+
+
+@given(st.text(max_size=40))
+def test_words_as_the_expression(t: str) -> None:
+    assert f2._words(t) == f2._WORD_RE.findall(t)
+
+
+@given(st.lists(st.text(max_size=12), max_size=20))
+def test_meta_columns_as_with_numpy(tokens: list[str]) -> None:
+    import numpy as np
+
+    for tok in tokens:
+        h = np.array([f2._token_hash(tok)], dtype=np.uint64)
+        want = int((f2._mix(h ^ f2._SEEDS["m"]) & f2._MASK)[0])
+        f2._META_COLS.pop(tok, None)
+        assert f2._meta_col(tok) == want
+
+
+@given(st.integers(min_value=0, max_value=(1 << 64) - 1))
+def test_mix_one_as_the_vector_mix(h: int) -> None:
+    import numpy as np
+
+    assert f2._mix_one(h) == int(f2._mix(np.array([h], dtype=np.uint64))[0])

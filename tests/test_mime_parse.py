@@ -1,0 +1,152 @@
+"""gateway.mime.PARSE_POLICY (shared header classes, unstructured fields parsed on first use
+of more than their text) against the standard library's default policy: the same message
+tree, header texts, parsed header attributes and defects, over the corpus and over generated
+messages (line ends, folds, missing blank lines, multipart, encoded words)."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+from email.message import Message
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from gateway.mime import PARSE_POLICY
+
+_HEADER_ATTRS = ("defects", "params", "content_type", "maintype", "subtype", "cte",
+                 "content_disposition", "addresses", "datetime", "major", "minor", "version")
+
+
+def _header_view(value: Any) -> tuple[Any, ...]:
+    out: list[Any] = [str(value), type(value).__mro__[-3].__name__]
+    for attr in _HEADER_ATTRS:
+        try:
+            got = getattr(value, attr)
+        except AttributeError:
+            out.append("-")
+            continue
+        if attr == "defects":
+            got = [(type(d).__name__, str(d)) for d in got]
+        elif attr == "params":
+            got = dict(got)
+        elif attr == "addresses":
+            got = [str(a) for a in got]
+        out.append(got)
+    return tuple(out)
+
+
+def _fetched(part: Message, name: str, raw: str) -> object:
+    try:
+        return _header_view(part.policy.header_fetch_parse(name, raw))
+    except Exception as exc:  # (the standard library fails on some fields, both ways alike)
+        return type(exc).__name__
+
+
+def _view(msg: Message) -> list[Any]:
+    """Everything a reader of the parsed message can see, part by part."""
+    out: list[Any] = []
+    for part in msg.walk():
+        payload = part._payload
+        out.append((
+            part.get_unixfrom(), list(part._headers),
+            [_fetched(part, name, raw) for name, raw in part._headers],
+            payload if isinstance(payload, str) else len(payload or []),
+            [(type(d).__name__, str(d)) for d in part.defects],
+            part.preamble, part.epilogue, part.get_default_type(),
+            part.get_content_type(), part.get_params(), part.get_boundary(),
+            part.get_content_charset(), part.is_multipart(),
+            part.get_payload(decode=True) if not part.is_multipart() else None,
+        ))
+    return out
+
+
+def _flat(msg: Message, policy: Any) -> object:
+    try:
+        return msg.as_bytes(policy=policy)
+    except Exception as exc:  # (the standard library cannot write some parsed mail back)
+        return type(exc).__name__
+
+
+def _same(raw: bytes) -> None:
+    ours = email.message_from_bytes(raw, policy=PARSE_POLICY)
+    theirs = email.message_from_bytes(raw, policy=email.policy.default)
+    assert _view(ours) == _view(theirs)
+    assert _flat(ours, PARSE_POLICY) == _flat(theirs, email.policy.default)
+
+
+def test_corpus_sample_parses_the_same(shared_data: Path) -> None:
+    from tests.digests import corpus_sample
+
+    for path in corpus_sample(shared_data / "email" / "spamassassin", start=3, step=10, size=600):
+        _same(path.read_bytes())
+
+
+@pytest.mark.parametrize("raw", [
+    b"Subject: hi\r\n\r\nbody\r\n",
+    b"Subject: hi\n\nbody\n",
+    b"Subject: hi\r\rbody\r",  # lone CR line ends
+    b"Subject: hi\r\n\r\r\nbody",  # a lone CR blank line, then CRLF
+    b"Subject: hi\r\nnot a header line\r\nbody\r\n",  # no blank line: a defect
+    b"Subject: hi\r\n",  # no body
+    b"Subject: hi",  # no line end
+    b"",
+    b"\r\n\r\nbody",
+    b"From someone@example.com Mon Jan  1 00:00:00 2024\nSubject: x\n\nbody\n",
+    b"Subject: =?utf-8?q?caf=C3=A9?= and =?iso-8859-1?b?Y2Fm6Q==?=\r\n\r\nx",
+    b"Subject: folded\r\n\tsecond line\r\n  third\r\n\r\nx",
+    b"Subject: \xe3\x81\x82 raw utf-8\r\n\r\nx",
+    b"Content-Type: text/plain; charset=\"utf-8\"; format=flowed\r\n\r\ncaf\xc3\xa9",
+    b"Content-Type: text/plain; charset*=utf-8''caf%C3%A9\r\n\r\nx",
+    b"Content-Type: text/plain (comment); charset=us-ascii\r\n\r\nx",
+    b"Content-Type: text/plain; name=\"a\\\"b\"\r\n\r\nx",
+    b"Content-Type: text\r\n\r\nx",
+    b"Content-Type: ;;\r\n\r\nx",
+    b"Content-Type: text/plain; charset\r\n\r\nx",
+    b"Content-Type: multipart/mixed\r\n\r\nno boundary\r\n",
+    b"Content-Type: multipart/mixed; boundary=XX\r\n\r\npre\r\n--XX\r\nContent-Type: text/html\r\n\r\n"
+    b"<b>x</b>\r\n--XX\r\n\r\nplain\r\n--XX--\r\nepilogue\r\n",
+    b"Content-Type: message/rfc822\r\n\r\nSubject: inner\r\n\r\ninner body\r\n",
+    b"Content-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; x\r\n\r\nAction: failed\r\n",
+    b"Content-Type: MULTIPART/alternative; boundary=\"b\"\r\n\r\n--b\r\n\r\nx\r\n--b--\r\n",
+    b"Content-Transfer-Encoding: base64\r\nContent-Type: text/plain\r\n\r\nY2Fm6Q==\r\n",
+    b"Subject: x\r\n: empty name\r\n\r\nbody",
+    b"Subject: x\r\nFrom y\r\n\r\nbody",  # a "From " line last: the parser makes it body
+    b"From a\nSubject: x\nFrom b\nTo: c\n\nbody",
+    b" continuation first\r\nSubject: x\r\n\r\nbody",
+    b"Subject: x\x0b\x0cy\r\n\r\nbody",
+    b"Subject: \r\n\r\nbody",
+])
+def test_edge_cases_parse_the_same(raw: bytes) -> None:
+    _same(raw)
+
+
+_LINE_ENDS = st.sampled_from(["\r\n", "\n", "\r"])
+_VALUES = st.one_of(
+    st.text(st.characters(min_codepoint=1, max_codepoint=0x7f), max_size=40),
+    st.sampled_from(["text/plain; charset=us-ascii", 'text/html; charset="iso-8859-1"',
+                     "multipart/alternative; boundary=b1", "message/rfc822", "=?utf-8?q?a?=",
+                     "text/plain;charset=utf-8;", 'a/b; x="y z"', "text/plain; q=\"\\\"\"",
+                     "x/y; a=b (c)", "  text/plain  ;  charset = utf-8  "]),
+    st.text(max_size=20),
+)
+_FIELDS = st.tuples(st.sampled_from(["Subject", "Content-Type", "From", "X-A", "To", "Date",
+                                     "Content-Transfer-Encoding", "MIME-Version"]), _VALUES)
+_LINES = st.one_of(
+    _FIELDS.map(lambda f: f"{f[0]}: {f[1]}"),
+    st.sampled_from(["From a@b.example Mon Jan  1 00:00:00 2024", " continued", "\tcontinued",
+                     "not a field", ": no name", "Bad Name: x", ""]),
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_LINES, max_size=7), _LINE_ENDS, st.booleans(),
+       st.text(st.characters(min_codepoint=1, max_codepoint=0x7f), max_size=60))
+def test_generated_messages_parse_the_same(lines: list[str], eol: str,
+                                           blank: bool, body: str) -> None:
+    head = "".join(line + eol for line in lines)
+    raw = (head + (eol if blank else "") + body).encode("utf-8", "surrogateescape")
+    _same(raw)
