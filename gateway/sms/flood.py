@@ -55,7 +55,12 @@ class MemoryCounter:
     Per key: the bucket, the members of the current and the previous bucket, and the size of
     their union, kept up to date as members arrive (a member new to the current bucket counts
     when the previous one did not have it), so an answer costs O(1) however many members a
-    key holds (a union per call made a popular text cost O(recipients) per message)."""
+    key holds (a union per call made a popular text cost O(recipients) per message).
+
+    The state is shaped for the garbage collector: a key's entry is a tuple replaced on each
+    change and its members are dict keys (str -> None), so the collector stops tracking both
+    after its first look at them. With sets in a list, every key the window held was three
+    objects each full collection walked: 200,000 keys, a pause of ~100 ms per collection."""
 
     def __init__(self, window: float, *, max_keys: int = 200_000, cap: int = 10_000,
                  clock: Any = time.monotonic) -> None:
@@ -63,7 +68,9 @@ class MemoryCounter:
         self.max_keys = max_keys
         self.cap = cap  # members kept per key and bucket (enough to cross any threshold)
         self.clock = clock
-        self._data: OrderedDict[str, list[Any]] = OrderedDict()  # [bucket, now, prev, union]
+        # key -> (bucket, members now, members of the previous bucket, size of their union)
+        self._data: OrderedDict[str, tuple[int, dict[str, None], dict[str, None], int]] = (
+            OrderedDict())
 
     def add(self, key: str, member: str) -> int:
         """Add `member` under `key`; return the distinct members in the window."""
@@ -71,14 +78,18 @@ class MemoryCounter:
         data = self._data
         cur = data.get(key)
         if cur is None or cur[0] < bucket - 1:
-            cur = data[key] = [bucket, set(), set(), 0]
+            now: dict[str, None] = {}
+            prev: dict[str, None] = _NONE
+            count = 0
         elif cur[0] == bucket - 1:  # roll: the current bucket becomes the previous one
-            cur[0], cur[1], cur[2], cur[3] = bucket, set(), cur[1], len(cur[1])
-        now_set: set[str] = cur[1]
-        if member not in now_set and len(now_set) < self.cap:
-            now_set.add(member)
-            if member not in cur[2]:
-                cur[3] += 1
+            now, prev, count = {}, cur[1], len(cur[1])
+        else:  # this bucket (or a later one, if the clock stepped back): kept
+            bucket, now, prev, count = cur
+        if member not in now and len(now) < self.cap:
+            now[member] = None
+            if member not in prev:
+                count += 1
+        data[key] = (bucket, now, prev, count)
         data.move_to_end(key)  # the dict is in order of last use
         # keys last used before the previous bucket count nothing any more: drop them, so the
         # held state is what the window saw (rate x window), not every key since start-up
@@ -87,11 +98,13 @@ class MemoryCounter:
             if data[oldest][0] >= bucket - 1 and len(data) <= self.max_keys:
                 break
             del data[oldest]
-        count: int = cur[3]
         return count
 
     def __len__(self) -> int:
         return len(self._data)
+
+
+_NONE: dict[str, None] = {}  # the previous bucket of a new key (never written to)
 
 
 class RedisCounter:

@@ -304,6 +304,7 @@ class CachedPolicyStore:
         self.hits = 0
         self.misses = 0
         self.stale = 0
+        self.defaults = 0  # answered with the defaults from the known set, not cached
 
     # -- the scan path ----------------------------------------------------------------------
 
@@ -321,10 +322,11 @@ class CachedPolicyStore:
             return hit[1]
         if (self._known is not None and subscriber not in self._known
                 and isinstance(self.inner, DbPolicyStore)):
-            self.misses += 1  # nothing stored: the defaults, without a read, a future or a timer
-            policy = DEFAULT_POLICY.for_subscriber(subscriber)
-            self._store(subscriber, policy)
-            return policy
+            # nothing stored: the defaults, without a read, a future or a timer; and not kept
+            # (a Policy and a tuple per subscriber ever seen, up to `maxsize`, were objects
+            # every full garbage collection walked: the set of known subscribers answers it)
+            self.defaults += 1
+            return DEFAULT_POLICY.for_subscriber(subscriber)
         return None
 
     async def get(self, subscriber: str | None) -> Policy:

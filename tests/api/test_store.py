@@ -109,11 +109,22 @@ async def test_change_feed_poller_runs_in_background(db: Database) -> None:
     await replica2.start()
     await replica2.get("s5")
     await replica1.put(Policy(subscriber="s5", strength=Strength.HIGH))
-    for _ in range(200):
-        if replica2.cached("s5") and replica2.cached("s5").strength == "high":  # type: ignore[union-attr]
+    for _ in range(200):  # s5 had the defaults, not cached: the feed marks it as stored
+        if (await replica2.get("s5")).strength == "high":
             break
         await asyncio.sleep(0.02)
     assert replica2.cached("s5").strength == "high"  # type: ignore[union-attr]
+    await replica1.put(Policy(subscriber="s6", strength=Strength.HIGH))
+    for _ in range(200):  # cached once read as stored, then changed elsewhere: reloaded
+        if (await replica2.get("s6")).strength == "high":
+            break
+        await asyncio.sleep(0.02)
+    await replica1.put(Policy(subscriber="s6", strength=Strength.LOW))
+    for _ in range(200):
+        if replica2.cached("s6") and replica2.cached("s6").strength == "low":  # type: ignore[union-attr]
+            break
+        await asyncio.sleep(0.02)
+    assert replica2.cached("s6").strength == "low"  # type: ignore[union-attr]
     await replica1.close()
     await replica2.close()
 

@@ -23,7 +23,7 @@ from gateway.ingress import milter_codec as mc
 from gateway.ingress import smtp as smtp_ingress
 from gateway.ingress.authres import authserv_id_of, strip_forged
 from gateway.message import Message, ScanContext
-from gateway.policy import DEFAULT_POLICY
+from gateway.policy import DEFAULT_POLICY, Policy
 from gateway.runtime import Gateway
 from tests.faults.support import Sink
 from tests.ingress.milter_support import HAM_BODY, HAM_HEADERS
@@ -341,8 +341,13 @@ async def test_policy_cache_is_bounded_by_the_setting(settings: Settings) -> Non
     gw = Gateway.create(s)
     await gw.start()
     try:
+        assert gw.stores is not None
+        for i in range(20):  # stored policies are cached (the defaults need no entry)
+            await gw.stores.policies.put(Policy(subscriber=f"+8180{i:08d}", youth=True))
         for i in range(20):
-            await gw.policy_for(f"+8180{i:08d}")
-        assert gw.stores is not None and len(gw.stores.policies._cache) == 5
+            assert (await gw.policy_for(f"+8180{i:08d}")).youth is True
+        assert len(gw.stores.policies._cache) == 5
+        await gw.policy_for("+818099999999")  # nothing stored: not cached
+        assert len(gw.stores.policies._cache) == 5 and "+818099999999" not in gw.stores.policies._cache
     finally:
         await gw.close()
