@@ -7,9 +7,10 @@ subscriber seen recently.
   * a subscriber seen recently is answered from memory, always; an entry older than `ttl` is
     still answered at once and refreshed in the background (stale-while-revalidate), and kept
     when the database is down;
-  * a subscriber with no stored policy (most of them) is answered from memory too: at start
-    the cache loads the ids of the subscribers that have one (up to `max_known`; beyond that
-    every miss reads the database), and the change feed and local writes keep that set;
+  * a subscriber with no stored policy (most of them) is answered from memory too, with a
+    copy of the defaults and no cache entry: at start the cache loads the ids of the
+    subscribers that have one (up to `max_known`; beyond that every miss reads the database
+    and caches what it read), and the change feed and local writes keep that set;
   * a subscriber not cached while the store is down, or slower than `timeout`, is scanned
     with the default policy when `fallback` is on (MAMORI_STORE__POLICY_FALLBACK=default,
     counted in mamori_policy_fallbacks_total) and refreshed in the background like a stale
