@@ -1,7 +1,8 @@
 """perf/compare: mamori, rspamd and SpamAssassin side by side, same corpus, same run.
 
 Each system runs alone while it is measured (the others are stopped), is warmed up, then gets
-the corpus from the same number of concurrent clients. Per-core throughput comes from the CPU
+the corpus from the same number of concurrent clients; with --rounds N all run at once and
+each interface is measured N times round robin. Per-core throughput comes from the CPU
 seconds of the system's own process tree over the timed phase, not from wall time.
 """
 
@@ -9,10 +10,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime as dt
 import os
 import platform
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -25,7 +28,16 @@ import orjson
 from perf.bench import corpus, holdout, mamori, milter, rspamd, spamassassin
 from perf.bench.drive import Send, measure
 from perf.bench.procs import Daemon, DaemonError, Daemons
-from perf.bench.stats import Outcome, SystemResult, goals, goals_text, ratios, table
+from perf.bench.stats import (
+    Outcome,
+    SystemResult,
+    goals,
+    goals_text,
+    merge,
+    ratios,
+    round_ratios,
+    table,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 SYSTEMS = ("mamori", "rspamd", "spamassassin")
@@ -55,6 +67,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         "the live one; 'auto': holdout when possible [auto]")
     p.add_argument("--corpus", type=Path, default=None, help="corpus folder with labels.csv")
     p.add_argument("--seed", type=int, default=1, help="sample/shuffle seed [1]")
+    p.add_argument("--rounds", type=int, default=1,
+                   help="all systems up at once, every interface measured this many times round "
+                        "robin (the host's drift then falls on all alike) [1: one after the other]")
     p.add_argument("--out", type=Path, default=ROOT / "perf" / "out", help="results folder")
     p.add_argument("--publish", action="store_true", help="copy the plot to docs/img/")
     p.add_argument("--no-install", action="store_true", help="do not install missing peers")
@@ -67,6 +82,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         p.error("--concurrency and --workers must be >= 1, --warmup >= 0")
     if a.limit is not None and a.limit < 1:
         p.error("--limit must be >= 1")
+    if a.rounds < 1:
+        p.error("--rounds must be >= 1")
     extra = {}
     for kv in a.mamori_env:
         k, sep, v = kv.partition("=")
@@ -101,6 +118,8 @@ class Run:
         self.results: list[SystemResult] = []
         self.outcomes: dict[str, list[Outcome]] = {}
         self.info: dict[str, Any] = {}
+        self.daemons: list[tuple[str, Daemon]] = []
+        self.rounds: list[list[SystemResult]] = []  # with --rounds: each round's rows
 
     def log(self, text: str) -> None:
         print(text, flush=True)
@@ -151,7 +170,25 @@ class Run:
         self.log(f"  trained in {took:.0f}s: {out}")
         return f"holdout: trained on the {n} corpus messages not measured ({took:.0f}s)"
 
-    def run_mamori(self, ds: Daemons) -> None:
+    # Each system: `setup_*` starts its daemon (if any) and returns one measurement per
+    # interface, each a function that measures once in an event loop of its own; `teardown`
+    # notes the daemon's memory and stops it. Without --rounds each system is set up,
+    # measured and torn down in turn (the others stopped meanwhile); with --rounds N all run at
+    # once and every interface is measured N times round robin.
+
+    def _once(self, system: str, open_iface: Any, version: str, threshold: str,
+              cpu: Any) -> Any:
+        """A measurement of one interface in an event loop of its own; `open_iface()` is an
+        async context manager giving the interface, ready to send to."""
+        def run() -> SystemResult:
+            async def go() -> SystemResult:
+                async with open_iface() as iface:
+                    result: SystemResult = await self._measure(system, iface, version, threshold, cpu)
+                    return result
+            return asyncio.run(go())
+        return run
+
+    def setup_mamori(self, ds: Daemons) -> list[Any]:
         a = self.args
         root = self.work / "mamori"
         shutil.rmtree(root, ignore_errors=True)
@@ -159,20 +196,22 @@ class Run:
         version = mamori.version()
         model = self.model(root)
         self.log(f"mamori {version}: in-process scoring")
-        inproc = mamori.InProcess(root / "inprocess", a.mamori_env)
-        self.info["mamori"] = {**mamori.describe(inproc), "email_model": model}
+        first = mamori.InProcess(root / "inprocess", a.mamori_env)
+        self.info["mamori"] = {**mamori.describe(first), "email_model": model}
         self.log(f"  email model: {model}")
-        self.log(f"  checks: {', '.join(inproc.checks)}")
+        self.log(f"  checks: {', '.join(first.checks)}")
+        made = [first]
 
-        async def inprocess() -> None:
-            await inproc.start()
+        @contextlib.asynccontextmanager
+        async def inproc() -> Any:
+            iface = made.pop() if made else mamori.InProcess(root / "inprocess", a.mamori_env)
+            await iface.start()
             try:
-                await self._measure("mamori", inproc, version, mamori.THRESHOLD, mamori.cpu_self)
+                yield iface
             finally:
-                await inproc.close()
+                await iface.close()
 
-        asyncio.run(inprocess())
-
+        runs = [self._once("mamori", inproc, version, mamori.THRESHOLD, mamori.cpu_self)]
         use_milter = mamori.has_milter() and not a.no_milter
         ports = mamori.configure(root, use_milter)
         d = mamori.daemon(root, ports, a.mamori_env)
@@ -180,27 +219,26 @@ class Run:
                  f"(milter {'present' if mamori.has_milter() else 'absent on this branch'})")
         self.info.setdefault("startup_s", {})["mamori"] = round(
             self.start(ds, d, lambda: mamori.ready(ports), 120), 1)
+        self.daemons.append(("mamori", d))
 
-        async def served() -> None:
-            server, sink = await mamori.start_sink(ports["sink"])
+        @contextlib.asynccontextmanager
+        async def smtp() -> Any:  # the next hop's sink runs in the measuring loop
+            server, got = await mamori.start_sink(ports["sink"])
             try:
-                ifaces: list[Any] = [mamori.SmtpFilter(ports["smtp"], sink)]
-                if use_milter:
-                    ifaces.append(milter.Client(ports["milter"], mamori.interpret_milter))
-                for iface in ifaces:
-                    try:
-                        await self._measure("mamori", iface, version, mamori.THRESHOLD, d.cpu_seconds)
-                    finally:
-                        await iface.close()
+                async with _closing(mamori.SmtpFilter(ports["smtp"], got)) as iface:
+                    yield iface
             finally:
                 server.close()
                 await server.wait_closed()
 
-        asyncio.run(served())
-        self.info.setdefault("rss_mb", {})["mamori"] = round(d.rss_bytes() / 2**20, 1)
-        ds.stop(d)
+        runs.append(self._once("mamori", smtp, version, mamori.THRESHOLD, d.cpu_seconds))
+        if use_milter:
+            runs.append(self._once(
+                "mamori", lambda: _closing(milter.Client(ports["milter"], mamori.interpret_milter)),
+                version, mamori.THRESHOLD, d.cpu_seconds))
+        return runs
 
-    def run_rspamd(self, ds: Daemons) -> None:
+    def setup_rspamd(self, ds: Daemons) -> list[Any]:
         a = self.args
         root = self.work / "rspamd"
         version = rspamd.version()
@@ -209,22 +247,16 @@ class Run:
         d = rspamd.daemon(root)
         self.info.setdefault("startup_s", {})["rspamd"] = round(
             self.start(ds, d, lambda: rspamd.ready(ports["normal"]), 300), 1)
+        self.daemons.append(("rspamd", d))
+        runs = [self._once("rspamd", lambda: _closing(rspamd.CheckV2(ports["normal"])), version,
+                           rspamd.THRESHOLD, d.cpu_seconds)]
+        if a.rspamd_milter:
+            runs.append(self._once(
+                "rspamd", lambda: _closing(milter.Client(ports["milter"], rspamd.interpret_milter)),
+                version, rspamd.THRESHOLD, d.cpu_seconds))
+        return runs
 
-        async def go() -> None:
-            ifaces: list[Any] = [rspamd.CheckV2(ports["normal"])]
-            if a.rspamd_milter:
-                ifaces.append(milter.Client(ports["milter"], rspamd.interpret_milter))
-            for iface in ifaces:
-                try:
-                    await self._measure("rspamd", iface, version, rspamd.THRESHOLD, d.cpu_seconds)
-                finally:
-                    await iface.close()
-
-        asyncio.run(go())
-        self.info.setdefault("rss_mb", {})["rspamd"] = round(d.rss_bytes() / 2**20, 1)
-        ds.stop(d)
-
-    def run_spamassassin(self, ds: Daemons) -> None:
+    def setup_spamassassin(self, ds: Daemons) -> list[Any]:
         a = self.args
         root = self.work / "spamassassin"
         version = spamassassin.version()
@@ -233,15 +265,15 @@ class Run:
         d = spamassassin.daemon(root, ports["spamd"], max(a.workers, a.concurrency))
         self.info.setdefault("startup_s", {})["spamassassin"] = round(
             self.start(ds, d, lambda: spamassassin.ready(ports["spamd"]), 300), 1)
+        self.daemons.append(("spamassassin", d))
+        return [self._once("spamassassin", lambda: _closing(spamassassin.Spamc(ports["spamd"])),
+                           version, spamassassin.THRESHOLD, d.cpu_seconds)]
 
-        async def go() -> None:
-            iface = spamassassin.Spamc(ports["spamd"])
-            await self._measure("spamassassin", iface, version, spamassassin.THRESHOLD,
-                                d.cpu_seconds)
-
-        asyncio.run(go())
-        self.info.setdefault("rss_mb", {})["spamassassin"] = round(d.rss_bytes() / 2**20, 1)
-        ds.stop(d)
+    def teardown(self, ds: Daemons) -> None:
+        for name, d in self.daemons:
+            self.info.setdefault("rss_mb", {})[name] = round(d.rss_bytes() / 2**20, 1)
+            ds.stop(d)
+        self.daemons = []
 
     # -- output --------------------------------------------------------------------------
 
@@ -261,7 +293,44 @@ class Run:
             "results": [r.to_json() for r in self.results],
             "ratios": ratios(self.results),
             "goals": goals(self.results),
+            **({"rounds": a.rounds, "round_ratios_per_core": round_ratios(self.rounds)}
+               if self.rounds else {}),
         }
+
+
+@contextlib.asynccontextmanager
+async def _closing(iface: Any) -> Any:
+    try:
+        yield iface
+    finally:
+        await iface.close()
+
+
+def run_rounds(run: Run, ds: Daemons, systems: Sequence[str], rounds: int) -> list[str]:
+    """Every system up at once, each interface measured `rounds` times round robin; the
+    table's rows are the sums over rounds (`merge`), each round's ratios printed too."""
+    failed: list[str] = []
+    measures: list[Any] = []
+    try:
+        for system in systems:
+            try:
+                measures += getattr(run, f"setup_{system}")(ds)
+            except (DaemonError, OSError, subprocess.CalledProcessError) as exc:
+                failed.append(system)
+                print(f"perf/compare: {system} failed: {exc}", file=sys.stderr)
+        for k in range(rounds):
+            run.log(f"round {k + 1} of {rounds}")
+            before = len(run.results)
+            for once in measures:
+                once()
+            run.rounds.append(run.results[before:])
+    finally:
+        run.teardown(ds)
+    by_label: dict[str, list[SystemResult]] = {}
+    for r in run.results:
+        by_label.setdefault(r.label, []).append(r)
+    run.results = [merge(rs) for rs in by_label.values()]
+    return failed
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -281,12 +350,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     failed: list[str] = []
     try:
         with Daemons() as ds:
-            for system in a.systems:
-                try:
-                    getattr(run, f"run_{system}")(ds)
-                except (DaemonError, OSError, subprocess.CalledProcessError) as exc:
-                    failed.append(system)
-                    print(f"perf/compare: {system} failed: {exc}", file=sys.stderr)
+            if a.rounds <= 1:
+                for system in a.systems:
+                    try:
+                        for once in getattr(run, f"setup_{system}")(ds):
+                            once()
+                    except (DaemonError, OSError, subprocess.CalledProcessError) as exc:
+                        failed.append(system)
+                        print(f"perf/compare: {system} failed: {exc}", file=sys.stderr)
+                    finally:
+                        run.teardown(ds)
+            else:
+                failed += run_rounds(run, ds, a.systems, a.rounds)
     except KeyboardInterrupt:
         print("\ninterrupted: every daemon stopped", file=sys.stderr)
         return 130
@@ -309,6 +384,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     png = plot(run.results, a.out / "compare.png", title)
     print()
     print(table(run.results))
+    if run.rounds:
+        print(f"\nper core, mamori/peer in each of the {len(run.rounds)} rounds (median):")
+        for pair, xs in round_ratios(run.rounds).items():
+            cells = " ".join(f"{x:.2f}" for x in xs)
+            print(f"  {pair:<40} {cells}  ({statistics.median(xs):.2f})")
     if any(r.system == "mamori" for r in run.results) and len({r.system for r in run.results}) > 1:
         print()
         print(goals_text(run.results))

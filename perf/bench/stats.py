@@ -82,6 +82,7 @@ class SystemResult:
     latencies: list[float] = field(repr=False, default_factory=list)
     quality: Quality = field(default_factory=Quality)
     notes: list[str] = field(default_factory=list)
+    rounds_cpu_ms: list[float] = field(default_factory=list)  # per round, with --rounds
 
     @property
     def label(self) -> str:
@@ -127,7 +128,38 @@ class SystemResult:
             "quality": {**asdict(self.quality), "spam_recall": _r(self.quality.recall),
                         "ham_fpr": _r(self.quality.fpr)},
             "notes": self.notes,
+            **({"rounds_cpu_ms_per_message": [round(x, 4) for x in self.rounds_cpu_ms]}
+               if self.rounds_cpu_ms else {}),
         }
+
+
+def merge(rounds: Sequence[SystemResult]) -> SystemResult:
+    """One row from the rounds of one system/interface: messages, wall and CPU time summed
+    (so cpu ms/msg is the mean over rounds), latencies pooled, detection counted once per
+    round (the same messages: the rates stay those of one round), each round's cpu ms/msg kept."""
+    first = rounds[0]
+    q = Quality()
+    for r in rounds:
+        for f in ("tp", "fn", "fp", "tn", "errors"):
+            setattr(q, f, getattr(q, f) + getattr(r.quality, f))
+    notes = list(dict.fromkeys(n for r in rounds for n in r.notes))
+    return SystemResult(
+        system=first.system, interface=first.interface, version=first.version,
+        threshold=first.threshold, n=sum(r.n for r in rounds),
+        wall_s=sum(r.wall_s for r in rounds), cpu_s=sum(r.cpu_s for r in rounds),
+        client_cpu_s=sum(r.client_cpu_s for r in rounds), concurrency=first.concurrency,
+        latencies=[x for r in rounds for x in r.latencies], quality=q, notes=notes,
+        rounds_cpu_ms=[r.cpu_ms for r in rounds])
+
+
+def round_ratios(rounds: Sequence[Sequence[SystemResult]]) -> dict[str, list[float]]:
+    """Per round, mamori/peer per core for every pair measured in that round."""
+    out: dict[str, list[float]] = {}
+    for results in rounds:
+        for x in ratios(results):
+            if x["per_core"] is not None:
+                out.setdefault(f"{x['mamori']} / {x['peer']}", []).append(x["per_core"])
+    return out
 
 
 def _r(x: float, nd: int = 4) -> float | None:

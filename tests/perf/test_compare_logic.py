@@ -29,9 +29,11 @@ from perf.bench.stats import (  # noqa: E402
     SystemResult,
     goals,
     goals_text,
+    merge,
     percentile,
     quality,
     ratios,
+    round_ratios,
     table,
 )
 
@@ -88,6 +90,22 @@ def test_goals_of_the_issue() -> None:
     assert "per core >= rspamd: NO" in goals_text([m, r, r2, s])
     (alone,) = goals([m])
     assert alone["per_core_vs_rspamd"] is None and alone["fpr_vs_peers"] is None
+
+
+def test_rounds_merge_into_one_row_and_ratios_per_round() -> None:
+    q = Quality(tp=9, fn=1, fp=0, tn=90)
+    m1 = _result("mamori", "milter", 100, 0.2, [0.001] * 100, q)
+    m2 = _result("mamori", "milter", 100, 0.3, [0.003] * 100, q)
+    r1 = _result("rspamd", "milter", 100, 0.25, [0.002] * 100, q)
+    r2 = _result("rspamd", "milter", 100, 0.27, [0.002] * 100, q)
+    row = merge([m1, m2])
+    assert row.n == 200 and row.cpu_ms == pytest.approx(2.5)  # the mean over rounds
+    assert row.rounds_cpu_ms == pytest.approx([2.0, 3.0])
+    assert row.quality.recall == pytest.approx(0.9) and row.quality.tp == 18
+    assert len(row.latencies) == 200 and row.to_json()["rounds_cpu_ms_per_message"] == [2.0, 3.0]
+    per = round_ratios([[m1, r1], [m2, r2]])
+    assert per["mamori/milter / rspamd/milter"] == pytest.approx([1.25, 0.9])
+    assert "rounds_cpu_ms_per_message" not in m1.to_json()
 
 
 def test_zero_cpu_is_not_a_division_error() -> None:
@@ -271,7 +289,7 @@ def test_arguments_are_checked() -> None:
     a = parse_args(["--limit", "50", "--systems", "mamori,rspamd", "--mamori-env", "MAMORI_X=1"])
     assert a.limit == 50 and a.systems == ["mamori", "rspamd"] and a.mamori_env == {"MAMORI_X": "1"}
     for bad in (["--systems", "postfix"], ["--limit", "0"], ["--mamori-env", "X=1"],
-                ["--concurrency", "0"]):
+                ["--concurrency", "0"], ["--rounds", "0"]):
         with pytest.raises(SystemExit):
             parse_args(bad)
 
