@@ -65,6 +65,20 @@ async def read_all(c: RawEsme, n: int) -> dict[int, P.Pdu]:
     return out
 
 
+async def first_judge_gated(make_proxy: Any, *, after: bool = False
+                            ) -> tuple[Any, asyncio.Event, list[int], RawEsme]:
+    """A proxy whose first judge waits for the returned gate (before its verdicts, or after
+    them with `after`), the batch sizes judged, and a bound ESME that has sent "first" (1)."""
+    proxy = await make_proxy()
+    gate = asyncio.Event()
+    hook = first_waits_for(gate)
+    calls = judge_calls(proxy, after=hook) if after else judge_calls(proxy, before=hook)
+    c = await RawEsme.connect(proxy)
+    await c.bind()
+    await c.send(P.encode(P.SUBMIT_SM, 1, submit_body(b"first")))
+    return proxy, gate, calls, c
+
+
 async def test_a_burst_is_judged_in_batches_and_each_pdu_answered(
         make_proxy, smsc: FakeSmsc) -> None:  # type: ignore[no-untyped-def]
     proxy = await make_proxy(reject_status="ESME_RSUBMITFAIL")
@@ -127,12 +141,7 @@ async def test_messages_arriving_while_a_batch_is_judged_go_together_next(
     """While a judge computes, complete messages wait and then form one batch (not one batch
     per loop turn); every PDU is still answered once, in the order of its own verdict."""
     monkeypatch.setattr(smpp, "JUDGE_HOLD", 3600.0)  # the first judge holds until its verdict
-    proxy = await make_proxy()
-    gate = asyncio.Event()
-    calls = judge_calls(proxy, before=first_waits_for(gate))
-    c = await RawEsme.connect(proxy)
-    await c.bind()
-    await c.send(P.encode(P.SUBMIT_SM, 1, submit_body(b"first")))
+    proxy, gate, calls, c = await first_judge_gated(make_proxy)
     await until(lambda: bool(calls))
     for seq in range(2, 7):  # five writes: several turns of the proxy's loop
         await c.send(P.encode(P.SUBMIT_SM, seq, submit_body(b"next %d" % seq)))
@@ -152,12 +161,7 @@ async def test_a_judge_waiting_before_its_verdicts_holds_the_next_batch_only_bri
         make_proxy, smsc: FakeSmsc) -> None:  # type: ignore[no-untyped-def]
     """A judge waiting for I/O before any verdict (a slow policy read, a quarantine copy of
     every message of its batch) holds the next batch back at most JUDGE_HOLD."""
-    proxy = await make_proxy()
-    gate = asyncio.Event()
-    calls = judge_calls(proxy, before=first_waits_for(gate))
-    c = await RawEsme.connect(proxy)
-    await c.bind()
-    await c.send(P.encode(P.SUBMIT_SM, 1, submit_body(b"first")))
+    _proxy, gate, calls, c = await first_judge_gated(make_proxy)
     await until(lambda: bool(calls))
     await c.send(P.encode(P.SUBMIT_SM, 2, submit_body(b"second")))
     r = await c.read()
@@ -173,12 +177,7 @@ async def test_a_judge_waiting_after_its_verdicts_does_not_hold_the_next_batch(
     """Once a batch's verdicts are out, the next batch goes ahead even if the first judge
     is still waiting (e.g. for the quarantine store)."""
     monkeypatch.setattr(smpp, "JUDGE_HOLD", 3600.0)
-    proxy = await make_proxy()
-    gate = asyncio.Event()
-    calls = judge_calls(proxy, after=first_waits_for(gate))
-    c = await RawEsme.connect(proxy)
-    await c.bind()
-    await c.send(P.encode(P.SUBMIT_SM, 1, submit_body(b"first")))
+    _proxy, gate, calls, c = await first_judge_gated(make_proxy, after=True)
     assert (await c.read()).sequence == 1
     await c.send(P.encode(P.SUBMIT_SM, 2, submit_body(b"second")))
     r = await c.read()
