@@ -57,7 +57,8 @@ INLINE_BACKOFF = 10.0
 
 
 class SqliteWriter:
-    """One SQLite connection in one thread for the hot path's writes (quarantine copies).
+    """The hot path's writes (quarantine copies) to one SQLite file: in the caller's thread
+    when that needs no wait, else on one connection in one thread.
 
     A batch of rows costs one transaction, committed when `executemany` returns (WAL;
     synchronous=NORMAL as on the engine's connections). Readers and other writers keep using
@@ -187,6 +188,9 @@ class WalCheckpointer:
         self._thread: threading.Thread | None = None
         self.passes = 0
         self.restarts = 0
+        # the WAL's length when it was last rewound: it keeps that length until the next
+        # write starts it again from the beginning, and needs no second rewind meanwhile
+        self._rewound_at = -1
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="mamori-sqlite-checkpoint",
@@ -213,9 +217,10 @@ class WalCheckpointer:
         try:
             frames = _wal_checkpoint(conn, "PASSIVE")
             self.passes += 1
-            if frames > self.restart_frames:
+            if frames > self.restart_frames and frames != self._rewound_at:
                 _wal_checkpoint(conn, "RESTART")
                 self.restarts += 1
+                self._rewound_at = frames
         except sqlite3.Error:  # busy beyond the timeout, a full disk: the next pass retries
             log.warning("WAL checkpoint of %s failed", self.path, exc_info=True)
 
