@@ -38,6 +38,7 @@ def child(profile_out: str) -> None:
     from gateway.config import load_settings
     from gateway.logging import setup_logging
     from gateway.serve import run
+    from gateway.workers import event_loop_factory
 
     settings = load_settings()
     setup_logging(settings.log_level)
@@ -47,7 +48,9 @@ def child(profile_out: str) -> None:
         signal.signal(signal.SIGUSR1, lambda *_: prof.enable())
         signal.signal(signal.SIGUSR2, lambda *_: prof.disable())
     try:
-        asyncio.run(run(settings))
+        # the event loop `mamori serve` runs (uvloop when installed, MAMORI_EVENT_LOOP)
+        with asyncio.Runner(loop_factory=event_loop_factory(settings)) as runner:
+            runner.run(run(settings))
     finally:
         if prof is not None:
             prof.dump_stats(profile_out)
