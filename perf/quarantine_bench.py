@@ -56,6 +56,21 @@ def _timed_transaction(conn: sqlite3.Connection, sql: str, rows: Sequence[Sequen
         COMMITS.append(time.perf_counter() - t0)
 
 
+SPOOLED = [0]
+try:  # the copies that went to the quarantine spool (where the store has one)
+    from gateway.store.rowspool import RowSpool
+
+    _append = RowSpool.append
+
+    def _counted_append(self: RowSpool, rows: Any) -> None:
+        rows = list(rows)
+        _append(self, rows)
+        SPOOLED[0] += len(rows)
+
+    RowSpool.append = _counted_append  # type: ignore[method-assign]
+except ImportError:
+    pass
+
 # the statements and COMMIT of one group, in whichever thread writes it
 dbm.SqliteWriter._transaction = staticmethod(_timed_transaction)  # type: ignore[method-assign]
 
@@ -97,13 +112,16 @@ async def run(seconds: float, rate: float, group: int) -> None:
         await asyncio.gather(*tasks)
         wal = path.with_name(path.name + "-wal")
         wal_mb = wal.stat().st_size / 1e6 if wal.exists() else 0.0
+        close = getattr(store, "close", None)  # (its spool, where the store has one)
+        if close is not None:
+            await close()
         await db.close()
     for name, values in ((f"{len(waits):,} copies in {seconds:.0f} s, groups of {group}: wait", waits),
                          (f"{len(COMMITS):,} transactions (statements and COMMIT):", COMMITS)):
         ms, over = _summary(values)
         print(f"{name} p50 {pct(ms, 0.5):.2f} ms  p99 {pct(ms, 0.99):.2f} ms  "
               f"p99.9 {pct(ms, 0.999):.2f} ms  max {ms[-1]:.1f} ms  over 2 ms {over:.2%}")
-    print(f"WAL at the end {wal_mb:.1f} MB")
+    print(f"WAL at the end {wal_mb:.1f} MB; copies spooled (the database busy): {SPOOLED[0]:,}")
 
 
 def main() -> None:

@@ -56,10 +56,12 @@ class Stores:
 
     async def start(self) -> None:
         await self.db.ready()
+        await self.quarantine.recover()
         await self.policies.start()
 
     async def close(self) -> None:
         await self.policies.close()  # the policy store does not own the database
+        await self.quarantine.close()  # its spooled copies into the database first
         await self.db.close()
 
 

@@ -12,10 +12,10 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import and_, delete, event
 from sqlalchemy.engine import Connection, make_url
@@ -25,6 +25,8 @@ from gateway.errors import StoreError
 from gateway.retention import Holds
 
 log = logging.getLogger("mamori.store")
+
+T = TypeVar("T")
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
@@ -153,6 +155,15 @@ class SqliteWriter:
         if self.write_inline(sql, rows):
             return
         await asyncio.get_running_loop().run_in_executor(self._pool, self._write, sql, rows)
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """`fn(*args)` in the writer thread (which may call `write`), after the writes queued
+        before it."""
+        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+
+    def write(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        """One transaction of `rows`, in the writer thread (from a function given to `run`)."""
+        self._write(sql, rows)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)

@@ -17,6 +17,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -27,7 +28,8 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from gateway.errors import StoreError
 from gateway.message import Channel, Message
 from gateway.retention import Holds
-from gateway.store.db import Database, purge_rows
+from gateway.store.db import Database, SqliteWriter, purge_rows
+from gateway.store.rowspool import RowSpool
 from gateway.store.schema import quarantine
 from gateway.verdict import Verdict
 
@@ -35,6 +37,8 @@ log = logging.getLogger("mamori.store.quarantine")
 
 DAY = 86400.0
 PREVIEW_CHARS = 160
+SPOOL_DELAY = 0.05  # seconds from a spooled copy to its ingest
+SPOOL_RETRY = 1.0  # seconds between failed ingests
 
 Redeliverer = Callable[[Message], Awaitable[bool]]
 # the idempotent insert of a batch of copies on SQLite, by column order (built once)
@@ -112,6 +116,38 @@ def _load_headers(raw: str) -> Any:
         return json.loads(raw)
 
 
+def _ingest_spool(writer: SqliteWriter, spool: RowSpool) -> None:
+    """In the writer thread: the spool's files, and those of processes gone, into the
+    database, a transaction per file (idempotent: a row already there is left as it is)."""
+    for path in spool.take():
+        rows = spool.read(path)
+        for sql, args in _sqlite_batches(rows):
+            writer.write(sql, args)
+        spool.done(path)
+    for orphan in spool.orphans():
+        try:
+            n = 0
+            for path in spool.files_of(orphan):
+                rows = spool.read(path)
+                for sql, args in _sqlite_batches(rows):
+                    writer.write(sql, args)
+                n += len(rows)
+        except BaseException:
+            spool.release(orphan)
+            raise
+        spool.remove(orphan)
+        if n:
+            log.info("quarantine copies recovered from a spool", extra={"count": n})
+
+
+def _sqlite_batches(rows: list[dict[str, Any]]) -> list[tuple[str, list[tuple[Any, ...]]]]:
+    """`_sqlite_args` of rows grouped by their columns."""
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault(tuple(r), []).append(r)
+    return [_sqlite_args(g) for g in groups.values()]
+
+
 def _sqlite_args(rows: list[dict[str, Any]]) -> tuple[str, list[tuple[Any, ...]]]:
     """The idempotent insert of copies on SQLite and its parameters."""
     cols = tuple(rows[0])
@@ -130,10 +166,15 @@ class QuarantineStore:
     days: float = 7.0
     kind: str = "quarantine"
     redeliverers: dict[str, Redeliverer] = field(default_factory=dict)
+    spool: bool = True  # SQLite file: spool the copies the database cannot take at once
     _pending: list[tuple[dict[str, Any], asyncio.Future[None]]] = field(
         default_factory=list, init=False, repr=False)
     _flusher: asyncio.Future[None] | None = field(default=None, init=False, repr=False)
     _insert_stmt: Any = field(default=None, init=False, repr=False)
+    # SQLite file: copies the database could not take at once (see gateway.store.rowspool)
+    _spool: RowSpool | None = field(default=None, init=False, repr=False)
+    _ingest_timer: asyncio.TimerHandle | None = field(default=None, init=False, repr=False)
+    _ingesting: asyncio.Future[None] | None = field(default=None, init=False, repr=False)
 
     @property
     def period(self) -> float:
@@ -143,7 +184,8 @@ class QuarantineStore:
         if not message.subscriber:
             return  # nobody could ever retrieve it
         row = self._copy(message, verdict, ingress)
-        if self._write_now([row]):
+        done = self._write_now([row])
+        if done is True or (done is None and self._spooled([row])):
             return
         await self._enqueue(row)
 
@@ -154,7 +196,10 @@ class QuarantineStore:
         commit together; no task per copy."""
         rows = [self._copy(m, v, ingress) for m, v in items if m.subscriber]
         out: list[StoreError | None] = [None] * len(items)
-        if not rows or self._write_now(rows):
+        if not rows:
+            return out
+        done = self._write_now(rows)
+        if done is True or (done is None and self._spooled(rows)):
             return out
         futs = iter([self._enqueue(r) for r in rows])
         for k, (m, _v) in enumerate(items):
@@ -186,21 +231,112 @@ class QuarantineStore:
             self._flusher = asyncio.ensure_future(self._flush())
         return fut
 
-    def _write_now(self, rows: list[dict[str, Any]]) -> bool:
+    def _write_now(self, rows: list[dict[str, Any]]) -> bool | None:
         """Commit the rows at once in this thread, without a task or a hop, when nothing is
         queued or being written and the SQLite writer can do it without waiting
-        (`SqliteWriter.write_inline`). False: nothing written, queue them (a failure here is
-        retried and reported by the group commit)."""
+        (`SqliteWriter.write_inline`): True once committed; None when the database was busy
+        (nothing tried: the copies may be spooled); False when writing failed or cannot be
+        done here (the group commit retries and reports it)."""
         if self._flusher is not None or self._pending or not self.db.is_ready:
             return False
         writer = self.db.sqlite_writer()
         if writer is None:
             return False
         try:
-            return writer.write_inline(*_sqlite_args(rows))
+            return True if writer.write_inline(*_sqlite_args(rows)) else None
         except Exception:
             log.debug("quarantine write in place failed; queued", exc_info=True)
             return False
+
+    # Spool (SQLite file): when the database cannot take a copy at once (a WAL checkpoint or
+    # another writer holds it), the copy is appended to a spool file instead of waiting, as
+    # safe as a commit with synchronous=NORMAL, and the writer thread moves it into the
+    # database SPOOL_DELAY seconds later. Reads first wait for what is spooled. A copy whose
+    # own insert fails is never spooled (it goes on to the group commit, which reports the
+    # failure to the caller); what keeps a spooled copy out of the database (a full disk)
+    # keeps it in the spool, retried every SPOOL_RETRY seconds.
+
+    def _spooled(self, rows: list[dict[str, Any]]) -> bool:
+        """Append the rows to the spool; False (the caller waits for the database) when there
+        is no spool (PostgreSQL, SQLite in memory) or the append failed."""
+        writer = self.db.sqlite_writer() if self.spool else None
+        if writer is None:
+            return False
+        if self._spool is None:
+            self._spool = RowSpool(Path(writer.path + "-spool") / self.kind)
+        try:
+            self._spool.append(rows)
+        except Exception:  # a full disk; a value the spool cannot encode
+            log.warning("quarantine copy not spooled; waiting for the database", exc_info=True)
+            return False
+        if self._ingest_timer is None and self._ingesting is None:
+            self._ingest_timer = asyncio.get_running_loop().call_later(
+                SPOOL_DELAY, self._start_ingest)
+        return True
+
+    def _start_ingest(self) -> None:
+        self._ingest_timer = None
+        if self._ingesting is None:
+            self._ingesting = asyncio.ensure_future(self._ingest())
+
+    async def _ingest(self) -> None:
+        """Move what is spooled into the database (in the writer thread); retried later on
+        failure, the rows staying in their spool file."""
+        try:
+            await self.db.ready()
+            writer = self.db.sqlite_writer()
+            if writer is not None and self._spool is not None:
+                await writer.run(_ingest_spool, writer, self._spool)
+        except Exception:
+            log.warning("quarantine spool not ingested yet; retrying", exc_info=True)
+            self._ingest_timer = asyncio.get_running_loop().call_later(
+                SPOOL_RETRY, self._start_ingest)
+        finally:
+            self._ingesting = None
+        if self._spool is not None and self._spool.pending and self._ingest_timer is None:
+            self._ingest_timer = asyncio.get_running_loop().call_later(
+                SPOOL_DELAY, self._start_ingest)
+
+    async def recover(self) -> None:
+        """Ingest what processes gone before left in the spool (at start)."""
+        writer = self.db.sqlite_writer()
+        if writer is None:
+            return
+        if self._spool is None:
+            self._spool = RowSpool(Path(writer.path + "-spool") / self.kind)
+        await self.db.ready()
+        await writer.run(_ingest_spool, writer, self._spool)
+
+    async def drain(self) -> None:
+        """Wait until every copy spooled so far is in the database (reads call this)."""
+        if self._spool is None:
+            return
+        if self._ingesting is not None:
+            await asyncio.shield(self._ingesting)
+        if self._spool.pending:
+            if self._ingest_timer is not None:
+                self._ingest_timer.cancel()
+                self._ingest_timer = None
+            self._start_ingest()
+            assert self._ingesting is not None
+            await asyncio.shield(self._ingesting)
+            if self._spool.pending or self._ingest_timer is not None:
+                raise StoreError("quarantine store unavailable")
+
+    async def close(self) -> None:
+        """Ingest what is spooled (what cannot be stays for the next start)."""
+        if self._ingest_timer is not None:
+            self._ingest_timer.cancel()
+            self._ingest_timer = None
+        try:
+            await self.drain()
+        except StoreError:
+            log.warning("quarantine spool left for the next start")
+        if self._ingest_timer is not None:
+            self._ingest_timer.cancel()
+            self._ingest_timer = None
+        if self._spool is not None:
+            self._spool.close()
 
     # Group commit: the copies asked for while a write is in flight are written together, in
     # one transaction, as soon as it ends; every caller still returns only once its own copy
@@ -278,6 +414,7 @@ class QuarantineStore:
             conds.append(quarantine.c.stored_at < before)
         if status is not None:
             conds.append(quarantine.c.status == status)
+        await self.drain()
         engine = await self.db.ready()
         try:
             async with engine.connect() as conn:
@@ -290,6 +427,7 @@ class QuarantineStore:
         return [self._row(r) for r in rows]
 
     async def get(self, subscriber: str, message_id: str) -> QuarantinedMessage | None:
+        await self.drain()
         engine = await self.db.ready()
         try:
             async with engine.connect() as conn:
@@ -304,6 +442,7 @@ class QuarantineStore:
     async def _set_status(self, subscriber: str, message_id: str, old: str, new: str,
                           **values: Any) -> bool:
         """Compare-and-set of the status; False when another request got there first."""
+        await self.drain()
         engine = await self.db.ready()
         try:
             async with engine.begin() as conn:
@@ -344,6 +483,7 @@ class QuarantineStore:
 
     async def purge(self, cutoff: float, holds: Holds) -> int:
         """Retainable: delete what was stored before `cutoff` unless held."""
+        await self.drain()
         return await purge_rows(self.db, quarantine, quarantine.c.stored_at, cutoff, holds,
                             quarantine.c.subscriber, quarantine.c.message_id)
 

@@ -1,5 +1,6 @@
 """Quarantine group commit: copies asked for together are written together, each caller
-returns only once its own copy is stored, and one bad row never fails the others."""
+returns only once its own copy is stored, and one bad row never fails the others. (The path
+of PostgreSQL, and of SQLite without its spool: tests/api/test_quarantine_spool.py.)"""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ def blocked(i: int, subscriber: str = "q1") -> tuple[Message, Verdict]:
 @pytest.fixture
 async def store(tmp_path: Path):
     db = Database(f"sqlite:///{tmp_path / 'q.sqlite3'}")
-    yield QuarantineStore(db)
+    yield QuarantineStore(db, spool=False)
     await db.close()
 
 
