@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import gc
 import os
 import pstats
 import sys
@@ -65,6 +66,8 @@ async def main() -> None:
     ap.add_argument("--sort", default="tottime")
     ap.add_argument("--pipeline-only", action="store_true", help="pipeline.scan, not gw.process")
     ap.add_argument("--events", choices=("null", "file"), default="null")
+    ap.add_argument("--no-gc-freeze", action="store_true",
+                    help="no gc.freeze() after the warm-up pass (mamori serve freezes)")
     args = ap.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="mamori-scanprof-"))
@@ -93,6 +96,19 @@ async def main() -> None:
                 await gw.process(m, ingress="bench")  # type: ignore[arg-type]
 
     await one_pass()  # warm-up
+    if not args.no_gc_freeze:
+        gc.freeze()  # as `mamori serve` does once it serves (gateway/serve.py)
+    gc_time = [0.0, 0.0]
+    gc_counts = [0, 0, 0]
+
+    def gc_timer(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            gc_time[1] = time.perf_counter()
+        else:
+            gc_time[0] += time.perf_counter() - gc_time[1]
+            gc_counts[info["generation"]] += 1
+
+    gc.callbacks.append(gc_timer)
     prof = cProfile.Profile() if args.profile else None
     c0, w0 = time.process_time(), time.perf_counter()
     if prof:
@@ -102,11 +118,14 @@ async def main() -> None:
     if prof:
         prof.disable()
     cpu, wall = time.process_time() - c0, time.perf_counter() - w0
+    gc.callbacks.remove(gc_timer)
     n = len(msgs) * args.repeat
     await gw.close()
     print(f"{args.channel}: {n} scans, {cpu * 1000 / n:.3f} CPU ms/msg, "
           f"{n / cpu:.0f} msg/CPU-s, wall {n / wall:.0f} msg/s"
           + (" (profiled: slower)" if prof else ""))
+    print(f"  of it the garbage collector: {gc_time[0] * 1000 / n:.3f} ms/msg (wall), "
+          f"collections of generation 0/1/2: {gc_counts[0]}/{gc_counts[1]}/{gc_counts[2]}")
     if prof:
         pstats.Stats(prof).sort_stats(args.sort).print_stats(args.top)
 
