@@ -74,3 +74,38 @@ def test_mix_one_as_the_vector_mix(h: int) -> None:
     import numpy as np
 
     assert f2._mix_one(h) == int(f2._mix(np.array([h], dtype=np.uint64))[0])
+
+
+def _host_by_urlsplit(url: str) -> str:
+    return f2._host_urlsplit(url if f2._SCHEME_RE.match(url) else "http://" + url)
+
+
+@given(st.lists(st.sampled_from(["http://", "HTTPS://", "ftp:", "//", "a", "B", "0", ".", ":", "@",
+                                 "/", "?", "#", "%", "[", "]", "\t", "\n", " ", "\u00e9", "\u3002",
+                                 "example.com", "user:pw@", ":8080", "xn--", "~", "\\", "\x01"]),
+                max_size=25))
+def test_host_as_by_urlsplit(pieces: list[str]) -> None:
+    url = "".join(pieces)
+    assert f2._host(url) == _host_by_urlsplit(url)
+
+
+@given(st.text(max_size=60))
+def test_host_of_any_text_as_by_urlsplit(url: str) -> None:
+    assert f2._host(url) == _host_by_urlsplit(url)
+
+
+@given(st.lists(st.sampled_from(["the", "a", "0", "_", "\u00e9t\u00e9", "\u65e5\u672c", "x" * 20]),
+                max_size=60),
+       st.text(st.sampled_from("ab0 .\u00e9\u65e5\U0001f600"), max_size=300),
+       st.sampled_from([(1.0, 1.0), (0.6, 0.3)]))
+def test_text_blocks_as_the_two_blocks(words: list[str], ctext: str,
+                                       weights: tuple[float, float]) -> None:
+    """One hash mix and one sort for words and characters give the two blocks, bit for bit."""
+    import numpy as np
+
+    wi, wv = f2._block(f2._word_ids(words), weights[0])
+    ci, cv = f2._block(f2._char_ids(ctext), weights[1])
+    ti, tv = f2._text_blocks(words, ctext, *weights)
+    assert ti.dtype == np.int64 and tv.dtype == np.float64
+    assert ti.tobytes() == np.concatenate((wi, ci)).tobytes()
+    assert tv.tobytes() == np.concatenate((wv, cv)).tobytes()
