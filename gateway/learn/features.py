@@ -570,6 +570,14 @@ def _mix_inplace(h: np.ndarray) -> np.ndarray:
     return h
 
 
+# sub-linear term frequency of a count c (`_block`'s value before normalising): c for 0 and 1,
+# else 1 + log(c), computed by the same vectorised np.log (it gives each element the same
+# result wherever it stands in an array: test)
+_TF_SIZE = 8192
+_TF = np.arange(_TF_SIZE, dtype=np.float64)
+_TF[2:] = 1.0 + np.log(_TF[2:])
+
+
 def _text_blocks(words: list[str], ctext: str, ww: float, wc: float
                  ) -> tuple[np.ndarray, np.ndarray]:
     """`_block(_word_ids(words), ww)` and `_block(_char_ids(ctext), wc)` end to end, with one
@@ -607,9 +615,12 @@ def _text_blocks(words: list[str], ctext: str, ww: float, wc: float
     np.not_equal(srt[1:], srt[:-1], out=edge[1:-1])
     starts = np.flatnonzero(edge)
     uniq = srt[starts[:-1]]
-    v = np.diff(starts).astype(np.float64)
-    big = v > 1
-    if big.any():
+    cnt = np.diff(starts)
+    if cnt.max() < _TF_SIZE:
+        v = _TF.take(cnt)
+    else:
+        v = cnt.astype(np.float64)
+        big = v > 1
         v[big] = 1.0 + np.log(v[big])
     k = int(np.searchsorted(uniq, _CHAR_TAG)) if nword else 0
     if k:

@@ -109,3 +109,17 @@ def test_text_blocks_as_the_two_blocks(words: list[str], ctext: str,
     assert ti.dtype == np.int64 and tv.dtype == np.float64
     assert ti.tobytes() == np.concatenate((wi, ci)).tobytes()
     assert tv.tobytes() == np.concatenate((wv, cv)).tobytes()
+
+
+def test_term_frequency_table_as_the_log_of_each_array() -> None:
+    """`_TF[c]` is what `1.0 + np.log` gives for c in arrays of any length and position."""
+    import numpy as np
+
+    rng = np.random.default_rng(7)
+    for offset in range(9):
+        for size in (1, 2, 3, 7, 8, 9, 16, 17, 100, 1000):
+            counts = rng.integers(2, f2._TF_SIZE, size)
+            v = np.concatenate((np.full(offset, 5.0), counts.astype(np.float64)))
+            got = (1.0 + np.log(v))[offset:]
+            assert got.tobytes() == f2._TF.take(counts).tobytes()
+    assert f2._TF[1] == 1.0 and f2._TF[0] == 0.0
