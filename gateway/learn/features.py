@@ -20,6 +20,7 @@ form their own block (``n``), weighted low for email: they are the most corpus-s
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import string
@@ -60,8 +61,9 @@ _PHONE_RE = re.compile(r"(?:\+?\d[\d\- ]{7,}\d)")
 # is a match), about twice as fast: the search can skip to the digits
 _PHONE_ANY_RE = re.compile(r"\d[\d\- ]{7,}\d")
 _MONEY_RE = re.compile(r"[£$€¥￥]|\b\d+ ?(?:円|万円|pounds?|usd|dollars?)\b", re.I)
-# what an ASCII text needs for _MONEY_RE's words and _BARE_DOMAIN_RE's endings (lower case)
-_ASCII_MONEY_WORDS = ("pound", "usd", "dollar")
+# what a text needs for a match of _MONEY_RE (in lower case, as `_folded_lower` gives it)
+_MONEY_WORDS = ("pound", "usd", "dollar", "円", "£", "€", "¥", "￥")
+# what _BARE_DOMAIN_RE's endings need in lower-cased ASCII text
 _DOT_TLDS = (".com", ".net", ".org", ".jp", ".info", ".top", ".xyz", ".cn", ".ru", ".co", ".ly",
              ".me", ".io", ".biz")
 _SCHEME_RE = re.compile(r"(?i)^[a-z][a-z0-9+.-]*://")
@@ -212,7 +214,28 @@ def _letters(sample: str) -> tuple[int, int]:
         raw = sample.encode("ascii")
         return (len(raw) - len(raw.translate(None, _ASCII_LETTERS)),
                 len(raw) - len(raw.translate(None, _ASCII_UPPER)))
+    if len(sample) >= 256:
+        # other text of the Basic Multilingual Plane: each code point's two flags looked up
+        # in a table of what the str methods say for every BMP character, in numpy
+        cp = np.frombuffer(sample.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+        if int(cp.max()) <= 0xFFFF:
+            flags = _bmp_letter_flags().take(cp)
+            return (int(np.count_nonzero(flags & 1)), int(np.count_nonzero(flags & 2)))
     return sum(map(str.isalpha, sample)), sum(map(str.isupper, sample))
+
+
+@functools.cache
+def _bmp_letter_flags() -> np.ndarray:
+    """For every code point of the BMP: 1 if str.isalpha, + 2 if str.isupper (built once)."""
+    return np.fromiter((chr(i).isalpha() | chr(i).isupper() << 1 for i in range(0x10000)),
+                       dtype=np.uint8, count=0x10000)
+
+
+def _folded_lower(text: str) -> str:
+    """`text.lower()` with the long s as "s": the characters that match a letter of
+    _MONEY_RE's words ignoring case are then exactly the letter itself (test)."""
+    low = text.lower()
+    return low.replace("\u017f", "s") if "\u017f" in low else low
 
 
 def _text_meta(text: str, out: Counter[str]) -> None:
@@ -232,11 +255,14 @@ def _text_meta(text: str, out: Counter[str]) -> None:
         out[f"m:cjk={_bucket(cjk, (0.0, 0.3, 0.7))}"] = 1
     if _PHONE_ANY_RE.search(sample):
         out["m:phone"] = 1
-    # ASCII text: the regexes below run only when a word they need is there (with re.I, in
-    # ASCII text, exactly what lower() finds); a "$" is a match of _MONEY_RE by itself
-    if "$" in sample or ((not ascii_only or any(w in low for w in _ASCII_MONEY_WORDS))
-                         and _MONEY_RE.search(sample)):
+    # the regexes below run only when a word they need is there (with re.I, what lower()
+    # finds in ASCII text, and `_folded_lower` in any text); a "$" is a match by itself
+    if "$" in sample:
         out["m:money"] = 1
+    else:
+        words = low if ascii_only else _folded_lower(sample)
+        if any(w in words for w in _MONEY_WORDS) and _MONEY_RE.search(sample):
+            out["m:money"] = 1
     excl = sample.count("!") + sample.count("！")  # noqa: RUF001
     out[f"m:excl={_bucket(excl, (0, 1, 3))}"] = 1
     if _has_bare_domain(sample, low) if ascii_only else _BARE_DOMAIN_RE.search(sample):

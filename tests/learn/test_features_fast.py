@@ -123,3 +123,41 @@ def test_term_frequency_table_as_the_log_of_each_array() -> None:
             got = (1.0 + np.log(v))[offset:]
             assert got.tobytes() == f2._TF.take(counts).tobytes()
     assert f2._TF[1] == 1.0 and f2._TF[0] == 0.0
+
+
+def test_letter_flags_of_every_bmp_character() -> None:
+    """Long non-ASCII text counts its letters from a table: every BMP character's entry is what
+    str.isalpha / str.isupper say, and texts of every length count as the str methods do."""
+    import random
+
+    flags = f2._bmp_letter_flags()
+    for cp in range(0x10000):
+        ch = chr(cp)
+        assert flags[cp] == ch.isalpha() + 2 * ch.isupper(), hex(cp)
+    rnd = random.Random(3)
+    pool = "aZ 1.éÉßΣσ東ǅǈ\u00a0\udce9\u2160\u24b6"
+    for size in (255, 256, 257, 1000, 5000):
+        for extra in ("", "\U0001d400", "\U0001f600"):
+            s = "".join(rnd.choice(pool) for _ in range(size)) + extra
+            assert f2._letters(s) == (sum(map(str.isalpha, s)), sum(map(str.isupper, s)))
+
+
+def test_money_words_found_ignoring_case_as_folded() -> None:
+    """A character matches a letter of _MONEY_RE's words (or one of its signs) ignoring case
+    exactly when `_folded_lower` makes it that letter: the words' prefilter misses no match."""
+    every = "".join(map(chr, range(0x110000)))
+    for t in set("poundsdlar") | set("円£€¥￥$"):
+        for m in re.finditer("(?i)" + re.escape(t), every):
+            assert f2._folded_lower(m.group()) == t, (hex(ord(m.group())), t)
+
+
+@given(st.lists(st.sampled_from(["1", "0", " ", "円", "万円", "Pounds", "USD", "u\u017fd", "DOLLAR",
+                                 "\u00a3", "\u20ac", "\u00a5", "\uffe5", "a", "\u6771", "\u0130",
+                                 "$", "_"]), max_size=12))
+def test_money_token_as_the_expression(pieces: list[str]) -> None:
+    from collections import Counter
+
+    t = "".join(pieces)
+    out: Counter[str] = Counter()
+    f2._text_meta(t, out)
+    assert ("m:money" in out) == (f2._MONEY_RE.search(t) is not None)
