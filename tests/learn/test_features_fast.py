@@ -161,3 +161,9 @@ def test_money_token_as_the_expression(pieces: list[str]) -> None:
     out: Counter[str] = Counter()
     f2._text_meta(t, out)
     assert ("m:money" in out) == (f2._MONEY_RE.search(t) is not None)
+
+
+@given(st.one_of(st.text(st.characters(max_codepoint=0x7f), max_size=80), st.text(max_size=40)))
+def test_text0_and_words_as_the_three_steps(t: str) -> None:
+    text0 = f2._zero_digits(f2.normalise(t))
+    assert f2._text0_words(t) == (text0, f2._words(text0))
