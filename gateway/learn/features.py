@@ -581,6 +581,8 @@ _C1 = np.uint64(0xBF58476D1CE4E5B9)
 _C2 = np.uint64(0x94D049BB133111EB)
 _S30, _S27, _S31 = np.uint64(30), np.uint64(27), np.uint64(31)
 _CHAR_TAG = np.uint32(N_FEATURES)  # the character block's columns, tagged to sort after the words'
+_MASK32 = np.uint32(N_FEATURES - 1)
+_max_of = np.maximum.reduce
 
 
 def _mix_inplace(h: np.ndarray) -> np.ndarray:
@@ -633,28 +635,30 @@ def _text_blocks(words: list[str], ctext: str, ww: float, wc: float
     if not parts:
         return np.zeros(0, dtype=np.int64), np.zeros(0)
     allh = np.concatenate(parts) if len(parts) > 1 else parts[0].copy()
-    srt = (_mix_inplace(allh) & _MASK).astype(np.uint32)
+    srt = _mix_inplace(allh).astype(np.uint32)
+    srt &= _MASK32  # (the column: the low 19 bits, as `& _MASK` before the cast)
     srt[nword:] |= _CHAR_TAG
     srt.sort()
     edge = np.empty(srt.size + 1, dtype=bool)
     edge[0] = edge[-1] = True
     np.not_equal(srt[1:], srt[:-1], out=edge[1:-1])
-    starts = np.flatnonzero(edge)
+    starts = edge.nonzero()[0]
     uniq = srt[starts[:-1]]
-    cnt = np.diff(starts)
-    if cnt.max() < _TF_SIZE:
+    cnt = starts[1:] - starts[:-1]
+    if _max_of(cnt) < _TF_SIZE:
         v = _TF.take(cnt)
     else:
         v = cnt.astype(np.float64)
         big = v > 1
         v[big] = 1.0 + np.log(v[big])
-    k = int(np.searchsorted(uniq, _CHAR_TAG)) if nword else 0
+    k = int(uniq.searchsorted(_CHAR_TAG)) if nword else 0
+    # (math.sqrt and np.sqrt are both the correctly rounded square root: the same scale)
     if k:
         vw = v[:k]
-        vw *= ww / np.sqrt(vw @ vw)
+        vw *= ww / math.sqrt(vw @ vw)
     if k < v.size:
         vc = v[k:]
-        vc *= wc / np.sqrt(vc @ vc)
+        vc *= wc / math.sqrt(vc @ vc)
         uniq[k:] ^= _CHAR_TAG
     return uniq.astype(np.int64), v
 
