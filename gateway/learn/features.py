@@ -20,6 +20,7 @@ form their own block (``n``), weighted low for email: they are the most corpus-s
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import string
@@ -60,8 +61,9 @@ _PHONE_RE = re.compile(r"(?:\+?\d[\d\- ]{7,}\d)")
 # is a match), about twice as fast: the search can skip to the digits
 _PHONE_ANY_RE = re.compile(r"\d[\d\- ]{7,}\d")
 _MONEY_RE = re.compile(r"[£$€¥￥]|\b\d+ ?(?:円|万円|pounds?|usd|dollars?)\b", re.I)
-# what an ASCII text needs for _MONEY_RE's words and _BARE_DOMAIN_RE's endings (lower case)
-_ASCII_MONEY_WORDS = ("pound", "usd", "dollar")
+# what a text needs for a match of _MONEY_RE (in lower case, as `_folded_lower` gives it)
+_MONEY_WORDS = ("pound", "usd", "dollar", "円", "£", "€", "¥", "￥")
+# what _BARE_DOMAIN_RE's endings need in lower-cased ASCII text
 _DOT_TLDS = (".com", ".net", ".org", ".jp", ".info", ".top", ".xyz", ".cn", ".ru", ".co", ".ly",
              ".me", ".io", ".biz")
 _SCHEME_RE = re.compile(r"(?i)^[a-z][a-z0-9+.-]*://")
@@ -138,8 +140,29 @@ def _find_urls_any(text: str) -> list[str]:
 
 
 def _host(url: str) -> str:
-    if not _SCHEME_RE.match(url):
+    """`urlsplit(url).hostname` in lower case ("" when none, or when urlsplit refuses it), with
+    "http://" put before a URL without a scheme. ASCII without tab, CR, LF or brackets (what
+    urlsplit strips, or parses as an IPv6 literal or refuses) is cut up here directly: after
+    "scheme://", the network location runs to the first "/", "?" or "#"; the host is what
+    follows its last "@", up to the first ":"."""
+    m = _SCHEME_RE.match(url)
+    if m is None:
         url = "http://" + url
+        start = 7
+    else:
+        start = m.end()
+    if url.isascii() and not _URLSPLIT_SPECIAL_RE.search(url):
+        netloc = _NETLOC_RE.match(url, start).group()  # type: ignore[union-attr]
+        return netloc.rpartition("@")[2].partition(":")[0].lower()
+    return _host_urlsplit(url)
+
+
+_URLSPLIT_SPECIAL_RE = re.compile(r"[\t\r\n\[\]]")
+_NETLOC_RE = re.compile(r"[^/?#]*")
+
+
+def _host_urlsplit(url: str) -> str:
+    """`_host` of a URL with a scheme, by urlsplit."""
     try:
         return (urlsplit(url).hostname or "").lower()
     except ValueError:
@@ -191,7 +214,28 @@ def _letters(sample: str) -> tuple[int, int]:
         raw = sample.encode("ascii")
         return (len(raw) - len(raw.translate(None, _ASCII_LETTERS)),
                 len(raw) - len(raw.translate(None, _ASCII_UPPER)))
+    if len(sample) >= 256:
+        # other text of the Basic Multilingual Plane: each code point's two flags looked up
+        # in a table of what the str methods say for every BMP character, in numpy
+        cp = np.frombuffer(sample.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+        if int(cp.max()) <= 0xFFFF:
+            flags = _bmp_letter_flags().take(cp)
+            return (int(np.count_nonzero(flags & 1)), int(np.count_nonzero(flags & 2)))
     return sum(map(str.isalpha, sample)), sum(map(str.isupper, sample))
+
+
+@functools.cache
+def _bmp_letter_flags() -> np.ndarray:
+    """For every code point of the BMP: 1 if str.isalpha, + 2 if str.isupper (built once)."""
+    return np.fromiter((chr(i).isalpha() | chr(i).isupper() << 1 for i in range(0x10000)),
+                       dtype=np.uint8, count=0x10000)
+
+
+def _folded_lower(text: str) -> str:
+    """`text.lower()` with the long s as "s": the characters that match a letter of
+    _MONEY_RE's words ignoring case are then exactly the letter itself (test)."""
+    low = text.lower()
+    return low.replace("\u017f", "s") if "\u017f" in low else low
 
 
 def _text_meta(text: str, out: Counter[str]) -> None:
@@ -211,11 +255,14 @@ def _text_meta(text: str, out: Counter[str]) -> None:
         out[f"m:cjk={_bucket(cjk, (0.0, 0.3, 0.7))}"] = 1
     if _PHONE_ANY_RE.search(sample):
         out["m:phone"] = 1
-    # ASCII text: the regexes below run only when a word they need is there (with re.I, in
-    # ASCII text, exactly what lower() finds); a "$" is a match of _MONEY_RE by itself
-    if "$" in sample or ((not ascii_only or any(w in low for w in _ASCII_MONEY_WORDS))
-                         and _MONEY_RE.search(sample)):
+    # the regexes below run only when a word they need is there (with re.I, what lower()
+    # finds in ASCII text, and `_folded_lower` in any text); a "$" is a match by itself
+    if "$" in sample:
         out["m:money"] = 1
+    else:
+        words = low if ascii_only else _folded_lower(sample)
+        if any(w in words for w in _MONEY_WORDS) and _MONEY_RE.search(sample):
+            out["m:money"] = 1
     excl = sample.count("!") + sample.count("！")  # noqa: RUF001
     out[f"m:excl={_bucket(excl, (0, 1, 3))}"] = 1
     if _has_bare_domain(sample, low) if ascii_only else _BARE_DOMAIN_RE.search(sample):
@@ -259,16 +306,17 @@ def _domain_of(addr: str) -> str:
     return addr.rpartition("@")[2].strip().strip(">").lower()
 
 
+_NOTED_TOKENS = tuple((h, "m:has_" + h, "m:no_" + h) for h in _NOTED_HEADERS)
+
+
 def _email_meta(f: Features, out: Counter[str]) -> None:
-    names: dict[str, str] = {}
-    received = 0
-    for n, v in f.headers:
-        ln = n.lower()
-        if ln == "received":
-            received += 1
-        names.setdefault(ln, v)
-    for h in _NOTED_HEADERS:
-        out[("m:has_" if h in names else "m:no_") + h] = 1
+    # the first value of each header name (lower case): built from the last field to the
+    # first, so that the first one's value is the one kept
+    lowered = [n.lower() for n, _v in f.headers]
+    names = dict(zip(reversed(lowered), [v for _n, v in reversed(f.headers)], strict=True))
+    received = lowered.count("received")
+    for h, has, no in _NOTED_TOKENS:
+        out[has if h in names else no] = 1
     out[f"m:recv={_bucket(received, (0, 1, 2, 4, 7))}"] = 1
     frm = names.get("from", "")
     from_dom = _domain_of(frm)
@@ -316,8 +364,12 @@ def _email_meta(f: Features, out: Counter[str]) -> None:
     if not subj:
         out["m:no_subject"] = 1
     else:
-        letters = [ch for ch in subj if ch.isalpha()]
-        if letters and sum(ch.isupper() for ch in letters) / len(letters) > 0.6:
+        if subj.isascii():  # (letters and upper-case characters: A-Z, a-z and A-Z only)
+            n_letters, n_caps = _letters(subj)
+        else:
+            letters = [ch for ch in subj if ch.isalpha()]
+            n_letters, n_caps = len(letters), sum(ch.isupper() for ch in letters)
+        if n_letters and n_caps / n_letters > 0.6:
             out["m:subject_caps"] = 1
         if _REPLY_SUBJECT_RE.match(subj):
             out["m:subject_reply"] = 1
@@ -464,8 +516,9 @@ def _mix_one(h: int) -> int:
 
 
 # structure token (m: and n:, the same few hundred in every message; not the header words of
-# h:, which are content) -> (its block, its column)
-_META_INFO: dict[str, tuple[str, int]] = {}
+# h:, which are content) -> (its block's number in _META_KEYS, its column)
+_META_INFO: dict[str, tuple[int, int]] = {}
+_META_KEYS = ("m", "n", "h")
 
 
 def _meta_key(tok: str) -> str:
@@ -478,24 +531,26 @@ def _meta_block(tokens: Counter[str], weights: dict[str, float] = BLOCK_WEIGHTS
                 ) -> tuple[np.ndarray, np.ndarray]:
     """Structure tokens (``m``), header presence tokens (``n``) and header words (``h``),
     each block L2-normalised and scaled by its weight."""
-    groups: dict[str, list[tuple[int, int]]] = {}
+    groups: tuple[tuple[list[int], list[int]], ...] = (([], []), ([], []), ([], []))
     info = _META_INFO
     for k, c in tokens.items():
         kc = info.get(k)
         if kc is None:
-            kc = (_meta_key(k), _meta_col(k))
-            if kc[0] != "h" and len(info) < _CACHE_MAX:
+            key = _meta_key(k)
+            kc = (_META_KEYS.index(key), _meta_col(k))
+            if key != "h" and len(info) < _CACHE_MAX:
                 info[k] = kc
-        groups.setdefault(kc[0], []).append((kc[1], c))
+        block = groups[kc[0]]
+        block[0].append(kc[1])
+        block[1].append(c)
     cols: list[int] = []
     vals: list[float] = []
-    for key in ("m", "n", "h"):
-        items = groups.get(key)
-        if not items:
+    for key, (bcols, counts) in zip(_META_KEYS, groups, strict=True):
+        if not bcols:
             continue
-        v = [1.0 + math.log(c) if c > 1 else float(c) for _, c in items]
+        v = [1.0 + math.log(c) if c > 1 else float(c) for c in counts]
         scale = weights[key] / math.sqrt(sum(x * x for x in v))
-        cols.extend(col for col, _ in items)
+        cols.extend(bcols)
         vals.extend(x * scale for x in v)
     return np.array(cols, dtype=np.int64), np.array(vals, dtype=np.float64)
 
@@ -522,15 +577,115 @@ def _words(text: str) -> list[str]:
     return _WORD_RE.findall(text)
 
 
+_C1 = np.uint64(0xBF58476D1CE4E5B9)
+_C2 = np.uint64(0x94D049BB133111EB)
+_S30, _S27, _S31 = np.uint64(30), np.uint64(27), np.uint64(31)
+_CHAR_TAG = np.uint32(N_FEATURES)  # the character block's columns, tagged to sort after the words'
+_MASK32 = np.uint32(N_FEATURES - 1)
+_max_of = np.maximum.reduce
+
+
+def _mix_inplace(h: np.ndarray) -> np.ndarray:
+    """`_mix(h)` computed in `h` itself (the same uint64 operations, fewer temporaries)."""
+    t = h >> _S30
+    h ^= t
+    h *= _C1
+    np.right_shift(h, _S27, out=t)
+    h ^= t
+    h *= _C2
+    np.right_shift(h, _S31, out=t)
+    h ^= t
+    return h
+
+
+# sub-linear term frequency of a count c (`_block`'s value before normalising): c for 0 and 1,
+# else 1 + log(c), computed by the same vectorised np.log (it gives each element the same
+# result wherever it stands in an array: test)
+_TF_SIZE = 8192
+_TF = np.arange(_TF_SIZE, dtype=np.float64)
+_TF[2:] = 1.0 + np.log(_TF[2:])
+
+
+def _text_blocks(words: list[str], ctext: str, ww: float, wc: float
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """`_block(_word_ids(words), ww)` and `_block(_char_ids(ctext), wc)` end to end, with one
+    hash mix and one sort for both: the words' and the characters' pre-mix values in one
+    array, the characters' columns tagged with bit 19 so that they sort after the words'."""
+    parts: list[np.ndarray] = []
+    nw = len(words)
+    if nw:
+        h = np.fromiter(map(_token_hash, words), dtype=np.uint64, count=nw)
+        parts.append(h ^ _SEEDS["w"])
+        if nw >= 2:
+            bi = h[:-1] * _P
+            bi += h[1:]
+            bi ^= _SEEDS["b"]
+            parts.append(bi)
+    nword = 2 * nw - 1 if nw else 0
+    if len(ctext) >= 2:
+        cp = np.frombuffer(ctext.encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
+        n = len(cp)
+        h = cp[:-1] ^ _SEEDS["c"]
+        for k in (2, 3, 4):
+            if n < k:
+                break
+            h = h[: n - k + 1] * _P
+            h += cp[k - 1:]
+            parts.append(h)
+    if not parts:
+        return np.zeros(0, dtype=np.int64), np.zeros(0)
+    allh = np.concatenate(parts) if len(parts) > 1 else parts[0].copy()
+    srt = _mix_inplace(allh).astype(np.uint32)
+    srt &= _MASK32  # (the column: the low 19 bits, as `& _MASK` before the cast)
+    srt[nword:] |= _CHAR_TAG
+    srt.sort()
+    edge = np.empty(srt.size + 1, dtype=bool)
+    edge[0] = edge[-1] = True
+    np.not_equal(srt[1:], srt[:-1], out=edge[1:-1])
+    starts = edge.nonzero()[0]
+    uniq = srt[starts[:-1]]
+    cnt = starts[1:] - starts[:-1]
+    if _max_of(cnt) < _TF_SIZE:
+        v = _TF.take(cnt)
+    else:
+        v = cnt.astype(np.float64)
+        big = v > 1
+        v[big] = 1.0 + np.log(v[big])
+    k = int(uniq.searchsorted(_CHAR_TAG)) if nword else 0
+    # (math.sqrt and np.sqrt are both the correctly rounded square root: the same scale)
+    if k:
+        vw = v[:k]
+        vw *= ww / math.sqrt(vw @ vw)
+    if k < v.size:
+        vc = v[k:]
+        vc *= wc / math.sqrt(vc @ vc)
+        uniq[k:] ^= _CHAR_TAG
+    return uniq.astype(np.int64), v
+
+
+# ASCII bytes in lower case with the digits 1-9 as 0
+_LOWER_ZERO = bytes.maketrans(string.ascii_uppercase.encode() + b"123456789",
+                              string.ascii_lowercase.encode() + b"000000000")
+
+
+def _text0_words(text: str) -> tuple[str, list[str]]:
+    """(`_zero_digits(normalise(text))`, `_words` of it). ASCII text (which NFKC leaves as it
+    is) in fewer passes: spaces collapsed, then lower case and zeroed digits in one
+    `bytes.translate`, the words split from the same bytes."""
+    if not text.isascii():
+        text0 = _zero_digits(normalise(text))
+        return text0, _words(text0)
+    raw = " ".join(text.split()).encode("ascii").translate(_LOWER_ZERO)
+    return raw.decode("ascii"), raw.translate(_ASCII_WORD_BYTES).decode("ascii").split()
+
+
 def row(f: Features) -> tuple[np.ndarray, np.ndarray]:
     """(column indices, values) of one message; indices may repeat across blocks (summed)."""
-    text = normalise(f.text[:MAX_WORD_CHARS])
-    text0 = _zero_digits(text)
+    text0, words = _text0_words(f.text[:MAX_WORD_CHARS])
     weights = EMAIL_BLOCK_WEIGHTS if f.channel is Channel.EMAIL else BLOCK_WEIGHTS
-    wi, wv = _block(_word_ids(_words(text0)), weights["w"])
-    ci, cv = _block(_char_ids(text0[:MAX_CHAR_CHARS]), weights["c"])
+    ti, tv = _text_blocks(words, text0[:MAX_CHAR_CHARS], weights["w"], weights["c"])
     mi, mv = _meta_block(meta_tokens(f), weights)
-    return np.concatenate((wi, ci, mi)), np.concatenate((wv, cv, mv))
+    return np.concatenate((ti, mi)), np.concatenate((tv, mv))
 
 
 def vectorise(items: Iterable[Features]) -> sp.csr_matrix:

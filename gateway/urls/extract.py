@@ -120,7 +120,8 @@ def _normalize(text: str) -> tuple[str, tuple[str, ...], str | None]:
             if _FULLWIDTH_RE.search(t):
                 ev.append("fullwidth")
             t = unicodedata.normalize("NFKC", t)
-            t2 = _IDEO_DOT_RE.sub(".", t)
+            # (the expression replaces one of these two: tried only when one is there)
+            t2 = _IDEO_DOT_RE.sub(".", t) if "\u3002" in t or "\uff61" in t else t
             if t2 != t:
                 if "fullwidth" not in ev:
                     ev.append("fullwidth")

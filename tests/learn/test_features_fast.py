@@ -74,3 +74,96 @@ def test_mix_one_as_the_vector_mix(h: int) -> None:
     import numpy as np
 
     assert f2._mix_one(h) == int(f2._mix(np.array([h], dtype=np.uint64))[0])
+
+
+def _host_by_urlsplit(url: str) -> str:
+    return f2._host_urlsplit(url if f2._SCHEME_RE.match(url) else "http://" + url)
+
+
+@given(st.lists(st.sampled_from(["http://", "HTTPS://", "ftp:", "//", "a", "B", "0", ".", ":", "@",
+                                 "/", "?", "#", "%", "[", "]", "\t", "\n", " ", "\u00e9", "\u3002",
+                                 "example.com", "user:pw@", ":8080", "xn--", "~", "\\", "\x01"]),
+                max_size=25))
+def test_host_as_by_urlsplit(pieces: list[str]) -> None:
+    url = "".join(pieces)
+    assert f2._host(url) == _host_by_urlsplit(url)
+
+
+@given(st.text(max_size=60))
+def test_host_of_any_text_as_by_urlsplit(url: str) -> None:
+    assert f2._host(url) == _host_by_urlsplit(url)
+
+
+@given(st.lists(st.sampled_from(["the", "a", "0", "_", "\u00e9t\u00e9", "\u65e5\u672c", "x" * 20]),
+                max_size=60),
+       st.text(st.sampled_from("ab0 .\u00e9\u65e5\U0001f600"), max_size=300),
+       st.sampled_from([(1.0, 1.0), (0.6, 0.3)]))
+def test_text_blocks_as_the_two_blocks(words: list[str], ctext: str,
+                                       weights: tuple[float, float]) -> None:
+    """One hash mix and one sort for words and characters give the two blocks, bit for bit."""
+    import numpy as np
+
+    wi, wv = f2._block(f2._word_ids(words), weights[0])
+    ci, cv = f2._block(f2._char_ids(ctext), weights[1])
+    ti, tv = f2._text_blocks(words, ctext, *weights)
+    assert ti.dtype == np.int64 and tv.dtype == np.float64
+    assert ti.tobytes() == np.concatenate((wi, ci)).tobytes()
+    assert tv.tobytes() == np.concatenate((wv, cv)).tobytes()
+
+
+def test_term_frequency_table_as_the_log_of_each_array() -> None:
+    """`_TF[c]` is what `1.0 + np.log` gives for c in arrays of any length and position."""
+    import numpy as np
+
+    rng = np.random.default_rng(7)
+    for offset in range(9):
+        for size in (1, 2, 3, 7, 8, 9, 16, 17, 100, 1000):
+            counts = rng.integers(2, f2._TF_SIZE, size)
+            v = np.concatenate((np.full(offset, 5.0), counts.astype(np.float64)))
+            got = (1.0 + np.log(v))[offset:]
+            assert got.tobytes() == f2._TF.take(counts).tobytes()
+    assert f2._TF[1] == 1.0 and f2._TF[0] == 0.0
+
+
+def test_letter_flags_of_every_bmp_character() -> None:
+    """Long non-ASCII text counts its letters from a table: every BMP character's entry is what
+    str.isalpha / str.isupper say, and texts of every length count as the str methods do."""
+    import random
+
+    flags = f2._bmp_letter_flags()
+    for cp in range(0x10000):
+        ch = chr(cp)
+        assert flags[cp] == ch.isalpha() + 2 * ch.isupper(), hex(cp)
+    rnd = random.Random(3)
+    pool = "aZ 1.éÉßΣσ東ǅǈ\u00a0\udce9\u2160\u24b6"
+    for size in (255, 256, 257, 1000, 5000):
+        for extra in ("", "\U0001d400", "\U0001f600"):
+            s = "".join(rnd.choice(pool) for _ in range(size)) + extra
+            assert f2._letters(s) == (sum(map(str.isalpha, s)), sum(map(str.isupper, s)))
+
+
+def test_money_words_found_ignoring_case_as_folded() -> None:
+    """A character matches a letter of _MONEY_RE's words (or one of its signs) ignoring case
+    exactly when `_folded_lower` makes it that letter: the words' prefilter misses no match."""
+    every = "".join(map(chr, range(0x110000)))
+    for t in set("poundsdlar") | set("円£€¥￥$"):
+        for m in re.finditer("(?i)" + re.escape(t), every):
+            assert f2._folded_lower(m.group()) == t, (hex(ord(m.group())), t)
+
+
+@given(st.lists(st.sampled_from(["1", "0", " ", "円", "万円", "Pounds", "USD", "u\u017fd", "DOLLAR",
+                                 "\u00a3", "\u20ac", "\u00a5", "\uffe5", "a", "\u6771", "\u0130",
+                                 "$", "_"]), max_size=12))
+def test_money_token_as_the_expression(pieces: list[str]) -> None:
+    from collections import Counter
+
+    t = "".join(pieces)
+    out: Counter[str] = Counter()
+    f2._text_meta(t, out)
+    assert ("m:money" in out) == (f2._MONEY_RE.search(t) is not None)
+
+
+@given(st.one_of(st.text(st.characters(max_codepoint=0x7f), max_size=80), st.text(max_size=40)))
+def test_text0_and_words_as_the_three_steps(t: str) -> None:
+    text0 = f2._zero_digits(f2.normalise(t))
+    assert f2._text0_words(t) == (text0, f2._words(text0))

@@ -146,10 +146,27 @@ class DmarcResult:
         }
 
 
+_ADDR = r"[A-Za-z0-9_+-]+(?:\.[A-Za-z0-9_+-]+)*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*"
+# one address, bare or in angle brackets after a display name of plain words or of one quoted
+# string without escapes (the usual From): its address is the one `getaddresses` finds
+_SIMPLE_FROM_RE = re.compile(
+    rf' *(?:(?:[A-Za-z0-9]+(?: +[A-Za-z0-9]+)*|"[ !#-\[\]-~]*")? *<({_ADDR})>|({_ADDR})) *')
+
+
+def from_addresses(from_values: list[str]) -> list[str]:
+    """The addresses `email.utils.getaddresses` finds in the From values; one value of the
+    usual shape without parsing it."""
+    if len(from_values) == 1:
+        m = _SIMPLE_FROM_RE.fullmatch(from_values[0])
+        if m is not None:
+            return [m.group(1) or m.group(2)]
+    return [addr for _name, addr in getaddresses(from_values)]
+
+
 def from_domains(from_values: list[str]) -> list[str]:
     """The distinct domains of the RFC5322.From addresses (lowercase, no trailing dot)."""
     out: list[str] = []
-    for _name, addr in getaddresses(from_values):
+    for addr in from_addresses(from_values):
         if "@" not in addr:
             continue
         dom = addr.rsplit("@", 1)[1].strip().strip(">").rstrip(".").lower()
