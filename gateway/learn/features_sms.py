@@ -280,10 +280,13 @@ def row(f: Features) -> tuple[np.ndarray, np.ndarray]:
     out = np.empty(n_py + n_c, dtype=np.uint64)
     out[:n_py] = cols
     if n >= 2:
-        # uint32 code points: every sum below is taken in uint64, as with a uint64 copy
-        cp = np.frombuffer(t0.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+        # the code points as uint64 (the sums below are taken in uint64 either way; ufuncs of
+        # one dtype skip the casting loops of uint32 + uint64)
+        cp = np.frombuffer(t0.encode("utf-32-le", "surrogatepass"), dtype=np.uint32
+                           ).astype(np.uint64)
         h2 = out[n_py : n_py + n - 1]
-        np.multiply(cp[:-1] + _CHAR_SEED, _P, out=h2)
+        np.add(cp[:-1], _CHAR_SEED, out=h2)
+        h2 *= _P
         h2 += cp[1:]
         if n >= 3:
             h3 = out[n_py + n - 1 : n_py + 2 * n - 3]
@@ -354,7 +357,7 @@ def rows_concat(fs: Sequence[Features]) -> tuple[np.ndarray, np.ndarray, list[in
     total_cp = sum(cp_len)
     n_py = len(py_cols)
     # character n-grams over the whole batch, as `row` hashes them for one message
-    cp_all = np.frombuffer(b"".join(cps), dtype=np.uint32)
+    cp_all = np.frombuffer(b"".join(cps), dtype=np.uint32).astype(np.uint64)  # as in `row`
     n_char = max(total_cp - 1, 0) + max(total_cp - 2, 0) + max(total_cp - 3, 0)
     src = np.empty(n_py + n_char, dtype=np.uint64)
     src[:n_py] = py_cols
@@ -363,7 +366,8 @@ def rows_concat(fs: Sequence[Features]) -> tuple[np.ndarray, np.ndarray, list[in
     o4 = o3 + max(total_cp - 2, 0)
     if total_cp >= 2:
         h2 = src[o2:o3]
-        np.multiply(cp_all[:-1] + _CHAR_SEED, _P, out=h2)
+        np.add(cp_all[:-1], _CHAR_SEED, out=h2)
+        h2 *= _P
         h2 += cp_all[1:]
         if total_cp >= 3:
             h3 = src[o3:o4]
