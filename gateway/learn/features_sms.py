@@ -138,6 +138,29 @@ def _digits0(t: str) -> str:
     return _f2._DIGITS_RE.sub("0", t)
 
 
+_PLAIN_HOST_RE = re.compile(r"[A-Za-z0-9.-]+(?=[/?#]|\Z)")
+
+
+def _url_host(url: str) -> str:
+    """`_f2._host(url)` (urlsplit's hostname, lower case) without urlsplit when the URL is
+    http(s):// or schemeless followed by a host of ASCII letters, digits, dots and hyphens
+    ending the URL or followed by /, ? or #: urlsplit's netloc is then exactly that host (no
+    user, port, brackets or characters it strips), and its hostname the host in lower case."""
+    head = url[:8].lower()
+    if head.startswith("http://"):
+        start = 7
+    elif head.startswith("https://"):
+        start = 8
+    elif "://" in url:
+        return _f2._host(url)
+    else:  # `_host` reads it as http://url: no scheme matches without "://"
+        start = 0
+    m = _PLAIN_HOST_RE.match(url, start)
+    if m is None:
+        return _f2._host(url)
+    return m.group().lower()
+
+
 def meta_tokens(f: Features, text: str, t0: str, words: list[str]) -> list[str]:
     """Structure tokens of one SMS: ``text`` the original, ``t0`` normalised with digits as
     0, ``words`` the words of t0. Cheap tests guard every regular expression."""
@@ -151,7 +174,7 @@ def meta_tokens(f: Features, text: str, t0: str, words: list[str]) -> list[str]:
     out.append(_NURL[bisect_left(_NURL_EDGES, len(urls))])
     for url in urls[:10]:
         out.append("url")
-        host = _f2._host(url)
+        host = _url_host(url)
         if not host:
             out.append("url_nohost")
             continue
