@@ -29,7 +29,7 @@ import zlib
 from bisect import bisect_left
 from collections.abc import Sequence
 from itertools import repeat
-from operator import add, itemgetter, methodcaller
+from operator import and_, itemgetter, methodcaller
 from zlib import crc32
 
 import numpy as np
@@ -93,6 +93,23 @@ class _Columns(dict[str, int]):
 # the word block remembers at most 100,000 words (about 10 MB); the others what they meet
 _COLS = {k: _Columns(v, 100_000 if k == "w" else _CACHE_MAX) for k, v in _BLOCK_SEED.items()}
 _ENCODE = methodcaller("encode", "utf-8", "surrogatepass")
+
+
+class _BigramHeads(dict[str, int]):
+    """word -> the CRC-32 (bigram seed) of "word " (UTF-8), computed on first sight and kept:
+    a bigram's CRC is `crc32(second word, head of the first)`, the CRC of "first second"
+    (zlib's crc32 continues from the value it is given), without building that string."""
+
+    __slots__ = ()
+
+    def __missing__(self, word: str) -> int:
+        head = crc32(word.encode("utf-8", "surrogatepass") + b" ", _BLOCK_SEED["b"])
+        if len(self) < 100_000:  # as the word block's columns
+            self[word] = head
+        return head
+
+
+_BIGRAM_HEAD = _BigramHeads().__getitem__
 _META_COL = _COLS["m"].__getitem__
 _ASCII_DIGITS0 = bytes.maketrans(b"123456789", b"000000000")
 _FIRST = itemgetter(0)
@@ -289,12 +306,11 @@ def row(f: Features) -> tuple[np.ndarray, np.ndarray]:
     t0 = _normalised_text(raw)
     words = _WORD_RE.findall(t0)
     # word columns remembered (_COLS["w"]); bigrams by CRC-32 in C-level maps, masked as
-    # _Columns would give "a b"
+    # _Columns would give "a b": the CRC of "a " remembered, continued over "b"
     cols = list(map(_WORD_COL, words))
     if len(words) > 1:
-        enc = list(map(_ENCODE, words))
-        cols += map(_AND, map(crc32, map(add, map(add, enc, repeat(b" ")), enc[1:]),
-                              repeat(_BLOCK_SEED["b"])))
+        cols += map(and_, map(crc32, map(_ENCODE, words[1:]), map(_BIGRAM_HEAD, words)),
+                    repeat(_MASK))
     n_w = len(cols)
     cols += map(_META_COL, meta_tokens(f, raw, t0, words))
     n_py = len(cols)
@@ -329,7 +345,6 @@ def row(f: Features) -> tuple[np.ndarray, np.ndarray]:
     return out.view(np.int64), val
 
 
-_AND = methodcaller("__and__", _MASK)
 
 
 def rows_concat(fs: Sequence[Features]) -> tuple[np.ndarray, np.ndarray, list[int]]:
@@ -342,7 +357,6 @@ def rows_concat(fs: Sequence[Features]) -> tuple[np.ndarray, np.ndarray, list[in
     gather. What stays per message is the Python part: words, bigrams and structure tokens."""
     if not fs:
         return np.zeros(0, dtype=np.int64), np.zeros(0), []
-    b_seed = _BLOCK_SEED["b"]
     wts = BLOCK_WEIGHTS["w"], BLOCK_WEIGHTS["m"], BLOCK_WEIGHTS["c"]
     py_cols: list[int] = []
     cps: list[bytes] = []
@@ -360,10 +374,9 @@ def rows_concat(fs: Sequence[Features]) -> tuple[np.ndarray, np.ndarray, list[in
         words = _WORD_RE.findall(t0)
         start = len(py_cols)
         py_cols += map(_WORD_COL, words)
-        if len(words) > 1:
-            enc = list(map(_ENCODE, words))
-            py_cols += map(_AND, map(crc32, map(add, map(add, enc, repeat(b" ")), enc[1:]),
-                                     repeat(b_seed)))
+        if len(words) > 1:  # as in `row`
+            py_cols += map(and_, map(crc32, map(_ENCODE, words[1:]), map(_BIGRAM_HEAD, words)),
+                           repeat(_MASK))
         n_w = len(py_cols) - start
         py_cols += map(_META_COL, meta_tokens(f, raw, t0, words))
         n_m = len(py_cols) - start - n_w

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
+import zlib
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -26,3 +29,11 @@ def test_url_host_is_urlsplits(url: str) -> None:
        st.text(alphabet="aA0.-_:/?#@[]\\%\u212a\u017f\uff41 \t\x00\u00e9", max_size=20))
 def test_url_host_is_urlsplits_for_any_text(prefix: str, rest: str) -> None:
     assert s3._url_host(prefix + rest) == f2._host(prefix + rest)
+
+
+@given(st.lists(st.text(min_size=1, max_size=8), min_size=2, max_size=6))
+def test_bigram_columns_are_the_crc_of_the_pair(words: list[str]) -> None:
+    seed, mask = s3._BLOCK_SEED["b"], s3._MASK
+    for a, b in itertools.pairwise(words):
+        whole = zlib.crc32(f"{a} {b}".encode("utf-8", "surrogatepass"), seed) & mask
+        assert zlib.crc32(b.encode("utf-8", "surrogatepass"), s3._BIGRAM_HEAD(a)) & mask == whole
