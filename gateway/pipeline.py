@@ -370,6 +370,8 @@ class Pipeline:
             out = check.run(ctx)
             if out.__class__ is not list and out.__class__ is not tuple:  # the usual answers
                 assert not inspect.isawaitable(out)
+            if not out:  # `_validate`'s first answer, without the call
+                return CheckResult(check.name, (), None, time.perf_counter() - t)
             return self._validate(check, out, time.perf_counter() - t)
         except Exception as exc:
             return self._failure(check, exc, time.perf_counter() - t)
@@ -396,14 +398,14 @@ class Pipeline:
 
     def _validate(self, check: Check, out: Any, elapsed: float) -> CheckResult:
         if not out:
-            return CheckResult(check.name, (), elapsed=elapsed)
+            return CheckResult(check.name, (), None, elapsed)
         symbols = tuple(out)
         declared = self._declared[check.name]
         for s in symbols:
             if not isinstance(s, Symbol) or s.name not in declared:
                 name = getattr(s, "name", repr(s))
                 return CheckResult(check.name, error=f"undeclared symbol {name}", elapsed=elapsed)
-        return CheckResult(check.name, symbols, elapsed=elapsed)
+        return CheckResult(check.name, symbols, None, elapsed)
 
     @staticmethod
     def _failure(check: Check, exc: BaseException, elapsed: float) -> CheckResult:
