@@ -290,6 +290,19 @@ def _normalised_text(raw: str) -> str:
     return _digits0(" ".join(unicodedata.normalize("NFKC", raw).lower().split()))
 
 
+# ASCII: every byte that is not a word character ([A-Za-z0-9_], what \w matches of ASCII)
+# becomes a space, so the words are what str.split() leaves (no word character is a space)
+_ASCII_WORDS = bytes(c if chr(c).isalnum() or c == 95 else 32 for c in range(128)) + bytes(
+    range(128, 256))
+
+
+def _words(t0: str) -> list[str]:
+    """`_WORD_RE.findall(t0)`: ASCII text by one bytes.translate and split (~6x faster)."""
+    if t0.isascii():
+        return t0.encode("ascii").translate(_ASCII_WORDS).decode("ascii").split()
+    return _WORD_RE.findall(t0)
+
+
 _WORD_COL = _COLS["w"].__getitem__  # a word's column, remembered
 
 
@@ -304,7 +317,7 @@ def row(f: Features) -> tuple[np.ndarray, np.ndarray]:
     calls per message, whose fixed cost dominates one SMS."""
     raw = f.text[:MAX_CHARS]
     t0 = _normalised_text(raw)
-    words = _WORD_RE.findall(t0)
+    words = _words(t0)
     # word columns remembered (_COLS["w"]); bigrams by CRC-32 in C-level maps, masked as
     # _Columns would give "a b": the CRC of "a " remembered, continued over "b"
     cols = list(map(_WORD_COL, words))
@@ -371,7 +384,7 @@ def rows_concat(fs: Sequence[Features]) -> tuple[np.ndarray, np.ndarray, list[in
     for f in fs:
         raw = f.text[:MAX_CHARS]
         t0 = _normalised_text(raw)
-        words = _WORD_RE.findall(t0)
+        words = _words(t0)
         start = len(py_cols)
         py_cols += map(_WORD_COL, words)
         if len(words) > 1:  # as in `row`

@@ -37,3 +37,13 @@ def test_bigram_columns_are_the_crc_of_the_pair(words: list[str]) -> None:
     for a, b in itertools.pairwise(words):
         whole = zlib.crc32(f"{a} {b}".encode("utf-8", "surrogatepass"), seed) & mask
         assert zlib.crc32(b.encode("utf-8", "surrogatepass"), s3._BIGRAM_HEAD(a)) & mask == whole
+
+
+@given(st.text(alphabet=[chr(c) for c in range(128)], max_size=40))
+def test_ascii_words_are_the_expressions(text: str) -> None:
+    assert s3._words(text) == s3._WORD_RE.findall(text)
+
+
+@given(st.text(max_size=30))
+def test_any_words_are_the_expressions(text: str) -> None:
+    assert s3._words(text) == s3._WORD_RE.findall(text)
