@@ -213,7 +213,7 @@ class Pipeline:
         is counted over the time its own checks took (`ctx.deadline` is set before each of
         its checks to now plus what is left), and so is its elapsed time."""
         out: list[Verdict] = []
-        record, run, limit = self._record, self._run_sync, self.deadline
+        run, limit = self._run_sync, self.deadline
         now = time.monotonic
         for k in range(0, len(ctxs), CHECK_MAJOR_GROUP):
             group = ctxs[k:k + CHECK_MAJOR_GROUP]
@@ -223,22 +223,24 @@ class Pipeline:
                     ctx.deadline = now() + (limit - spent[i])
                     result = run(check, ctx)
                     spent[i] += result.elapsed
-                    record(ctx, result)
+                    ctx.results[result.check] = result  # `_record`
+                    if result.error is not None:
+                        CHECK_FAILURES.labels(result.check).inc()
             for i, ctx in enumerate(group):
                 out.append(self._verdict(ctx, now() - spent[i]))
         return out
 
     def _verdict(self, ctx: ScanContext, t0: float) -> Verdict:
-        message, policy = ctx.message, ctx.policy
-        verdict = self.decide(ctx, policy, elapsed=time.monotonic() - t0)
-        ch = message.channel.value
+        verdict = self.decide(ctx, ctx.policy, elapsed=time.monotonic() - t0)
+        ch = ctx.message.channel  # a StrEnum: the same dict key as its value
         counter = _SCANNED.get((ch, verdict.action))
         if counter is None:
-            counter = _SCANNED[(ch, verdict.action)] = SCANNED.labels(ch, verdict.action.value)
+            counter = _SCANNED[(ch, verdict.action)] = SCANNED.labels(ch.value,
+                                                                      verdict.action.value)
         counter.inc()
         hist = _SCAN_SECONDS.get(ch)
         if hist is None:
-            hist = _SCAN_SECONDS[ch] = SCAN_SECONDS.labels(ch)
+            hist = _SCAN_SECONDS[ch] = SCAN_SECONDS.labels(ch.value)
         hist.observe(time.monotonic() - t0)
         return verdict
 
@@ -246,8 +248,12 @@ class Pipeline:
         """`run_checks` for a channel whose checks are all inline: the same results in the
         same order (stages in order, each check once), without the per-stage bookkeeping
         that async checks need."""
+        results, run = ctx.results, self._run_sync
         for check in self._flat[ctx.message.channel]:
-            self._record(ctx, self._run_sync(check, ctx))
+            result = run(check, ctx)
+            results[result.check] = result  # `_record`
+            if result.error is not None:
+                CHECK_FAILURES.labels(result.check).inc()
 
     async def run_checks(self, ctx: ScanContext) -> None:
         for stage_checks in self._stages[ctx.message.channel]:
@@ -358,11 +364,14 @@ class Pipeline:
     def _run_sync(self, check: Check, ctx: ScanContext) -> CheckResult:
         t = time.perf_counter()
         try:
-            if ctx.time_left() <= 0:
+            deadline = ctx.deadline  # `ctx.time_left() <= 0`, without the call
+            if deadline is not None and deadline - time.monotonic() <= 0:
                 return CheckResult(check.name, error="deadline")
             out = check.run(ctx)
             if out.__class__ is not list and out.__class__ is not tuple:  # the usual answers
                 assert not inspect.isawaitable(out)
+            if not out:  # `_validate`'s first answer, without the call
+                return CheckResult(check.name, (), None, time.perf_counter() - t)
             return self._validate(check, out, time.perf_counter() - t)
         except Exception as exc:
             return self._failure(check, exc, time.perf_counter() - t)
@@ -389,14 +398,14 @@ class Pipeline:
 
     def _validate(self, check: Check, out: Any, elapsed: float) -> CheckResult:
         if not out:
-            return CheckResult(check.name, (), elapsed=elapsed)
+            return CheckResult(check.name, (), None, elapsed)
         symbols = tuple(out)
         declared = self._declared[check.name]
         for s in symbols:
             if not isinstance(s, Symbol) or s.name not in declared:
                 name = getattr(s, "name", repr(s))
                 return CheckResult(check.name, error=f"undeclared symbol {name}", elapsed=elapsed)
-        return CheckResult(check.name, symbols, elapsed=elapsed)
+        return CheckResult(check.name, symbols, None, elapsed)
 
     @staticmethod
     def _failure(check: Check, exc: BaseException, elapsed: float) -> CheckResult:
@@ -415,6 +424,8 @@ class Pipeline:
     def decide(self, ctx: ScanContext, policy: Policy, *, elapsed: float = 0.0) -> Verdict:
         """Turn the check results into a verdict for one policy (reusable per recipient)."""
         scores = self.scores
+        specs = self.specs
+        own_weights = policy.weights
         symbols: dict[str, ScoredSymbol] = {}
         failed: list[str] = []
         total = 0.0
@@ -429,10 +440,13 @@ class Pipeline:
                 )
                 continue
             for s in result.symbols:
-                weight = policy.weights.get(s.name, scores.weight(s.name))
+                name = s.name
+                # the policy's weight, else the table's (`.get(name, scores.weight(name))`)
+                weight = own_weights[name] if own_weights and name in own_weights \
+                    else scores.weight(name)
                 score = weight * s.factor
-                spec = self.specs[s.name]
-                if s.name in symbols:  # the same symbol twice: keep the stronger, merge options
+                spec = specs[name]
+                if name in symbols:  # the same symbol twice: keep the stronger, merge options
                     old = symbols[s.name]
                     score = max(score, old.score)
                     opts = old.options + tuple(o for o in s.options if o not in old.options)
@@ -463,7 +477,7 @@ class Pipeline:
         thresholds = dict(shown)
         return Verdict(
             message_id=ctx.message.id,
-            channel=ctx.message.channel.value,
+            channel=_CHANNEL_VALUE[ctx.message.channel],
             action=action,
             score=total,
             symbols=symbols,
@@ -480,6 +494,7 @@ class Pipeline:
 
 
 _CF = SymbolSpec(CHECK_FAILED, "pipeline", "a check failed or timed out", 0.0)
+_CHANNEL_VALUE = {c: c.value for c in Channel}  # (Enum.value is a property: a call per read)
 
 
 def _order(checks: Sequence[Check]) -> list[Check]:

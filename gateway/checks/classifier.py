@@ -52,6 +52,19 @@ REJECT_WEIGHT = 12.0  # the default weight of CLASSIFIER_SPAM (scores.toml)
 WATCH_INTERVAL = 1.0
 BIG_TEXT = 64_000  # email text longer than this is featurised in a worker thread
 PRESCORED = "classifier.prescored"  # ctx.data: (model, p) from a batch (prescore)
+_FEATURES_KEYS: dict[str, str] = {}  # feature version -> its ctx.data key
+
+
+def _features_key(model: LoadedModel) -> str:
+    """ctx.data's key of a message's hashed features for the model's feature version."""
+    version = model.features.version
+    key = _FEATURES_KEY_OF(version)
+    if key is None:
+        key = _FEATURES_KEYS[version] = f"classifier.features.{version}"
+    return key
+
+
+_FEATURES_KEY_OF = _FEATURES_KEYS.get
 
 SHADOW_SCORED = Counter(
     "mamori_shadow_verdicts_total", "Messages scored by a shadow model, by agreement with live",
@@ -170,8 +183,9 @@ class ClassifierCheck(Check):
         self.shadow = shadow
         self.events = events
         self._watch: asyncio.Task[None] | None = None
-        self._thresholds: tuple[LoadedModel | None, tuple[float, float, float]] = (
-            None, (0.0, 0.0, 0.0))
+        # the model these were read from: its thresholds and ident (read once per model)
+        self._thresholds: tuple[LoadedModel | None, tuple[float, float, float], str] = (
+            None, (0.0, 0.0, 0.0), "")
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -204,7 +218,7 @@ class ClassifierCheck(Check):
         model = model or self.slot.model
         if model is None:
             raise CheckError(self.slot.error or "no model")
-        key = f"classifier.features.{model.features.version}"
+        key = _features_key(model)
         cached = ctx.data.get(key)
         if cached is None:
             cached = model.features.row(Features.from_context(ctx))
@@ -221,7 +235,15 @@ class ClassifierCheck(Check):
         model = self.slot.model
         if model is None:
             raise CheckError(self.slot.error or "no model")
-        key = f"classifier.features.{model.features.version}"
+        key = _features_key(model)
+        if len(ctxs) == 1 and model.scorer is not None and key not in ctxs[0].data:
+            # one message: what `score_many` computes for one (its feature set's `row`, the
+            # scorer's `proba_row`), without the batch's lists and slices
+            ctx = ctxs[0]
+            row = ctx.data[key] = model.features.row(Features.from_context(ctx))
+            pi = model.scorer.proba_row(*row)
+            ctx.data[PRESCORED] = (model, pi)
+            return np.array([pi])
         if any(key in ctx.data for ctx in ctxs):
             p = model.proba_rows([self.features(ctx, model) for ctx in ctxs])
         else:  # featurised as one batch (the same rows), each row kept like `features` does
@@ -238,17 +260,18 @@ class ClassifierCheck(Check):
             raise CheckError(self.slot.error or "no model")
         pre = ctx.data.get(PRESCORED)
         p = pre[1] if pre is not None and pre[0] is model else model.proba_row(idx, val)
-        ctx.versions["model"] = model.ident
+        thr = self._thresholds
+        if thr[0] is not model:  # the model was swapped (promote): read its thresholds once
+            thr = self._thresholds = (model, thresholds_of(model), model.ident)
+        ident = thr[2]
+        ctx.versions["model"] = ident
         ctx.data["classifier.p"] = p
         if self.shadow is not None and self.shadow.model is not None:
             self._shadow(ctx, model, p, idx, val)
-        thr = self._thresholds
-        if thr[0] is not model:  # the model was swapped (promote): read its thresholds once
-            thr = self._thresholds = (model, thresholds_of(model))
         f = factor_for(p, *thr[1])
         if f <= 0.0:
             return []
-        return [Symbol(SYMBOL, f, (f"p={p:.4f}", f"model={model.ident}"))]
+        return [Symbol(SYMBOL, f, (f"p={p:.4f}", f"model={ident}"))]
 
     def _shadow(self, ctx: ScanContext, live: LoadedModel, p: float, idx: np.ndarray,
                 val: np.ndarray) -> None:
@@ -312,7 +335,7 @@ class EmailClassifierCheck(ClassifierCheck):
     async def run(self, ctx: ScanContext) -> list[Symbol]:
         model = self.slot.model
         if model is not None and ctx.message.size > BIG_TEXT:
-            key = f"classifier.features.{model.features.version}"
+            key = _features_key(model)
             if key not in ctx.data:
                 fs = model.features
                 ctx.data[key] = await asyncio.to_thread(lambda: fs.row(Features.from_context(ctx)))

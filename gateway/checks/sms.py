@@ -20,7 +20,7 @@ from gateway.pipeline import Check, Stage
 from gateway.policy import list_matches
 from gateway.sms.flood import MemoryCounter, RedisCounter, text_fingerprint
 from gateway.sms.registry import SenderIdRegistry, registry_for
-from gateway.sms.sender import SenderType, country_code, is_international, sender_type
+from gateway.sms.sender import SenderType, country_code, sender_type
 from gateway.verdict import Symbol, SymbolSpec
 
 if TYPE_CHECKING:
@@ -37,6 +37,9 @@ _OTP_CODE = re.compile(r"(?<![\d/.:-])\d{4,8}(?![\d/.:-])")
 
 def looks_like_otp(text: str) -> bool:
     return len(text) <= 400 and bool(_OTP_CODE.search(text)) and bool(_OTP_WORDS.search(text))
+
+
+_SENDER_TYPE_VALUE = {t: t.value for t in SenderType}
 
 
 def account_of(protocol: Any) -> str:
@@ -83,7 +86,7 @@ class SmsSenderCheck(Check):
         proto = m.protocol
         ton = _int(proto.get("ton"))
         stype = sender_type(m.sender, ton)
-        ctx.data["sms.sender_type"] = stype.value
+        ctx.data["sms.sender_type"] = _SENDER_TYPE_VALUE[stype]  # (`.value` is a call)
         out: list[Symbol] = []
         legit = False
         spoofed = False
@@ -105,8 +108,10 @@ class SmsSenderCheck(Check):
         p = ctx.policy
         known = bool(list_matches(p.contacts, m.sender) or list_matches(p.allow, m.sender))
         ctx.data["sms.known_sender"] = known
-        if not legit and stype is SenderType.INTERNATIONAL and is_international(
-                m.sender, ton if ton is not None else 1, self.home):
+        # `is_international(m.sender, ton or 1, home)` of an international sender type: the
+        # sender type it asks for again is this one
+        if not legit and stype is SenderType.INTERNATIONAL and (
+                not self.home or country_code(m.sender) != self.home):
             cc = "+" + country_code(m.sender)
             out.append(Symbol("SMS_INTERNATIONAL", 1.0, (cc,)))
             if p.block_international and not known:

@@ -38,7 +38,7 @@ class FeatureSet:
 
     def rows_many(self, items: Sequence[Features]) -> tuple[np.ndarray, np.ndarray, list[int]]:
         """The rows of many messages laid end to end: (indices, values, size of each row)."""
-        if self.rows_concat is not None and len(items) >= 3:  # its fixed cost pays from 3
+        if self.rows_concat is not None and len(items) >= 2:  # s3's pays from 2 (~8%)
             return self.rows_concat(items)
         if len(items) == 1:  # no copies
             idx, val = self.row(items[0])
