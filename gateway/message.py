@@ -7,8 +7,6 @@ text, URLs, results of earlier checks).
 
 from __future__ import annotations
 
-import email
-import email.policy
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -243,11 +241,9 @@ class ScanContext:
         if len(raw) > parse_limit:  # content analysis reads the head of huge mail only
             raw = raw[:parse_limit]
             self.data["mime_truncated"] = True
-        from gateway.mime import PARSE_POLICY  # email.policy.default, headers parsed once
+        from gateway.mime import parse_message  # email.policy.default, headers parsed once
 
-        parsed = email.message_from_bytes(raw, policy=PARSE_POLICY)
-        assert isinstance(parsed, EmailMessage)
-        return parsed
+        return parse_message(raw)
 
     @cached_property
     def text_parts(self) -> tuple[str, str]:

@@ -202,3 +202,24 @@ def _plain_value(value: str) -> bool:
 
 
 PARSE_POLICY = _CachingPolicy(header_factory=_HeaderClasses())
+
+
+def parse_message(raw: bytes) -> EmailMessage:
+    """`email.message_from_bytes(raw, policy=PARSE_POLICY)`, the same message, defects and
+    all. A single-part message (most mail) is not read line by line after its header block:
+    the feed parser would only join its lines back into the payload. So the header block
+    (up to the first empty line, CRLF CRLF) is parsed alone, and when that parse ended exactly
+    there (nothing left over) and the type is neither multipart nor message, the rest becomes
+    the payload as the parser would have made it (bytes decoded as ASCII with
+    surrogateescape). Anything else is parsed whole."""
+    end = raw.find(b"\r\n\r\n")
+    if end >= 0:
+        head = email.message_from_bytes(raw[: end + 4], policy=PARSE_POLICY)
+        if (head.get_content_maintype() not in ("multipart", "message")
+                and head.get_payload() == "" and not head.is_multipart()):
+            head.set_payload(raw[end + 4:].decode("ascii", "surrogateescape"))
+            assert isinstance(head, EmailMessage)
+            return head
+    parsed = email.message_from_bytes(raw, policy=PARSE_POLICY)
+    assert isinstance(parsed, EmailMessage)
+    return parsed

@@ -1,7 +1,8 @@
 """gateway.mime.PARSE_POLICY (shared header classes, unstructured fields parsed on first use
 of more than their text) against the standard library's default policy: the same message
 tree, header texts, parsed header attributes and defects, over the corpus and over generated
-messages (line ends, folds, missing blank lines, multipart, encoded words)."""
+messages (line ends, folds, missing blank lines, multipart, encoded words). The same for
+`parse_message`, which parses single-part mail by its header block."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway.mime import PARSE_POLICY
+from gateway.mime import PARSE_POLICY, parse_message
 
 _HEADER_ATTRS = ("defects", "params", "content_type", "maintype", "subtype", "cte",
                  "content_disposition", "addresses", "datetime", "major", "minor", "version")
@@ -76,6 +77,9 @@ def _same(raw: bytes) -> None:
     theirs = email.message_from_bytes(raw, policy=email.policy.default)
     assert _view(ours) == _view(theirs)
     assert _flat(ours, PARSE_POLICY) == _flat(theirs, email.policy.default)
+    fast = parse_message(raw)  # (single-part mail: the header block parsed alone)
+    assert _view(fast) == _view(theirs)
+    assert _flat(fast, PARSE_POLICY) == _flat(theirs, email.policy.default)
 
 
 def test_corpus_sample_parses_the_same(shared_data: Path) -> None:
@@ -119,6 +123,14 @@ def test_corpus_sample_parses_the_same(shared_data: Path) -> None:
     b" continuation first\r\nSubject: x\r\n\r\nbody",
     b"Subject: x\x0b\x0cy\r\n\r\nbody",
     b"Subject: \r\n\r\nbody",
+    b"From: a@b.example\r\n\r\nLF body\nsecond\n\nthird",  # CRLF head, LF body
+    b"From: a@b.example\nSubject: x\n\nLF mail\r\n\r\nwith a CRLF pair later\r\n",
+    b"Subject: a\n\n\r\n\r\nan LF blank line first",
+    b"Subject: a\r\r\n\r\nlone CR",
+    b"Subject: x\r\nnot a header line\r\n\r\nbody\r\n",
+    b"Content-Type: text/plain; charset=iso-8859-1\r\nContent-Transfer-Encoding: quoted-printable"
+    b"\r\n\r\ncaf=E9 =\r\nsoft \xff break\r\n",
+    b"Content-Type: invalid\r\n\r\nbody\r\n",
 ])
 def test_edge_cases_parse_the_same(raw: bytes) -> None:
     _same(raw)
