@@ -163,8 +163,10 @@ class UrlIndex:
     def open(cls, path: Path) -> UrlIndex:
         """Map an index file. Raises ConfigError when it is not a valid index."""
         try:
-            st = os.stat(path)
+            # one open file for the header and every mapping: a rebuild that replaces the
+            # file meanwhile cannot mix two files' header, offsets, keys and tags
             with open(path, "rb") as f:
+                st = os.fstat(f.fileno())
                 head = f.read(PREFIX)
                 if len(head) != PREFIX or head[:8] != MAGIC:
                     raise ConfigError(f"{path} is not a mamori URL index")
@@ -172,20 +174,20 @@ class UrlIndex:
                 if hlen > 64 * 1024 * 1024:
                     raise ConfigError(f"{path}: header too large")
                 meta = json.loads(f.read(hlen))
-            n = int(meta["count"])
-            off = PREFIX + hlen
-            if st.st_size != off + OFFSETS_BYTES + n * 10:
-                raise ConfigError(f"{path}: truncated or corrupt (size {st.st_size})")
-            offs: npt.NDArray[Any] = np.memmap(path, dtype="<u8", mode="r", offset=off,
-                                               shape=(N_BUCKETS + 1,))
-            off += OFFSETS_BYTES
-            keys: npt.NDArray[Any]
-            tags: npt.NDArray[Any]
-            if n:
-                keys = np.memmap(path, dtype="<u8", mode="r", offset=off, shape=(n,))
-                tags = np.memmap(path, dtype="<u2", mode="r", offset=off + 8 * n, shape=(n,))
-            else:
-                keys, tags = np.zeros(0, np.uint64), np.zeros(0, np.uint16)
+                n = int(meta["count"])
+                off = PREFIX + hlen
+                if st.st_size != off + OFFSETS_BYTES + n * 10:
+                    raise ConfigError(f"{path}: truncated or corrupt (size {st.st_size})")
+                offs: npt.NDArray[Any] = np.memmap(f, dtype="<u8", mode="r", offset=off,
+                                                   shape=(N_BUCKETS + 1,))
+                off += OFFSETS_BYTES
+                keys: npt.NDArray[Any]
+                tags: npt.NDArray[Any]
+                if n:
+                    keys = np.memmap(f, dtype="<u8", mode="r", offset=off, shape=(n,))
+                    tags = np.memmap(f, dtype="<u2", mode="r", offset=off + 8 * n, shape=(n,))
+                else:
+                    keys, tags = np.zeros(0, np.uint64), np.zeros(0, np.uint16)
             if int(offs[-1]) != n:
                 raise ConfigError(f"{path}: corrupt bucket offsets")
             table = [Tag(*t) for t in meta["tags"]]

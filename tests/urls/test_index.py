@@ -144,6 +144,34 @@ def test_readers_never_fail_during_rebuilds(store: IndexStore) -> None:
     assert holder.current().generation >= 16
 
 
+def test_open_during_a_rebuild_maps_the_file_it_read(store: IndexStore,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A rebuild replacing the file between the header read and the mappings (a hot reload
+    racing a list update) cannot give an index mixing the two files."""
+    import gateway.urls.index as ix
+
+    before = UrlIndex.open(store.index_path)
+    real = ix.json.loads
+    fired: list[int] = []
+
+    def loads(data: bytes, *args: object, **kw: object) -> object:
+        out = real(data, *args, **kw)
+        if not fired:  # right after the header was read: the file is replaced
+            fired.append(1)
+            store.save_list(make_list("plain", {f"n{i}.example": "" for i in range(50)}).build())
+            store.rebuild()
+        return out
+
+    monkeypatch.setattr(ix.json, "loads", loads)
+    idx = UrlIndex.open(store.index_path)
+    monkeypatch.undo()
+    assert fired
+    assert idx.generation == before.generation and len(idx) == len(before)
+    assert lookup(idx, "http://evil.example/login") == [("jpcert", "block", "Amazon")]
+    assert lookup(idx, "http://n1.example/") == []  # (the new file's entry: not this index's)
+    assert UrlIndex.open(store.index_path).generation == before.generation + 1
+
+
 def test_from_lists_matches_file_index() -> None:
     a = make_list("a", {"x.example/p": "L"}).build()
     idx = UrlIndex.from_lists([a])
