@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -120,17 +121,14 @@ def _ingest_spool(writer: SqliteWriter, spool: RowSpool) -> None:
     """In the writer thread: the spool's files, and those of processes gone, into the
     database, a transaction per file (idempotent: a row already there is left as it is)."""
     for path in spool.take():
-        rows = spool.read(path)
-        for sql, args in _sqlite_batches(rows):
-            writer.write(sql, args)
+        _ingest_rows(writer, spool, spool.read(path))
         spool.done(path)
     for orphan in spool.orphans():
         try:
             n = 0
             for path in spool.files_of(orphan):
                 rows = spool.read(path)
-                for sql, args in _sqlite_batches(rows):
-                    writer.write(sql, args)
+                _ingest_rows(writer, spool, rows)
                 n += len(rows)
         except BaseException:
             spool.release(orphan)
@@ -138,6 +136,35 @@ def _ingest_spool(writer: SqliteWriter, spool: RowSpool) -> None:
         spool.remove(orphan)
         if n:
             log.info("quarantine copies recovered from a spool", extra={"count": n})
+
+
+def _ingest_rows(writer: SqliteWriter, spool: RowSpool, rows: list[dict[str, Any]]) -> None:
+    """The rows in one transaction per column set. A transaction the database refuses for
+    what is in it (not for being busy, full or failing: those raise, and the file is kept
+    for the next try) is retried row by row, and a row it refuses alone is set aside in the
+    spool's `rejected` file and logged by its id, so it cannot hold the others back."""
+    for sql, args in _sqlite_batches(rows):
+        try:
+            writer.write(sql, args)
+        except sqlite3.OperationalError:
+            raise
+        except (sqlite3.DatabaseError, ValueError, TypeError, OverflowError):
+            for one in args:
+                _ingest_one(writer, spool, sql, one)
+
+
+def _ingest_one(writer: SqliteWriter, spool: RowSpool, sql: str, row: tuple[Any, ...]) -> None:
+    try:
+        writer.write(sql, [row])
+    except sqlite3.OperationalError:
+        raise
+    except (sqlite3.DatabaseError, ValueError, TypeError, OverflowError) as exc:
+        cols = sql[sql.index("(") + 1: sql.index(")")].split(", ")
+        record = dict(zip(cols, row, strict=True))
+        spool.reject(record)
+        log.error("quarantine copy refused by the database; kept in the spool's rejected file",
+                  extra={"ref": str(record.get("message_id", ""))[:12],
+                         "error": type(exc).__name__})
 
 
 def _sqlite_batches(rows: list[dict[str, Any]]) -> list[tuple[str, list[tuple[Any, ...]]]]:

@@ -192,6 +192,16 @@ class RowSpool:
             orphan.rmdir()
         self.release(orphan)
 
+    def reject(self, row: dict[str, Any]) -> None:
+        """Set a row the database refused aside in `root/rejected` (the same records), for
+        an operator to look at; it is not ingested again."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.root / "rejected", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            os.write(fd, encode_rows([row]))
+        finally:
+            os.close(fd)
+
     @staticmethod
     def read(path: Path) -> list[dict[str, Any]]:
         return decode_rows(path.read_bytes(), path.name)

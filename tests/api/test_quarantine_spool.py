@@ -171,3 +171,24 @@ def test_records_round_trip_and_a_torn_tail_is_skipped() -> None:
     damaged = bytearray(data)
     damaged[12] ^= 0xFF  # inside the first record's payload: its CRC no longer matches
     assert decode_rows(bytes(damaged)) == []
+
+
+async def test_a_row_the_database_refuses_is_set_aside_not_blocking_the_others(
+        store: QuarantineStore, tmp_path: Path) -> None:
+    conn = sqlite3.connect(_path(tmp_path))
+    conn.execute("CREATE TRIGGER refuse BEFORE INSERT ON quarantine WHEN NEW.subscriber = 'bad' "
+                 "BEGIN SELECT RAISE(ABORT, 'refused'); END")
+    conn.commit()
+    conn.close()
+    holder = _Holder(_path(tmp_path))
+    good = [blocked(i) for i in range(3)]
+    bad = blocked(9, subscriber="bad")
+    await store.add_many([good[0], bad, *good[1:]], "smpp")  # spooled together, one file
+    holder.release()
+    listed = await store.list("q1")  # no StoreError: the refused row does not hold the file
+    assert {q.message_id for q in listed} == {m.id for m, _ in good}
+    rejected = Path(str(_path(tmp_path)) + "-spool") / "quarantine" / "rejected"
+    rows = decode_rows(rejected.read_bytes())
+    assert [r["message_id"] for r in rows] == [bad[0].id] and rows[0]["body"] == bad[0].body
+    await store.drain()  # nothing is retried
+    assert _stored(tmp_path) == {m.id for m, _ in good}
