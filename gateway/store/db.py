@@ -116,7 +116,9 @@ class SqliteWriter:
                 conn.execute("ROLLBACK")
             raise
 
-    def _write(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+    def write(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        """One transaction of `rows` on the writer's own connection, waiting for the lock
+        (busy_timeout): the writer thread's work (`executemany`, functions given to `run`)."""
         with self._lock:
             conn = self._conn
             if conn is None:
@@ -154,16 +156,12 @@ class SqliteWriter:
         """Run `sql` for every row in one transaction, committed when this returns."""
         if self.write_inline(sql, rows):
             return
-        await asyncio.get_running_loop().run_in_executor(self._pool, self._write, sql, rows)
+        await self.run(self.write, sql, rows)
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """`fn(*args)` in the writer thread (which may call `write`), after the writes queued
         before it."""
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
-
-    def write(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        """One transaction of `rows`, in the writer thread (from a function given to `run`)."""
-        self._write(sql, rows)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)

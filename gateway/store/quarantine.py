@@ -138,41 +138,37 @@ def _ingest_spool(writer: SqliteWriter, spool: RowSpool) -> None:
             log.info("quarantine copies recovered from a spool", extra={"count": n})
 
 
+# what the database refuses a row for (its content); OperationalError (busy, full disk, I/O)
+# is caught before these and raised: the spool file is then kept for the next try
+_REFUSED = (sqlite3.DatabaseError, ValueError, TypeError, OverflowError)
+
+
 def _ingest_rows(writer: SqliteWriter, spool: RowSpool, rows: list[dict[str, Any]]) -> None:
     """The rows in one transaction per column set. A transaction the database refuses for
-    what is in it (not for being busy, full or failing: those raise, and the file is kept
-    for the next try) is retried row by row, and a row it refuses alone is set aside in the
+    what is in it is retried row by row, and a row it refuses alone is set aside in the
     spool's `rejected` file and logged by its id, so it cannot hold the others back."""
-    for sql, args in _sqlite_batches(rows):
-        try:
-            writer.write(sql, args)
-        except sqlite3.OperationalError:
-            raise
-        except (sqlite3.DatabaseError, ValueError, TypeError, OverflowError):
-            for one in args:
-                _ingest_one(writer, spool, sql, one)
-
-
-def _ingest_one(writer: SqliteWriter, spool: RowSpool, sql: str, row: tuple[Any, ...]) -> None:
-    try:
-        writer.write(sql, [row])
-    except sqlite3.OperationalError:
-        raise
-    except (sqlite3.DatabaseError, ValueError, TypeError, OverflowError) as exc:
-        cols = sql[sql.index("(") + 1: sql.index(")")].split(", ")
-        record = dict(zip(cols, row, strict=True))
-        spool.reject(record)
-        log.error("quarantine copy refused by the database; kept in the spool's rejected file",
-                  extra={"ref": str(record.get("message_id", ""))[:12],
-                         "error": type(exc).__name__})
-
-
-def _sqlite_batches(rows: list[dict[str, Any]]) -> list[tuple[str, list[tuple[Any, ...]]]]:
-    """`_sqlite_args` of rows grouped by their columns."""
     groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for r in rows:
         groups.setdefault(tuple(r), []).append(r)
-    return [_sqlite_args(g) for g in groups.values()]
+    for group in groups.values():
+        try:
+            writer.write(*_sqlite_args(group))
+        except sqlite3.OperationalError:
+            raise
+        except _REFUSED:
+            for row in group:
+                _ingest_alone(writer, spool, row)
+
+
+def _ingest_alone(writer: SqliteWriter, spool: RowSpool, row: dict[str, Any]) -> None:
+    try:
+        writer.write(*_sqlite_args([row]))
+    except sqlite3.OperationalError:
+        raise
+    except _REFUSED as exc:
+        spool.reject(row)
+        log.error("quarantine copy refused by the database; kept in the spool's rejected file",
+                  extra={"ref": str(row.get("message_id", ""))[:12], "error": type(exc).__name__})
 
 
 def _sqlite_args(rows: list[dict[str, Any]]) -> tuple[str, list[tuple[Any, ...]]]:
@@ -286,13 +282,11 @@ class QuarantineStore:
     def _spooled(self, rows: list[dict[str, Any]]) -> bool:
         """Append the rows to the spool; False (the caller waits for the database) when there
         is no spool (PostgreSQL, SQLite in memory) or the append failed."""
-        writer = self.db.sqlite_writer() if self.spool else None
-        if writer is None:
+        spool = self._spool_of(self.db.sqlite_writer()) if self.spool else None
+        if spool is None:
             return False
-        if self._spool is None:
-            self._spool = RowSpool(Path(writer.path + "-spool") / self.kind)
         try:
-            self._spool.append(rows)
+            spool.append(rows)
         except Exception:  # a full disk; a value the spool cannot encode
             log.warning("quarantine copy not spooled; waiting for the database", exc_info=True)
             return False
@@ -300,6 +294,11 @@ class QuarantineStore:
             self._ingest_timer = asyncio.get_running_loop().call_later(
                 SPOOL_DELAY, self._start_ingest)
         return True
+
+    def _cancel_ingest_timer(self) -> None:
+        if self._ingest_timer is not None:
+            self._ingest_timer.cancel()
+            self._ingest_timer = None
 
     def _start_ingest(self) -> None:
         self._ingest_timer = None
@@ -324,15 +323,22 @@ class QuarantineStore:
             self._ingest_timer = asyncio.get_running_loop().call_later(
                 SPOOL_DELAY, self._start_ingest)
 
+    def _spool_of(self, writer: SqliteWriter | None) -> RowSpool | None:
+        """The spool beside the SQLite file of `writer` (None without one)."""
+        if writer is None:
+            return None
+        if self._spool is None:
+            self._spool = RowSpool(Path(writer.path + "-spool") / self.kind)
+        return self._spool
+
     async def recover(self) -> None:
         """Ingest what processes gone before left in the spool (at start)."""
         writer = self.db.sqlite_writer()
-        if writer is None:
+        spool = self._spool_of(writer)
+        if writer is None or spool is None:
             return
-        if self._spool is None:
-            self._spool = RowSpool(Path(writer.path + "-spool") / self.kind)
         await self.db.ready()
-        await writer.run(_ingest_spool, writer, self._spool)
+        await writer.run(_ingest_spool, writer, spool)
 
     async def drain(self) -> None:
         """Wait until every copy spooled so far is in the database (reads call this)."""
@@ -341,9 +347,7 @@ class QuarantineStore:
         if self._ingesting is not None:
             await asyncio.shield(self._ingesting)
         if self._spool.pending:
-            if self._ingest_timer is not None:
-                self._ingest_timer.cancel()
-                self._ingest_timer = None
+            self._cancel_ingest_timer()
             self._start_ingest()
             assert self._ingesting is not None
             await asyncio.shield(self._ingesting)
@@ -352,16 +356,12 @@ class QuarantineStore:
 
     async def close(self) -> None:
         """Ingest what is spooled (what cannot be stays for the next start)."""
-        if self._ingest_timer is not None:
-            self._ingest_timer.cancel()
-            self._ingest_timer = None
+        self._cancel_ingest_timer()
         try:
             await self.drain()
         except StoreError:
             log.warning("quarantine spool left for the next start")
-        if self._ingest_timer is not None:
-            self._ingest_timer.cancel()
-            self._ingest_timer = None
+        self._cancel_ingest_timer()  # (a failed ingest re-arms it)
         if self._spool is not None:
             self._spool.close()
 

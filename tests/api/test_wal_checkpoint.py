@@ -28,7 +28,7 @@ def _wal_frames(path: str) -> int:
 
 def _thread_conn(writer: SqliteWriter) -> sqlite3.Connection | None:
     """The writer thread's connection, made by one write through the thread."""
-    writer._write(_ROW, [(10_000, b"t")])
+    writer.write(_ROW, [(10_000, b"t")])
     return writer._conn
 
 

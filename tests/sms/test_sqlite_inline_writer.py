@@ -36,13 +36,13 @@ def _rows(path: str) -> list[tuple[str, bytes]]:
 def _spy(writer: SqliteWriter) -> list[int]:
     """The number of rows of each transaction the writer thread ran."""
     calls: list[int] = []
-    real = writer._write
+    real = writer.write
 
     def write(sql, rows):
         calls.append(len(rows))
         real(sql, rows)
 
-    writer._write = write  # type: ignore[method-assign]
+    writer.write = write  # type: ignore[method-assign]
     return calls
 
 
