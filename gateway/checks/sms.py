@@ -20,7 +20,7 @@ from gateway.pipeline import Check, Stage
 from gateway.policy import list_matches
 from gateway.sms.flood import MemoryCounter, RedisCounter, text_fingerprint
 from gateway.sms.registry import SenderIdRegistry, registry_for
-from gateway.sms.sender import SenderType, country_code, sender_type
+from gateway.sms.sender import SenderType, country_code, is_foreign, sender_type
 from gateway.verdict import Symbol, SymbolSpec
 
 if TYPE_CHECKING:
@@ -108,10 +108,8 @@ class SmsSenderCheck(Check):
         p = ctx.policy
         known = bool(list_matches(p.contacts, m.sender) or list_matches(p.allow, m.sender))
         ctx.data["sms.known_sender"] = known
-        # `is_international(m.sender, ton or 1, home)` of an international sender type: the
-        # sender type it asks for again is this one
-        if not legit and stype is SenderType.INTERNATIONAL and (
-                not self.home or country_code(m.sender) != self.home):
+        # (`is_international` without working the sender type out again)
+        if not legit and stype is SenderType.INTERNATIONAL and is_foreign(m.sender, self.home):
             cc = "+" + country_code(m.sender)
             out.append(Symbol("SMS_INTERNATIONAL", 1.0, (cc,)))
             if p.block_international and not known:

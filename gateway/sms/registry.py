@@ -54,10 +54,11 @@ def _skeleton_any(sender: str) -> str:
 
 
 _SEPARATORS_ASCII = bytes(c for c in range(128) if _SEPARATORS.fullmatch(chr(c)))
-_FOLD_ASCII = bytes.maketrans(
-    bytes(k for k in _FOLD if k < 128 and len(str(_FOLD[k])) == 1 and ord(str(_FOLD[k])) < 128),
-    bytes(ord(str(_FOLD[k])) for k in _FOLD if k < 128 and len(str(_FOLD[k])) == 1
-          and ord(str(_FOLD[k])) < 128))
+# _FOLD's ASCII-to-ASCII pairs, for bytes.translate
+_FOLD_ASCII_PAIRS = [(k, ord(str(v))) for k, v in _FOLD.items()
+                     if k < 128 and len(str(v)) == 1 and ord(str(v)) < 128]
+_FOLD_ASCII = bytes.maketrans(bytes(k for k, _ in _FOLD_ASCII_PAIRS),
+                              bytes(v for _, v in _FOLD_ASCII_PAIRS))
 
 
 @dataclass(frozen=True, slots=True)

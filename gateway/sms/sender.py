@@ -64,11 +64,14 @@ def is_international(sender: str, ton: int | None, home_country_code: str) -> bo
     """Whether the originator is a number of another country than `home_country_code`
     (E.164 country code, e.g. "81"). An international-format number of the home country
     is domestic."""
-    if sender_type(sender, ton) is not SenderType.INTERNATIONAL:
-        return False
-    if not home_country_code:
-        return True
-    return country_code(sender) != home_country_code
+    return sender_type(sender, ton) is SenderType.INTERNATIONAL and is_foreign(
+        sender, home_country_code)
+
+
+def is_foreign(sender: str, home_country_code: str) -> bool:
+    """Whether an international-format `sender` is of another country than
+    `home_country_code` (every country when that is empty)."""
+    return not home_country_code or country_code(sender) != home_country_code
 
 
 # E.164 country codes of one and two digits (every other country code has three)

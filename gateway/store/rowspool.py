@@ -130,12 +130,11 @@ class RowSpool:
             fd = self._open()
             try:
                 written = os.write(fd, blob)
+                if written != len(blob):  # a short write: the disk filled up
+                    raise OSError(errno.ENOSPC, "short write to the spool")
             except OSError:
                 os.ftruncate(fd, self._size)  # no torn record left behind
                 raise
-            if written != len(blob):  # a short write: the disk filled up
-                os.ftruncate(fd, self._size)
-                raise OSError(errno.ENOSPC, "short write to the spool")
             self._size += written
 
     def take(self) -> list[Path]:
