@@ -50,12 +50,22 @@ WANTED_ACTIONS = mc.SMFIF_ADDHDRS | mc.SMFIF_CHGHDRS | mc.SMFIF_DELRCPT | mc.SMF
 # Steps we never answer with anything but "continue" need no reply: each reply is a send and a
 # round trip the MTA waits for (header fields come in many small packets). DATA, end of
 # header and unknown commands carry nothing we use: the MTA need not send them at all.
-# CONNECT and MAIL keep their replies (a busy or rate-limited client is refused there), and
-# body chunks theirs (SMFIR_SKIP past max_body_size).
-NO_REPLY_STEPS = (mc.SMFIP_NR_HDR | mc.SMFIP_NR_HELO | mc.SMFIP_NR_RCPT | mc.SMFIP_NR_DATA
-                  | mc.SMFIP_NR_EOH | mc.SMFIP_NR_UNKN)
+# CONNECT needs no reply either: a busy client (over max_connections) is refused at the first
+# step that has one (MAIL, else end of message). Body chunks need none: past max_body_size the
+# rest is read and dropped (an MTA that sends body replies anyway may be told to skip it).
+NO_REPLY_STEPS = (mc.SMFIP_NR_CONN | mc.SMFIP_NR_HDR | mc.SMFIP_NR_HELO | mc.SMFIP_NR_RCPT
+                  | mc.SMFIP_NR_DATA | mc.SMFIP_NR_EOH | mc.SMFIP_NR_UNKN | mc.SMFIP_NR_BODY)
 NOT_SENT_STEPS = mc.SMFIP_NODATA | mc.SMFIP_NOEOH | mc.SMFIP_NOUNKNOWN
-WANTED_PROTOCOL = NO_REPLY_STEPS | NOT_SENT_STEPS | mc.SMFIP_SKIP
+# MAIL keeps its reply only with a client rate limit (a rate-limited client is refused there)
+WANTED_PROTOCOL = NO_REPLY_STEPS | NOT_SENT_STEPS | mc.SMFIP_SKIP | mc.SMFIP_NR_MAIL
+
+
+def wanted_protocol(settings: MilterSettings) -> int:
+    """The protocol flags asked of the MTA: `WANTED_PROTOCOL`, less SMFIP_NR_MAIL when
+    MAMORI_MILTER__CLIENT_RATE_PER_MINUTE is set (MAIL is where a client over it is refused)."""
+    if settings.client_rate_per_minute > 0:
+        return WANTED_PROTOCOL & ~mc.SMFIP_NR_MAIL
+    return WANTED_PROTOCOL
 
 # fixed replies (the peer never sees exception text)
 SMTP_451_FAILURE = "451 4.3.0 Temporary failure in mail filter, try again later"
@@ -128,6 +138,7 @@ class MilterService:
         self.stopping = False
         # messages a minute per SMTP client address (MAMORI_MILTER__CLIENT_RATE_PER_MINUTE)
         self.client_rates = per_minute(self.settings.client_rate_per_minute)
+        self.protocol = wanted_protocol(self.settings)
         self.authserv_id = (gw.settings.auth.authserv_id or gw.settings.smtp.hostname).lower()
         self._unix_path: Path | None = None
 
@@ -415,6 +426,13 @@ class Session:
             return
         self._out.append(packet)
 
+    def _refuse(self, cmd: bytes) -> None:
+        """A busy session's tempfail, as the reply to `cmd` when the MTA waits for one; else
+        nothing (a later step with a reply, at the latest end of message, refuses it)."""
+        flag = mc.NO_REPLY_FLAG.get(cmd)
+        if not (flag and self.protocol & flag):
+            self._out.append(mc.reply_code(SMTP_451_BUSY))
+
     async def _flush(self) -> None:
         """Send the replies queued while handling the packets of one read (one write)."""
         out, self._out = self._out, []
@@ -520,7 +538,7 @@ class Session:
             self.refused = len(self.service.sessions) > self.settings.max_connections
             if self.refused:
                 self._error("overloaded")
-                self._out.append(mc.reply_code(SMTP_451_BUSY))
+                self._refuse(cmd)  # here, or at the first step that has a reply
             else:
                 self._reply(cmd)
         elif cmd == mc.SMFIC_HELO:
@@ -534,7 +552,9 @@ class Session:
                 raise mc.MilterProtocolError("MAIL without a sender")
             self.sender = mc.strip_angle(args[0])
             rates = self.service.client_rates
-            if rates is not None and rates.take(self.client_address()):
+            if self.refused:
+                self._refuse(cmd)
+            elif rates is not None and rates.take(self.client_address()):
                 self._error("rate_limited")
                 self._out.append(mc.reply_code(SMTP_451_RATE))
             else:
@@ -568,7 +588,7 @@ class Session:
         if offer.version < 2:
             raise mc.MilterProtocolError(f"milter protocol version {offer.version} is too old")
         self.actions = offer.actions & WANTED_ACTIONS
-        self.protocol = offer.protocol & WANTED_PROTOCOL
+        self.protocol = offer.protocol & self.service.protocol
         if not self.actions & mc.SMFIF_ADDHDRS:
             log.warning("the MTA does not let the milter add headers")
         reply = mc.OptNeg(min(offer.version, mc.MILTER_VERSION), self.actions, self.protocol)
@@ -580,6 +600,8 @@ class Session:
         return self.conn_macros.get("client_addr") or self.peer.ip or ""
 
     def _header(self, name: str, value: str) -> None:
+        if self.refused:  # tempfailed at the next reply: nothing to keep
+            return
         if name[:1] in _WATCHED_INITIALS:  # (no other character lower-cases to a or x)
             lname = name.lower()
             if lname.startswith(OUR_HEADER_PREFIX):
@@ -611,10 +633,14 @@ class Session:
         self.truncated = True
 
     def _body(self, chunk: bytes) -> bytes:
+        if self.refused:  # nothing to keep: refused here when the MTA waits for a reply
+            return mc.reply_code(SMTP_451_BUSY)
         room = self._take_buffer(len(chunk), self.settings.max_body_size - len(self.body))
         self.body += chunk[:room]
         if room < len(chunk):
             self.truncated = True
+            # (a reply only goes out without SMFIP_NR_BODY; with it the MTA sends the rest,
+            # which is dropped here)
             return mc.SKIP if self.protocol & mc.SMFIP_SKIP else mc.CONTINUE
         return mc.CONTINUE
 

@@ -167,6 +167,26 @@ async def test_ham_is_delivered_with_mamori_headers(postfix: PostfixRig) -> None
     assert msg.peer.ip == "127.0.0.1" and msg.peer.helo == "client.sender.test"
 
 
+async def test_a_body_of_many_chunks_is_scanned_up_to_the_limit_and_delivered_whole(
+    postfix_env: tuple[str, Path, str], settings: Settings
+) -> None:
+    """Postfix sends a 300 KB body in 64 KB chunks without waiting for replies (NR_BODY):
+    mamori keeps max_body_size of it for the scan, drops the rest, and the mail is delivered
+    whole."""
+    token = uuid.uuid4().hex
+    line = ("lorem ipsum dolor sit amet " * 3 + "\r\n").encode()
+    body = line * (300_000 // len(line)) + f"end {token}\r\n".encode()
+    raw = _raw(SENDER, [BOB], token) + body
+    async with running(postfix_env, settings, max_body_size=100_000) as rig:
+        code, text = await send(rig, SENDER, [BOB], raw)
+        assert code == 250
+        await wait_removed(rig, _queue_id(text))
+        (mail,) = delivered(rig, token)
+        assert f"end {token}" in mail and mail.count("lorem ipsum") == 3 * (300_000 // len(line))
+        (msg, _, _), = rig.captured.verdicts
+        assert len(msg.body) == 100_000 and msg.protocol["truncated"] == "1"
+
+
 async def test_fraud_is_rejected_with_mamori_reply(postfix: PostfixRig) -> None:
     await postfix.gw.policies.put(Policy(subscriber=BOB, block=frozenset({"fraud.test"})))
     token = uuid.uuid4().hex
@@ -261,7 +281,25 @@ async def test_overloaded_mamori_tempfails_through_postfix(
 async def test_connection_limit_tempfails_the_smtp_session(
     postfix_env: tuple[str, Path, str], settings: Settings
 ) -> None:
+    """Over max_connections, the message is tempfailed unscanned: at end of data (mamori asks
+    Postfix for no reply before it), or at MAIL when a client rate limit gives MAIL a reply."""
+    raw = (f"From: <{SENDER}>\r\nTo: <{BOB}>\r\nSubject: busy\r\n"
+           f"Date: {formatdate()}\r\n\r\nhello\r\n").encode()
     async with running(postfix_env, settings, max_connections=0) as rig:
+
+        def whole() -> tuple[int, bytes]:
+            with smtplib.SMTP(rig.host, rig.port, timeout=WAIT) as smtp:
+                smtp.ehlo("client.sender.test")
+                try:
+                    smtp.sendmail(SENDER, [BOB], raw)
+                except smtplib.SMTPDataError as exc:
+                    return exc.smtp_code, exc.smtp_error
+                return 250, b"accepted"
+
+        code, text = await asyncio.to_thread(whole)
+        assert code == 451 and b"4.3.2" in text
+        assert rig.captured.verdicts == []
+    async with running(postfix_env, settings, max_connections=0, client_rate_per_minute=100) as rig:
 
         def session() -> tuple[int, bytes]:
             with smtplib.SMTP(rig.host, rig.port, timeout=WAIT) as smtp:

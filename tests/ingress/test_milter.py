@@ -27,7 +27,8 @@ CAROL = "carol@example.test"
 
 async def open_client(address: str) -> mc.MilterClient:
     client = await mc.MilterClient.open(address)
-    assert await client.connect("mx.sender.test", "192.0.2.7", 40000, macros={"j": "mx.example.test"}) == mc.SMFIR_CONTINUE
+    # (no reply: mamori asks for none at CONNECT)
+    assert await client.connect("mx.sender.test", "192.0.2.7", 40000, macros={"j": "mx.example.test"}) is None
     return client
 
 
@@ -52,15 +53,22 @@ async def test_negotiation_asks_for_what_it_needs(milter_rig) -> None:
             assert neg.actions & flag
         assert not neg.actions & mc.SMFIF_CHGBODY
         assert neg.protocol & mc.SMFIP_NR_HDR and neg.protocol & mc.SMFIP_SKIP
-        # no reply slot for steps only ever continued; none at all for those unused
-        for flag in (mc.SMFIP_NR_HELO, mc.SMFIP_NR_RCPT, mc.SMFIP_NR_DATA, mc.SMFIP_NR_EOH,
-                     mc.SMFIP_NR_UNKN, mc.SMFIP_NODATA, mc.SMFIP_NOEOH, mc.SMFIP_NOUNKNOWN):
+        # no reply slot for steps only ever continued (without a client rate limit, MAIL is
+        # one: a busy client is refused at end of message); none at all for those unused
+        for flag in (mc.SMFIP_NR_CONN, mc.SMFIP_NR_HELO, mc.SMFIP_NR_MAIL, mc.SMFIP_NR_RCPT,
+                     mc.SMFIP_NR_DATA, mc.SMFIP_NR_EOH, mc.SMFIP_NR_UNKN, mc.SMFIP_NR_BODY,
+                     mc.SMFIP_NODATA, mc.SMFIP_NOEOH, mc.SMFIP_NOUNKNOWN):
             assert neg.protocol & flag
-        # a busy or rate-limited client is refused at CONNECT or MAIL; oversized bodies skipped
-        for flag in (mc.SMFIP_NR_CONN, mc.SMFIP_NR_MAIL, mc.SMFIP_NR_BODY, mc.SMFIP_NOCONNECT,
-                     mc.SMFIP_NOHELO, mc.SMFIP_NOMAIL, mc.SMFIP_NORCPT, mc.SMFIP_NOHDRS,
-                     mc.SMFIP_NOBODY):
+        for flag in (mc.SMFIP_NOCONNECT, mc.SMFIP_NOHELO, mc.SMFIP_NOMAIL, mc.SMFIP_NORCPT,
+                     mc.SMFIP_NOHDRS, mc.SMFIP_NOBODY):
             assert not neg.protocol & flag
+        await client.close()
+    # with a client rate limit, MAIL has a reply: a client over it is refused there
+    async with milter_rig(client_rate_per_minute=5) as rig:
+        client = await mc.MilterClient.open(rig.address)
+        assert client.negotiated is not None
+        assert not client.negotiated.protocol & mc.SMFIP_NR_MAIL
+        assert client.negotiated.protocol & mc.SMFIP_NR_CONN
         await client.close()
 
 
@@ -107,7 +115,7 @@ async def test_quarantine_is_sent_before_the_final_reply(milter_rig) -> None:
             mc.encode_strings(mc.SMFIC_MAIL, [f"<{SENDER}>"]),
             mc.encode_strings(mc.SMFIC_RCPT, [f"<{BOB}>"]),
         ]))
-        assert (await mc.read_packet(client.reader))[0] == mc.SMFIR_CONTINUE  # MAIL (RCPT: NR_RCPT)
+        # (no reply to MAIL or RCPT: NR_MAIL, NR_RCPT)
         for name, value in with_verdict("quarantine"):  # no reply expected (NR_HDR)
             client.writer.write(mc.encode_strings(mc.SMFIC_HEADER, [name, value]))
         client.writer.write(mc.encode(mc.SMFIC_EOH) + mc.encode(mc.SMFIC_BODYEOB, HAM_BODY))
@@ -302,7 +310,7 @@ async def test_several_messages_abort_and_quit_nc_on_one_connection(milter_rig) 
         res = await client.message(SENDER, [BOB], HAM_HEADERS, HAM_BODY)
         assert header(res, "X-Mamori-Action") == "accept"
         client.writer.write(mc.encode(mc.SMFIC_QUIT_NC))
-        assert await client.connect("other.test", "198.51.100.1", 1) == mc.SMFIR_CONTINUE
+        assert await client.connect("other.test", "198.51.100.1", 1) is None  # (NR_CONN)
         res = await client.message(SENDER, [CAROL], HAM_HEADERS, HAM_BODY)
         assert res.final == mc.SMFIR_ACCEPT
         await client.close()
@@ -314,11 +322,33 @@ async def test_several_messages_abort_and_quit_nc_on_one_connection(milter_rig) 
 async def test_connection_limit_tempfails_the_session(milter_rig) -> None:
     async with milter_rig(max_connections=2) as rig:
         clients = [await open_client(rig.address) for _ in range(2)]
-        extra = await mc.MilterClient.open(rig.address)
+        # an MTA that waits for the CONNECT reply is refused there
+        extra = await mc.MilterClient.open(rig.address, protocol=mc.ALL_PROTOCOL & ~mc.SMFIP_NR_CONN)
         assert await extra.connect("h", "192.0.2.1", 1) == mc.SMFIR_REPLYCODE
         await extra.close()
+        # by default no step before end of message has a reply: refused there, unscanned
+        extra = await open_client(rig.address)
+        res = await extra.message(SENDER, [BOB], HAM_HEADERS, HAM_BODY)
+        assert res.final == mc.SMFIR_REPLYCODE and res.reply.startswith("451 4.3.2")
+        await extra.close()
+        # an MTA that sends body replies: refused at the first body chunk
+        extra = await mc.MilterClient.open(rig.address, protocol=mc.ALL_PROTOCOL & ~mc.SMFIP_NR_BODY)
+        await extra.connect("h", "192.0.2.1", 1)
+        res = await extra.message(SENDER, [BOB], HAM_HEADERS, HAM_BODY)
+        assert res.early == mc.SMFIR_REPLYCODE
+        await extra.close()
+        assert rig.captured.verdicts == []
         for c in clients:
             await c.close()
+    # with a client rate limit, MAIL has a reply: refused there
+    async with milter_rig(max_connections=1, client_rate_per_minute=100) as rig:
+        first = await open_client(rig.address)
+        extra = await open_client(rig.address)
+        res = await extra.message(SENDER, [BOB], HAM_HEADERS, HAM_BODY)
+        assert res.early == mc.SMFIR_REPLYCODE and res.final != mc.SMFIR_ACCEPT
+        await extra.close()
+        await first.close()
+        assert rig.captured.verdicts == []
 
 
 async def test_unix_socket(settings: Settings, tmp_path: Path) -> None:
