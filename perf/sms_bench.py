@@ -63,6 +63,29 @@ def pct(xs: list[float], p: float) -> float:
 # -- the mix ------------------------------------------------------------------------------
 
 
+# --pin: mamori's process on a core of its own (as in production), the load generator and the
+# sink SMSC on the others; the peers read their CPUs from this variable (spawned processes)
+PEER_CPUS_ENV = "MAMORI_BENCH_PEER_CPUS"
+
+
+def pin_peer() -> None:
+    """In a load generator or sink process: run on the peers' CPUs when --pin chose them."""
+    cpus = os.environ.get(PEER_CPUS_ENV)
+    if cpus:
+        os.sched_setaffinity(0, {int(c) for c in cpus.split(",")})
+
+
+def runq_wait() -> float:
+    """Seconds this process's threads have spent runnable but waiting for a CPU (schedstat):
+    the share of a row's time mamori was held up by others (the load generator, the sink,
+    the neighbours), not by its own work."""
+    total = 0
+    for t in os.listdir("/proc/self/task"):
+        with contextlib.suppress(OSError), open(f"/proc/self/task/{t}/schedstat") as f:
+            total += int(f.read().split()[1])
+    return total / 1e9
+
+
 def mix_messages(n: int, seed: int) -> list[list[bytes]]:
     """n logical messages, each a list of submit_sm bodies (parts)."""
     rnd = random.Random(seed)
@@ -101,6 +124,8 @@ def mix_messages(n: int, seed: int) -> list[list[bytes]]:
 
 
 def run_sink(port: int) -> None:
+    pin_peer()
+
     async def handle(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
         ids = itertools.count(1)
         dec = P.FrameDecoder()
@@ -141,6 +166,7 @@ def run_smpp_load(port: int, binds: int, window: int, seconds: float, q: Any,
                   rate: float = 0.0) -> None:
     """rate > 0: paced, each bind offers rate/binds messages/s (all parts of a message back to
     back, as an ESME sends them), starting at scheduled times; 0: as fast as the window allows."""
+    pin_peer()
 
     async def esme(idx: int, msgs: list[list[bytes]], lat: list[float], count: list[int],
                    stop_at: float) -> None:
@@ -227,6 +253,7 @@ async def smpp_round(target_port: int, binds: int, window: int, seconds: float,
 
 def run_http_load(port: int, conns: int, batch: int, seconds: float, q: Any,
                   client: str = "httpx") -> None:
+    pin_peer()
     texts = HAM + [f.format(i) for f in FRAUD for i in range(3)] + [JP]
     rnd = random.Random(3)
     if client == "raw":
@@ -336,7 +363,7 @@ async def http_round(port: int, conns: int, batch: int, seconds: float,
 
 
 def row(label: str, res: dict[str, Any], base: dict[str, Any] | None, unit: str,
-        cpu: float | None = None) -> str:
+        cpu: float | None = None, waited: float | None = None) -> str:
     lat = res["lat"]
     p50, p99 = pct(lat, 50) * 1000, pct(lat, 99) * 1000
     rate = res["ok"] / res["elapsed"]
@@ -345,8 +372,10 @@ def row(label: str, res: dict[str, Any], base: dict[str, Any] | None, unit: str,
         added = (f"  added p50 {p50 - pct(base['lat'], 50) * 1000:6.2f} ms"
                  f"  p99 {p99 - pct(base['lat'], 99) * 1000:6.2f} ms")
     per_core = f"  {res['ok'] / cpu:7.0f} {unit}/CPU-s" if cpu else ""
+    # the share of the row mamori's threads were ready to run but had no CPU
+    wait = f"  runq-wait {100 * waited / res['elapsed']:4.1f}%" if waited is not None else ""
     return (f"{label:<34} {rate:7.0f} {unit}/s{per_core}  p50 {p50:6.2f} ms  p99 {p99:6.2f} ms"
-            f"{added}  errors {res['err']}")
+            f"{added}  errors {res['err']}{wait}")
 
 
 def parse_args() -> argparse.Namespace:
@@ -375,6 +404,10 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--uvloop", action="store_true", help="the same as --loop uvloop")
     ap.add_argument("--batches", action="store_true",
                     help="after each SMPP row through mamori, the sizes of the judged batches")
+    ap.add_argument("--pin", choices=("auto", "off"), default="auto",
+                    help="auto: with 2 or more CPUs, mamori's process on the first CPU alone and "
+                         "the load generator and sink SMSC on the others (a proxy has its "
+                         "cores to itself in production); off: the scheduler places all")
     ap.add_argument("--proxy-only", action="store_true",
                     help="accept every message without judging it: the CPU of the proxy itself "
                          "(sockets, PDUs, sessions, batching, forwarding), not of the checks")
@@ -398,6 +431,11 @@ async def main(args: argparse.Namespace) -> None:
     from gateway.ingress.smpp import SmppProxy
     from gateway.runtime import Gateway
 
+    cpus = sorted(os.sched_getaffinity(0))
+    pinned = args.pin == "auto" and len(cpus) >= 2
+    if pinned:  # before any thread of mamori starts: they inherit the CPU
+        os.environ[PEER_CPUS_ENV] = ",".join(str(c) for c in cpus[1:])
+        os.sched_setaffinity(0, {cpus[0]})
     sink_port, proxy_port, api_port = free_port(), free_port(), free_port()
     ctx = mp.get_context("spawn")
     sink = ctx.Process(target=run_sink, args=(sink_port,), daemon=True)
@@ -430,7 +468,9 @@ async def main(args: argparse.Namespace) -> None:
     print(f"mamori SMS benchmark: {args.seconds:.0f} s per row, window {args.window}, "
           f"checks {[c.name for c in gw.pipeline.checks]}, policy store "
           f"{type(gw.policies).__name__}, event loop "
-          f"{type(asyncio.get_running_loop()).__module__.split('.')[0]}")
+          f"{type(asyncio.get_running_loop()).__module__.split('.')[0]}, "
+          + (f"mamori pinned to CPU {cpus[0]}, load generator and sink on CPU "
+             f"{os.environ[PEER_CPUS_ENV]}" if pinned else "not pinned"))
     if args.proxy_only:
         from gateway.verdict import Action, Verdict
 
@@ -468,20 +508,20 @@ async def main(args: argparse.Namespace) -> None:
                 base = await smpp_round(sink_port, n, args.window, args.seconds)
                 print(row(f"  direct to SMSC, {n} binds", base, None, "PDU"))
                 sizes.clear()
-                c0 = time.process_time()
+                c0, w0 = time.process_time(), runq_wait()
                 res = await smpp_round(proxy_port, n, args.window, args.seconds)
                 print(row(f"  through mamori, {n} binds", res, base, "PDU",
-                          time.process_time() - c0))
+                          time.process_time() - c0, runq_wait() - w0))
                 batches()
             for rate in [float(r) for r in args.rate.split(",") if r]:
                 n = binds[0]
                 base = await smpp_round(sink_port, n, args.window, args.seconds, rate)
                 print(row(f"  direct, {n} binds, {rate:.0f} msg/s", base, None, "PDU"))
                 sizes.clear()
-                c0 = time.process_time()
+                c0, w0 = time.process_time(), runq_wait()
                 res = await smpp_round(proxy_port, n, args.window, args.seconds, rate)
                 print(row(f"  mamori, {n} binds, {rate:.0f} msg/s", res, base, "PDU",
-                          time.process_time() - c0))
+                          time.process_time() - c0, runq_wait() - w0))
                 batches()
         if args.http:
             svc = await api_server.start(gw)
@@ -492,11 +532,11 @@ async def main(args: argparse.Namespace) -> None:
             http_sizes = [int(b) for b in args.http_batch.split(",") if b]
             for n in binds:
                 for size in http_sizes:
-                    c0 = time.process_time()
+                    c0, w0 = time.process_time(), runq_wait()
                     res = await http_round(api_port, n, size, args.seconds, args.http_client)
                     label = "check" if size == 1 else f"check-batch x{size}"
                     print(row(f"  {label}, {n} connections", res, None, "SMS",
-                              time.process_time() - c0))
+                              time.process_time() - c0, runq_wait() - w0))
             if svc is not None:
                 await svc.stop()
     finally:
