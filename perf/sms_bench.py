@@ -404,6 +404,8 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--uvloop", action="store_true", help="the same as --loop uvloop")
     ap.add_argument("--batches", action="store_true",
                     help="after each SMPP row through mamori, the sizes of the judged batches")
+    ap.add_argument("--batch-wait", type=float, default=0.0,
+                    help="MAMORI_SMPP__BATCH_WAIT of the proxy (seconds; default 0)")
     ap.add_argument("--pin", choices=("auto", "off"), default="auto",
                     help="auto: with 2 or more CPUs, mamori's process on the first CPU alone and "
                          "the load generator and sink SMSC on the others (a proxy has its "
@@ -445,7 +447,7 @@ async def main(args: argparse.Namespace) -> None:
     settings = load_settings(
         data_dir=Path(tmp), hash_key="bench-hash-key-0123456789",
         smpp={"listen": f"127.0.0.1:{proxy_port}", "upstream": f"127.0.0.1:{sink_port}",
-              "accounts": {"bench": "bench"}, "window": 1000,
+              "accounts": {"bench": "bench"}, "window": 1000, "batch_wait": args.batch_wait,
               # 100 binds of one account: the per-account bind limit is the operator's choice
               "max_binds": 1000},
         # the caller is the carrier's own SMS router: its rate limit is the operator's choice
@@ -469,6 +471,7 @@ async def main(args: argparse.Namespace) -> None:
           f"checks {[c.name for c in gw.pipeline.checks]}, policy store "
           f"{type(gw.policies).__name__}, event loop "
           f"{type(asyncio.get_running_loop()).__module__.split('.')[0]}, "
+          f"batch wait {args.batch_wait * 1000:g} ms, "
           + (f"mamori pinned to CPU {cpus[0]}, load generator and sink on CPU "
              f"{os.environ[PEER_CPUS_ENV]}" if pinned else "not pinned"))
     if args.proxy_only:

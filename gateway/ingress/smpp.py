@@ -616,7 +616,11 @@ class SmppProxy:
             self.spawn(self._judge_next())
 
     async def _judge_next(self) -> None:
-        """A judge task: its first step (next turn) takes what is queued by then."""
+        """A judge task: its first step (next turn) takes what is queued by then; with
+        MAMORI_SMPP__BATCH_WAIT, what is queued that much later (messages arriving meanwhile
+        join the batch: fewer, larger batches for that much added latency)."""
+        if self.cfg.batch_wait > 0:
+            await asyncio.sleep(self.cfg.batch_wait)
         self._judge_scheduled = False
         if self._judge_holder is None and self._judging:
             batch, self._judging = self._judging, []

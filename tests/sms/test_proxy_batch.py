@@ -103,6 +103,26 @@ async def test_a_burst_is_judged_in_batches_and_each_pdu_answered(
     c.close()
 
 
+async def test_batch_wait_gathers_messages_arriving_meanwhile(
+        make_proxy, smsc: FakeSmsc) -> None:  # type: ignore[no-untyped-def]
+    """Two ESMEs' messages 30 ms apart: one batch each without MAMORI_SMPP__BATCH_WAIT, one
+    batch of both with a wait longer than the gap; each is answered either way."""
+    for wait, batches in ((0.0, [1, 1]), (0.5, [2])):
+        proxy = await make_proxy(batch_wait=wait)
+        calls = judge_calls(proxy)
+        a, b = await RawEsme.connect(proxy), await RawEsme.connect(proxy)
+        await a.bind()
+        await b.bind()
+        await a.send(P.encode(P.SUBMIT_SM, 10, submit_body(b"Dinner at 7?")))
+        await asyncio.sleep(0.03)
+        await b.send(P.encode(P.SUBMIT_SM, 11, submit_body(b"Lunch at 1?")))
+        assert (await a.read()).status == P.ESME_ROK
+        assert (await b.read()).status == P.ESME_ROK
+        assert calls == batches
+        a.close()
+        b.close()
+
+
 async def test_a_failed_copy_fails_only_its_message(make_proxy, smsc: FakeSmsc) -> None:  # type: ignore[no-untyped-def]
     proxy = await make_proxy()
     gw = proxy.gw
