@@ -79,6 +79,9 @@ OUR_HEADER_PREFIX = "x-mamori-"
 _WATCHED_INITIALS = frozenset("aAxX")
 MAX_HEADER_BYTES = 1024 * 1024  # default of MAMORI_LIMITS__HEADER_MAX_BYTES
 READ_SIZE = 256 * 1024  # bytes taken from the socket at once (a body chunk is 64 KiB)
+# the header field's path, the most frequent command (module names: no attribute lookups)
+_HEADER, _NR_HDR, _CONTINUE, _parse_header = (mc.SMFIC_HEADER, mc.SMFIP_NR_HDR, mc.CONTINUE,
+                                              mc.parse_header)
 _INFLIGHT = INFLIGHT.labels(INGRESS)
 
 # policy fields only `Pipeline.decide` reads: recipients whose policies differ in nothing
@@ -384,8 +387,10 @@ class Session:
         self.recipients: list[str] = []
         self.headers: list[tuple[str, str]] = []
         self.header_bytes = 0
-        self.header_seen = 0  # fields and bytes of the whole header block (kept or not)
-        self.header_seen_bytes = 0
+        # fields and bytes of the header block not kept (past a limit); with those kept
+        # (`headers`, `header_bytes`), the whole block's
+        self.header_dropped = 0
+        self.header_dropped_bytes = 0
         self.own_headers: dict[str, int] = {}  # X-Mamori-* fields the client sent, by lower name
         self.ar_count = 0  # Authentication-Results fields seen; those claiming our id:
         self.forged_ar: list[int] = []
@@ -518,10 +523,11 @@ class Session:
 
     def _command(self, cmd: bytes, data: bytes) -> _Step:
         """Handle one command, queueing its reply; end of message and quit are the caller's."""
-        if cmd == mc.SMFIC_HEADER and self.negotiated:  # the most frequent command first
-            self._header(*mc.parse_header(data))
-            if not self.protocol & mc.SMFIP_NR_HDR:
-                self._out.append(mc.CONTINUE)
+        if cmd == _HEADER and self.negotiated:  # the most frequent command first
+            name, value = _parse_header(data)
+            self._header(name, value)
+            if not self.protocol & _NR_HDR:
+                self._out.append(_CONTINUE)
         elif cmd == mc.SMFIC_OPTNEG:
             self._optneg(data)
         elif not self.negotiated and cmd != mc.SMFIC_QUIT:
@@ -613,8 +619,6 @@ class Session:
                 if claims_authserv_id(value, self.service.authserv_id):  # RFC 8601 section 5
                     self.forged_ar.append(self.ar_count)
         size = len(name) + len(value) + 4
-        self.header_seen += 1
-        self.header_seen_bytes += size
         if not self.truncated:
             header_max = limits.current().header_max_bytes
             service = self.service
@@ -631,6 +635,8 @@ class Session:
                 return
             self.service.buffered -= granted  # a field is kept whole or not at all
         self.truncated = True
+        self.header_dropped += 1
+        self.header_dropped_bytes += size
 
     def _body(self, chunk: bytes) -> bytes:
         if self.refused:  # nothing to keep: refused here when the MTA waits for a reply
@@ -668,7 +674,8 @@ class Session:
             await self._send(mc.reply_code(SMTP_451_BUSY))
             return
         lim = limits.current()
-        if self.header_seen > lim.header_max_count or self.header_seen_bytes > lim.header_max_bytes:
+        seen = len(self.headers) + self.header_dropped
+        if seen > lim.header_max_count or self.header_bytes + self.header_dropped_bytes > lim.header_max_bytes:
             self._error("header_limit")
             await self._send(mc.reply_code(SMTP_552_HEADER))
             return

@@ -229,11 +229,14 @@ class PacketDecoder:
             out.append((bytes(buf[4:5]), bytes(buf[5:])))
             self._buf = bytearray()
         off, end = 0, len(data)
+        unpack, max_size, append = _LEN.unpack_from, self.max_size, out.append
         while end - off >= 4:
-            length = self._length(data, off)
+            (length,) = unpack(data, off)
+            if not 0 < length <= max_size:
+                self._length(data, off)  # raises what is wrong with it
             if end - off < 4 + length:
                 break
-            out.append((data[off + 4 : off + 5], data[off + 5 : off + 4 + length]))
+            append((data[off + 4 : off + 5], data[off + 5 : off + 4 + length]))
             off += 4 + length
         if off < end:
             self._buf = bytearray(data[off:])
@@ -334,13 +337,14 @@ def parse_macros(data: bytes) -> tuple[bytes, dict[str, str]]:
 
 
 def parse_header(data: bytes) -> tuple[str, str]:
-    """name NUL value NUL (the final NUL may be missing), as `split_strings` would give."""
-    if data.endswith(b"\0"):
-        data = data[:-1]
-    name, sep, value = data.partition(b"\0")
-    if not sep or not name or b"\0" in value:
-        raise MilterProtocolError("malformed header")
-    return name.decode("utf-8", "surrogateescape"), value.decode("utf-8", "surrogateescape")
+    """name NUL value NUL (the final NUL may be missing), as `split_strings` would give: two
+    strings, the name not empty. (One split, then the shapes that are two strings: the value
+    followed by the final NUL, or by nothing when the value is not empty.)"""
+    parts = data.split(b"\0")
+    n = len(parts)
+    if ((n == 3 and not parts[2]) or (n == 2 and parts[1])) and parts[0]:
+        return parts[0].decode("utf-8", "surrogateescape"), parts[1].decode("utf-8", "surrogateescape")
+    raise MilterProtocolError("malformed header")
 
 
 def strip_angle(addr: str) -> str:
