@@ -85,8 +85,43 @@ def verdict_record(message: Message, verdict: Verdict, hasher: PartyHasher, ingr
 def log_verdict(record: dict[str, Any]) -> None:
     """One line per verdict. The log record is made directly (no caller lookup, which is most
     of `Logger.info`'s cost and which the JSON line does not show); filters, handlers and
-    propagation are the logger's own (`Logger.handle`)."""
-    if verdict_log.isEnabledFor(logging.INFO):
-        rec = verdict_log.makeRecord(verdict_log.name, logging.INFO, "", 0, "verdict", (), None,
-                                     extra={"verdict": record})
-        verdict_log.handle(rec)
+    propagation are the logger's own (`Logger.handle`). When logging is as `setup_logging`
+    leaves it (one JSON stream handler on the root, nothing else on the way), the line is
+    written straight to that stream: the same line `JsonFormatter` makes, without a record."""
+    if not verdict_log.isEnabledFor(logging.INFO):
+        return
+    handler = _plain_json_handler()
+    if handler is not None:
+        line = orjson.dumps({"ts": round(time.time(), 3), "level": "info",
+                             "logger": verdict_log.name, "msg": "verdict", "verdict": record},
+                            default=str).decode() + handler.terminator
+        handler.acquire()
+        try:
+            handler.stream.write(line)
+            handler.flush()
+            return
+        except Exception:  # (a closed or failing stream: the handler's own error handling)
+            pass
+        finally:
+            handler.release()
+    rec = verdict_log.makeRecord(verdict_log.name, logging.INFO, "", 0, "verdict", (), None,
+                                 extra={"verdict": record})
+    verdict_log.handle(rec)
+
+
+def _plain_json_handler() -> logging.StreamHandler[Any] | None:
+    """The root's one handler when a verdict record would reach only it, unfiltered and
+    formatted by `JsonFormatter`; else None (tests' capture handlers, other set-ups)."""
+    root = logging.root
+    if len(root.handlers) != 1 or verdict_log.filters or not verdict_log.propagate:
+        return None
+    handler = root.handlers[0]
+    if (type(handler) is not logging.StreamHandler or type(handler.formatter) is not JsonFormatter
+            or handler.filters or handler.level > logging.INFO):
+        return None
+    logger: Any = verdict_log
+    while logger is not None and logger is not root:  # nothing of its own on the way up
+        if logger.handlers or not logger.propagate:
+            return None
+        logger = logger.parent
+    return handler
