@@ -204,19 +204,49 @@ def _plain_value(value: str) -> bool:
 PARSE_POLICY = _CachingPolicy(header_factory=_HeaderClasses())
 
 
+# One header field as the feed parser reads it: a name of printable ASCII other than ":" (its
+# `headerRE`), the colon, the rest of the line, and the continuation lines (starting with a
+# space or a tab). Lines end in CRLF, CR or LF, as the parser splits them.
+_FIELD_RE = re.compile(r"[\041-\071\073-\176]+:[^\r\n]*(?:\r\n|\r|\n)(?:[ \t][^\r\n]*(?:\r\n|\r|\n))*")
+
+
+def _parse_head(head: str) -> EmailMessage | None:
+    """The feed parser's message of a header block `head` ending in CRLF CRLF, when every line
+    up to that blank line is a header field or a continuation of one (None otherwise: a unix
+    From line, a line that is not a field, a stray blank line, ... are left to the parser).
+    Such a block gives no defect, and each field is `header_source_parse` of its lines (the
+    name before the first colon; the value with the first line's leading blanks and the last
+    line end stripped), kept as received in the order received."""
+    fields = _FIELD_RE.findall(head)
+    if sum(map(len, fields)) != len(head) - 2:  # (the fields run up to the blank line)
+        return None
+    msg = EmailMessage(PARSE_POLICY)
+    for field in fields:
+        name, value = field.split(":", 1)
+        msg.set_raw(name, value.lstrip(" \t").rstrip("\r\n"))
+    msg.set_payload("")  # (what the parser sets when nothing follows the blank line)
+    return msg
+
+
 def parse_message(raw: bytes) -> EmailMessage:
     """`email.message_from_bytes(raw, policy=PARSE_POLICY)`, the same message, defects and
     all. A single-part message (most mail) is not read line by line after its header block:
     the feed parser would only join its lines back into the payload. So the header block
-    (up to the first empty line, CRLF CRLF) is parsed alone, and when that parse ended exactly
-    there (nothing left over) and the type is neither multipart nor message, the rest becomes
-    the payload as the parser would have made it (bytes decoded as ASCII with
-    surrogateescape). Anything else is parsed whole."""
+    (up to the first empty line, CRLF CRLF) is parsed alone (by `_parse_head` when it is
+    plain fields, else by the feed parser), and when that parse ended exactly there (nothing
+    left over) and the type is neither multipart nor message, the rest becomes the payload as
+    the parser would have made it (bytes decoded as ASCII with surrogateescape). Anything else
+    is parsed whole."""
     end = raw.find(b"\r\n\r\n")
     if end >= 0:
-        head = email.message_from_bytes(raw[: end + 4], policy=PARSE_POLICY)
-        if (head.get_content_maintype() not in ("multipart", "message")
-                and head.get_payload() == "" and not head.is_multipart()):
+        text = raw[: end + 4].decode("ascii", "surrogateescape")
+        head: Message | None = _parse_head(text)
+        if head is None:
+            head = email.message_from_string(text, policy=PARSE_POLICY)
+            alone = head.get_payload() == "" and not head.is_multipart()
+        else:
+            alone = True  # (all of the block was fields)
+        if alone and head.get_content_maintype() not in ("multipart", "message"):
             head.set_payload(raw[end + 4:].decode("ascii", "surrogateescape"))
             assert isinstance(head, EmailMessage)
             return head

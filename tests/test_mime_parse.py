@@ -131,9 +131,28 @@ def test_corpus_sample_parses_the_same(shared_data: Path) -> None:
     b"Content-Type: text/plain; charset=iso-8859-1\r\nContent-Transfer-Encoding: quoted-printable"
     b"\r\n\r\ncaf=E9 =\r\nsoft \xff break\r\n",
     b"Content-Type: invalid\r\n\r\nbody\r\n",
+    b"Subject:   \r\n continued\r\n\tagain \r\n\r\nbody",  # blank first line of a field
+    b"Subject\t: x\r\n\r\nbody",  # a tab in the name: not a field
+    b"Subject: x\r\n\r\n\r\n\r\nbody",
+    b"A:\r\nB:b:c\r\n\r\n",
+    b"Subject: x\r\nTo: y\n\r\n\r\nbody",  # an LF blank line before CRLF CRLF
+    b"Subject: x\r\nFrom y: z\r\n\r\nbody",
 ])
 def test_edge_cases_parse_the_same(raw: bytes) -> None:
     _same(raw)
+
+
+def test_plain_header_blocks_take_the_shortcut() -> None:
+    """`_parse_head` reads plain header blocks (mixed line ends, folds), and leaves blocks with
+    anything else to the feed parser (test_edge_cases_parse_the_same: the same result)."""
+    from gateway.mime import _parse_head
+
+    msg = _parse_head("Subject: a\r\n b\nX-Y:z\rTo: c\r\n\r\n")
+    assert msg is not None
+    assert msg._headers == [("Subject", "a\r\n b"), ("X-Y", "z"), ("To", "c")]
+    for head in ("From a@b Mon\r\nSubject: a\r\n\r\n", "not a field\r\n\r\n",
+                 " x\r\nSubject: a\r\n\r\n", ": a\r\n\r\n", "A: b\n\r\n\r\n"):
+        assert _parse_head(head) is None, head
 
 
 _LINE_ENDS = st.sampled_from(["\r\n", "\n", "\r"])
