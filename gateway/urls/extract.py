@@ -210,6 +210,8 @@ def _trim(url: str) -> str:
 
 def _cut_unicode_tail(url: str) -> str:
     """Japanese text glued to a URL: keep a Unicode host (IDN) but cut prose after it."""
+    if url.isascii():
+        return url  # (an ASCII host and tail are kept whole: the URL as it is)
     scheme, sep, rest = url.partition("://")
     if not sep:
         rest, scheme = url, ""
@@ -252,24 +254,30 @@ def _maybe_url(t: str) -> bool:
     return False
 
 
+# a dot between a letter or digit (or "-") and a letter or digit (str.isalnum is what \w
+# matches, less "_"; the pattern starts with the dot, which the search looks for in C);
+# a run of characters other than _STOP_CHARS
+_DOT_RE = re.compile(r"\.(?<=[^\W_]\.|-\.)(?=[^\W_])")
+_RUN_RE = re.compile("[^" + re.escape("".join(sorted(_STOP_CHARS))) + "]*")
+
+
 def _dot_tokens(t: str) -> list[tuple[int, int]]:
-    """Spans of the whitespace-delimited tokens that contain `x.y` (bare-domain candidates)."""
+    """Spans of the whitespace-delimited tokens that contain `x.y` (bare-domain candidates):
+    from each such dot, the run of characters other than _STOP_CHARS around it (found back
+    from the dot in the reversed text), then the next such dot after the token."""
     spans: list[tuple[int, int]] = []
+    m = _DOT_RE.search(t)
+    if m is None:
+        return spans
     n = len(t)
-    i = t.find(".")
-    while i != -1:
-        if 0 < i < n - 1 and t[i + 1].isalnum() and (t[i - 1].isalnum() or t[i - 1] == "-"):
-            a = i
-            while a > 0 and t[a - 1] not in _STOP_CHARS:
-                a -= 1
-            b = i
-            while b < n and t[b] not in _STOP_CHARS:
-                b += 1
-            if not spans or spans[-1][1] < a:
-                spans.append((a, b))
-            i = t.find(".", b)
-            continue
-        i = t.find(".", i + 1)
+    rev = t[::-1]  # (t[i - 1] is rev[n - i])
+    while m is not None:
+        i = m.start()
+        a = i - (_RUN_RE.match(rev, n - i).end() - (n - i))  # type: ignore[union-attr]
+        b = _RUN_RE.match(t, i).end()  # type: ignore[union-attr]
+        if not spans or spans[-1][1] < a:
+            spans.append((a, b))
+        m = _DOT_RE.search(t, b)
     return spans
 
 

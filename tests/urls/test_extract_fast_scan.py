@@ -97,3 +97,66 @@ def test_fold_table_is_complete() -> None:
 def test_spaced_dots_as_the_expression(pieces: list[str]) -> None:
     t = "".join(pieces)
     assert ex._join_spaced_dots(t) == ex._SPACED_DOT_RE.sub(".", t)
+
+
+def _dot_tokens_before(t: str) -> list[tuple[int, int]]:
+    """`_dot_tokens` as it was, character by character (the reference)."""
+    spans: list[tuple[int, int]] = []
+    n = len(t)
+    i = t.find(".")
+    while i != -1:
+        if 0 < i < n - 1 and t[i + 1].isalnum() and (t[i - 1].isalnum() or t[i - 1] == "-"):
+            a = i
+            while a > 0 and t[a - 1] not in ex._STOP_CHARS:
+                a -= 1
+            b = i
+            while b < n and t[b] not in ex._STOP_CHARS:
+                b += 1
+            if not spans or spans[-1][1] < a:
+                spans.append((a, b))
+            i = t.find(".", b)
+            continue
+        i = t.find(".", i + 1)
+    return spans
+
+
+DOT_PIECES = ["a", "Z", "1", "_", "-", ".", "..", " ", "\t", "\n", "<", ">", '"', "|", "^", "\\",
+              "\u3000", "\u3002", "\u00e9", "\u0663", "\u00b2", "\u2160", "\u3042", "x.y",
+              "evil.example/login", "e.g.", "-.", "._", "\u00b2.\u00b2"]  # ², Roman one, あ
+
+
+@given(st.lists(st.sampled_from(DOT_PIECES), max_size=30))
+def test_dot_tokens_as_before(pieces: list[str]) -> None:
+    t = "".join(pieces)
+    assert ex._dot_tokens(t) == _dot_tokens_before(t)
+
+
+def _cut_unicode_tail_before(url: str) -> str:
+    """`_cut_unicode_tail` without its shortcut for ASCII URLs (the reference)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        rest, scheme = url, ""
+    host = ex._host_of(rest)
+    hend = rest.find(host) + len(host) if host else 0
+    tail = rest[hend:]
+    if not host.isascii():
+        i = next(i for i, ch in enumerate(host) if not ch.isascii())
+        head = host[:i]
+        if i and ex._host_complete(head) and (i == len(host) or host[i] != "."):
+            return (scheme + sep if sep else "") + head
+    if not tail.isascii():
+        for i, ch in enumerate(tail):
+            if not ch.isascii():
+                tail = tail[:i]
+                break
+    return (scheme + sep if sep else "") + rest[:hend] + tail
+
+
+URL_PIECES = ["http://", "https://", "://", "a", "evil", ".", "com", "example", "/", "?", "#",
+              "\\", "@", ":", "8080", "%2e", "-", " ", "\u3053\u3061\u3089", "\u00e9", "xn--"]
+
+
+@given(st.lists(st.sampled_from(URL_PIECES), max_size=20))
+def test_cut_unicode_tail_as_before(pieces: list[str]) -> None:
+    url = "".join(pieces)
+    assert ex._cut_unicode_tail(url) == _cut_unicode_tail_before(url)
