@@ -6,6 +6,7 @@ import email.utils
 import html
 import re
 from collections.abc import Callable
+from email import errors
 from email.headerregistry import HeaderRegistry, ParameterizedMIMEHeader, UnstructuredHeader
 from email.message import EmailMessage, Message
 from email.policy import EmailPolicy
@@ -224,8 +225,204 @@ def _parse_head(head: str) -> EmailMessage | None:
     for field in fields:
         name, value = field.split(":", 1)
         msg.set_raw(name, value.lstrip(" \t").rstrip("\r\n"))
-    msg.set_payload("")  # (what the parser sets when nothing follows the blank line)
     return msg
+
+
+# -- multipart mail without the feed parser --------------------------------------------------
+# `_Multipart` reads a multipart body as `email.feedparser.FeedParser._parsegen` does, step by
+# step (the same lines, boundaries, preamble, epilogue, line-end trimming and the defects of
+# a missing close boundary or a multipart transfer encoding), except that a leaf part's
+# payload is cut from the text up to the next boundary line in one piece rather than line by
+# line, and a part's header block goes through `_FIELD_RE`. Whatever else would make the
+# parser record a defect or take another road (message/* parts, a missing boundary, a line
+# that is not a header field, a unix From line, lone CR line ends, ...) raises `_Unusual`, and
+# the message is parsed by the standard parser instead.
+
+_NLCRE_EOL = re.compile(r"(\r\n|\r|\n)\Z")
+_NLCRE_BOL = re.compile(r"(\r\n|\r|\n)")
+_FIELD_START_RE = re.compile(r"[\041-\071\073-\176]+:")
+
+
+def _boundary_line(line: str, separator: str) -> tuple[bool, str] | None:
+    """`boundaryre.match(line)` of the feed parser for a line (ending at its first LF, if any)
+    and `separator` ("--" + boundary), without compiling an expression per boundary: None,
+    or (a close boundary "--" follows, the line end matched, "" when none)."""
+    if not line.startswith(separator):
+        return None
+    rest = line[len(separator):]
+    close = rest.startswith("--")
+    rest = (rest[2:] if close else rest).lstrip(" \t")
+    # (?P<linesep>\r\n|\r|\n)?$ of a line: nothing more, or one line end
+    if rest in ("", "\n", "\r", "\r\n"):
+        return close, rest
+    return None
+
+
+class _Unusual(Exception):
+    """The fast multipart reading does not cover this message: the parser reads it."""
+
+
+class _Multipart:
+    """The lines of a body (split after each LF: the text has no lone CR) with the feed
+    parser's stack of boundary expressions that end the current part ("false EOF")."""
+
+    def __init__(self, text: str) -> None:
+        if text.count("\r") != text.count("\r\n"):
+            raise _Unusual("lone CR")
+        self.text = text
+        self.pos = 0
+        self.bounds: list[str] = []  # "--" + boundary, of each multipart around the part
+
+    def _at_bound(self, line: str) -> bool:
+        return any(_boundary_line(line, sep) is not None for sep in self.bounds)
+
+    def readline(self) -> str:
+        """The next line, or "" at the end of the text or at a line that ends the part."""
+        t, pos = self.text, self.pos
+        if pos >= len(t):
+            return ""
+        end = t.find("\n", pos) + 1 or len(t)
+        line = t[pos:end]
+        if self._at_bound(line):
+            return ""
+        self.pos = end
+        return line
+
+    def unreadline(self, line: str) -> None:
+        self.pos -= len(line)
+
+    def rest(self) -> str:
+        """All lines up to the end of the text or the first line that ends the part (what
+        reading line by line until "" would give), in one piece."""
+        pos = self.pos
+        stop = min((self._next_bound(sep, pos) for sep in self.bounds), default=len(self.text))
+        self.pos = stop
+        return self.text[pos:stop]
+
+    def _next_bound(self, sep: str, i: int) -> int:
+        """The start of the first line from line start `i` on that is a boundary line of
+        `sep` (the end of the text if none): such a line starts with `sep`, at `i` or after
+        an LF."""
+        t = self.text
+        if not t.startswith(sep, i):
+            i = t.find("\n" + sep, i)
+            if i < 0:
+                return len(t)
+            i += 1
+        while True:
+            end = t.find("\n", i) + 1 or len(t)
+            if _boundary_line(t[i:end], sep) is not None:
+                return i
+            i = t.find("\n" + sep, i)
+            if i < 0:
+                return len(t)
+            i += 1
+
+    def part(self, parent: Message) -> EmailMessage:
+        """`_parsegen` of one part of `parent` from the current line."""
+        if len(self.bounds) > MAX_DEPTH:
+            raise _Unusual("deep")
+        msg = EmailMessage(PARSE_POLICY)
+        if parent.get_content_type() == "multipart/digest":
+            msg.set_default_type("message/rfc822")
+        parent.attach(msg)
+        self._headers(msg)
+        self.body(msg)
+        return msg
+
+    def body(self, msg: EmailMessage) -> None:
+        """`_parsegen` after the header block of `msg`."""
+        maintype = msg.get_content_maintype()
+        if maintype == "message":
+            raise _Unusual("message part")
+        if maintype != "multipart":
+            msg.set_payload(self.rest())
+            return
+        boundary = msg.get_boundary()
+        if boundary is None:
+            raise _Unusual("no boundary")
+        if str(msg.get("content-transfer-encoding", "8bit")).lower() not in ("7bit", "8bit", "binary"):
+            msg.policy.handle_defect(msg, errors.InvalidMultipartContentTransferEncodingDefect())
+        separator = "--" + boundary
+        capturing_preamble = True
+        preamble: list[str] = []
+        linesep = ""
+        close_boundary_seen = False
+        while True:
+            line = self.readline()
+            if line == "":
+                break
+            mo = _boundary_line(line, separator)
+            if mo is None:
+                preamble.append(line)  # (after the preamble, only boundaries come back here)
+                continue
+            if mo[0]:
+                close_boundary_seen = True
+                linesep = mo[1]
+                break
+            if capturing_preamble:
+                if preamble:  # (the last line end belongs to the boundary)
+                    eol = _NLCRE_EOL.search(preamble[-1])
+                    if eol:
+                        preamble[-1] = preamble[-1][:-len(eol.group(0))]
+                    msg.preamble = "".join(preamble)
+                capturing_preamble = False
+                self.unreadline(line)
+                continue
+            while True:  # repeated boundary lines
+                line = self.readline()
+                if _boundary_line(line, separator) is None:
+                    self.unreadline(line)
+                    break
+            self.bounds.append(separator)
+            child = self.part(msg)
+            if child.get_content_maintype() == "multipart":
+                epilogue = child.epilogue
+                if epilogue == "":
+                    child.epilogue = None
+                elif epilogue is not None:
+                    eol = _NLCRE_EOL.search(epilogue)
+                    if eol:
+                        child.epilogue = epilogue[:-len(eol.group(0))]
+            else:
+                payload = child._payload  # type: ignore[attr-defined]
+                if isinstance(payload, str):
+                    eol = _NLCRE_EOL.search(payload)
+                    if eol:
+                        child._payload = payload[:-len(eol.group(0))]  # type: ignore[attr-defined]
+            self.bounds.pop()
+        if capturing_preamble:
+            raise _Unusual("no start boundary")
+        if not close_boundary_seen:
+            msg.policy.handle_defect(msg, errors.CloseBoundaryNotFoundDefect())
+            return
+        epilogue_text = self.rest()
+        if not linesep:
+            bol = _NLCRE_BOL.match(epilogue_text)
+            if bol:
+                epilogue_text = epilogue_text[len(bol.group(0)):]
+        msg.epilogue = epilogue_text
+
+    def _headers(self, msg: Message) -> None:
+        """A part's header block up to its blank line (or its end), as `_parse_head` takes
+        it: plain fields, else `_Unusual`."""
+        lines: list[str] = []
+        while True:
+            line = self.readline()
+            if line == "":
+                break
+            if line[0] in "\r\n":
+                break  # the blank line (consumed)
+            if line.startswith("From ") or (not _FIELD_START_RE.match(line)
+                                            and (line[0] not in " \t" or not lines)):
+                raise _Unusual("not a header field")
+            lines.append(line)
+        if lines:
+            head = _parse_head("".join(lines) + "\r\n")
+            if head is None:
+                raise _Unusual("header block")
+            for name, value in head._headers:  # type: ignore[attr-defined]
+                msg.set_raw(name, value)
 
 
 def parse_message(raw: bytes) -> EmailMessage:
@@ -250,6 +447,15 @@ def parse_message(raw: bytes) -> EmailMessage:
             head.set_payload(raw[end + 4:].decode("ascii", "surrogateescape"))
             assert isinstance(head, EmailMessage)
             return head
+        if isinstance(head, EmailMessage) and head.get_content_maintype() == "multipart":
+            # a header block of plain fields (from `_parse_head`): the parts without the parser
+            try:
+                _Multipart(raw[end + 4:].decode("ascii", "surrogateescape")).body(head)
+            except _Unusual:
+                pass
+            else:
+                if head.is_multipart():  # (else the parser notes a defect)
+                    return head
     parsed = email.message_from_bytes(raw, policy=PARSE_POLICY)
     assert isinstance(parsed, EmailMessage)
     return parsed
