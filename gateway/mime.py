@@ -437,25 +437,24 @@ def parse_message(raw: bytes) -> EmailMessage:
     end = raw.find(b"\r\n\r\n")
     if end >= 0:
         text = raw[: end + 4].decode("ascii", "surrogateescape")
-        head: Message | None = _parse_head(text)
-        if head is None:
-            head = email.message_from_string(text, policy=PARSE_POLICY)
-            alone = head.get_payload() == "" and not head.is_multipart()
-        else:
-            alone = True  # (all of the block was fields)
+        plain = _parse_head(text)
+        head: Message = plain if plain is not None else email.message_from_string(
+            text, policy=PARSE_POLICY)
+        # (a block of plain fields is all header: nothing left over)
+        alone = plain is not None or (head.get_payload() == "" and not head.is_multipart())
         if alone and head.get_content_maintype() not in ("multipart", "message"):
             head.set_payload(raw[end + 4:].decode("ascii", "surrogateescape"))
             assert isinstance(head, EmailMessage)
             return head
-        if isinstance(head, EmailMessage) and head.get_content_maintype() == "multipart":
-            # a header block of plain fields (from `_parse_head`): the parts without the parser
+        if plain is not None and plain.get_content_maintype() == "multipart":
+            # a header block of plain fields: the parts without the parser
             try:
-                _Multipart(raw[end + 4:].decode("ascii", "surrogateescape")).body(head)
+                _Multipart(raw[end + 4:].decode("ascii", "surrogateescape")).body(plain)
             except _Unusual:
                 pass
             else:
-                if head.is_multipart():  # (else the parser notes a defect)
-                    return head
+                if plain.is_multipart():  # (else the parser notes a defect)
+                    return plain
     parsed = email.message_from_bytes(raw, policy=PARSE_POLICY)
     assert isinstance(parsed, EmailMessage)
     return parsed

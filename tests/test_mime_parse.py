@@ -139,6 +139,10 @@ def test_corpus_sample_parses_the_same(shared_data: Path) -> None:
     b"A:\r\nB:b:c\r\n\r\n",
     b"Subject: x\r\nTo: y\n\r\n\r\nbody",  # an LF blank line before CRLF CRLF
     b"Subject: x\r\nFrom y: z\r\n\r\nbody",
+    # multipart with a header block that is not plain fields: the parser reads it all
+    b"Content-Type: multipart/mixed; boundary=b\r\nnot a field\r\n\r\n--b\r\n\r\nx\r\n--b--\r\n",
+    b"From a\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n\r\nx\r\n--b--\r\n",
+    b"Content-Type: multipart/mixed; boundary=b\r\n\tfold\r\n\r\n--b\r\n\r\nx\r\n--b--\r\n",
 ])
 def test_edge_cases_parse_the_same(raw: bytes) -> None:
     _same(raw)
