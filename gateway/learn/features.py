@@ -36,7 +36,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from gateway import limits
-from gateway.message import Channel
+from gateway.message import Channel, lower_names
 
 if TYPE_CHECKING:
     from gateway.message import ScanContext
@@ -312,7 +312,7 @@ _NOTED_TOKENS = tuple((h, "m:has_" + h, "m:no_" + h) for h in _NOTED_HEADERS)
 def _email_meta(f: Features, out: Counter[str]) -> None:
     # the first value of each header name (lower case): built from the last field to the
     # first, so that the first one's value is the one kept
-    lowered = [n.lower() for n, _v in f.headers]
+    lowered = lower_names(f.headers)
     names = dict(zip(reversed(lowered), [v for _n, v in reversed(f.headers)], strict=True))
     received = lowered.count("received")
     for h, has, no in _NOTED_TOKENS:
