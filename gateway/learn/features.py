@@ -548,9 +548,14 @@ def _meta_block(tokens: Counter[str], weights: dict[str, float] = BLOCK_WEIGHTS
     for key, (bcols, counts) in zip(_META_KEYS, groups, strict=True):
         if not bcols:
             continue
+        cols.extend(bcols)
+        if max(counts) == 1:
+            # every token once (the presence block, often the others): each value is the
+            # scale, and the sum of squares the count (exact: a sum of 1.0s)
+            vals.extend([weights[key] / math.sqrt(len(counts))] * len(counts))
+            continue
         v = [1.0 + math.log(c) if c > 1 else float(c) for c in counts]
         scale = weights[key] / math.sqrt(sum(x * x for x in v))
-        cols.extend(bcols)
         vals.extend(x * scale for x in v)
     return np.array(cols, dtype=np.int64), np.array(vals, dtype=np.float64)
 

@@ -167,3 +167,23 @@ def test_money_token_as_the_expression(pieces: list[str]) -> None:
 def test_text0_and_words_as_the_three_steps(t: str) -> None:
     text0 = f2._zero_digits(f2.normalise(t))
     assert f2._text0_words(t) == (text0, f2._words(text0))
+
+
+@given(st.dictionaries(st.sampled_from(["m:a", "m:b", "m:has_x", "m:no_y", "h:s:w", "h:f:v", "m:c"]),
+                       st.integers(min_value=1, max_value=4), max_size=7))
+def test_meta_block_values_as_computed_one_by_one(counts: dict[str, int]) -> None:
+    """`_meta_block`'s shortcut for blocks of single tokens: the values the general formula
+    gives (sub-linear count, L2 norm of the block, block weight), bit for bit."""
+    import math
+    from collections import Counter
+
+    cols, vals = f2._meta_block(Counter(counts), f2.EMAIL_BLOCK_WEIGHTS)
+    want: list[float] = []
+    for key in f2._META_KEYS:
+        v = [1.0 + math.log(c) if c > 1 else float(c) for k, c in counts.items()
+             if f2._meta_key(k) == key]
+        if v:
+            scale = f2.EMAIL_BLOCK_WEIGHTS[key] / math.sqrt(sum(x * x for x in v))
+            want.extend(x * scale for x in v)
+    assert vals.tolist() == want
+    assert len(cols) == len(want)
