@@ -681,10 +681,37 @@ def _text0_words(text: str) -> tuple[str, list[str]]:
     is) in fewer passes: spaces collapsed, then lower case and zeroed digits in one
     `bytes.translate`, the words split from the same bytes."""
     if not text.isascii():
-        text0 = _zero_digits(normalise(text))
-        return text0, _words(text0)
+        return _text0_words_unicode(normalise(text))
     raw = " ".join(text.split()).encode("ascii").translate(_LOWER_ZERO)
     return raw.decode("ascii"), raw.translate(_ASCII_WORD_BYTES).decode("ascii").split()
+
+
+def _text0_words_unicode(text: str) -> tuple[str, list[str]]:
+    """(`_zero_digits(text)`, `_words` of it) of a normalised text. Text of the Basic
+    Multilingual Plane by its code points in numpy (a regular expression over Unicode text
+    is slow): the digits (what `_DIGITS_RE` matches) made "0", and the characters that
+    `_WORD_RE` does not match made spaces before splitting."""
+    cp = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+    if text.isascii() or cp.size == 0 or int(cp.max()) > 0xFFFF:
+        text0 = _zero_digits(text)
+        return text0, _words(text0)
+    flags = _bmp_word_flags().take(cp)
+    zeroed = np.where(flags & 2, _ZERO_CP, cp)
+    words = np.where(flags & 1, zeroed, _SPACE_CP)
+    return (zeroed.tobytes().decode("utf-32-le", "surrogatepass"),
+            words.tobytes().decode("utf-32-le", "surrogatepass").split())
+
+
+_ZERO_CP, _SPACE_CP = np.uint32(ord("0")), np.uint32(ord(" "))
+
+
+@functools.cache
+def _bmp_word_flags() -> np.ndarray:
+    """For every code point of the BMP: 1 if a word character (str.isalnum, or "_"), + 2 if
+    a decimal digit (str.isdecimal): what the regular expressions' word and digit classes
+    match (built once)."""
+    return np.fromiter(((chr(i).isalnum() or i == 95) | chr(i).isdecimal() << 1
+                        for i in range(0x10000)), dtype=np.uint8, count=0x10000)
 
 
 def row(f: Features) -> tuple[np.ndarray, np.ndarray]:

@@ -187,3 +187,21 @@ def test_meta_block_values_as_computed_one_by_one(counts: dict[str, int]) -> Non
             want.extend(x * scale for x in v)
     assert vals.tolist() == want
     assert len(cols) == len(want)
+
+
+@given(st.text(max_size=60))
+def test_unicode_text0_words_as_the_expressions(t: str) -> None:
+    """`_text0_words_unicode` (numpy tables of \\w and \\d over the BMP) gives the zeroed text
+    and the words the regular expressions give."""
+    text0 = f2._DIGITS_RE.sub("0", t)
+    assert f2._text0_words_unicode(t) == (text0, f2._WORD_RE.findall(text0))
+
+
+def test_word_flags_table() -> None:
+    import re
+
+    flags = f2._bmp_word_flags()
+    for cp in (*range(0x300), 0x660, 0x966, 0x2160, 0x3042, 0xFF10, 0xD800, 0xFFFF):
+        ch = chr(cp)
+        assert bool(flags[cp] & 1) == bool(re.fullmatch(r"\w", ch)), hex(cp)
+        assert bool(flags[cp] & 2) == bool(re.fullmatch(r"\d", ch)), hex(cp)
