@@ -132,8 +132,8 @@ def _normalize(text: str) -> tuple[str, tuple[str, ...], str | None]:
         t2, n = _subn_at(_DEFANG_RE, _undefang, t, _DEFANG_WORDS, low)  # one scan: find and undo
         if n:
             ev.append("defanged")
+            changed = t2 is not t  # (`t` itself: low is still its lower case)
             t = t2
-            changed = True
     if " ." in t or "\t." in t:
         t2 = _join_spaced_dots(t)
         if t2 != t:
@@ -359,12 +359,17 @@ def _subn_at(pattern: re.Pattern[str], repl: Callable[[re.Match[str]], str], t: 
     match the empty string)."""
     out: list[str] = []
     last = 0
+    same = True  # (every replacement so far is the text it replaces)
     for m in _finditer_at(pattern, t, words, low):
         out.append(t[last:m.start()])
-        out.append(repl(m))
+        r = repl(m)
+        same = same and r == m.group(0)
+        out.append(r)
         last = m.end()
     if not out:
         return t, 0
+    if same:  # the text as it is (an ordinary "http:" is such a match): `t` itself
+        return t, len(out) // 2
     out.append(t[last:])
     return "".join(out), len(out) // 2
 
