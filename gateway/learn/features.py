@@ -275,17 +275,21 @@ def _has_bare_domain(sample: str, low: str) -> bool:
     63 characters before the dot; \b after the TLD sees the next character). A match that
     reaches the window's end may owe its \b to the window: the whole text decides then."""
     n = len(sample)
-    for tld in _DOT_TLDS:
-        i = low.find(tld)
-        while i != -1:
-            end = i + 7  # the longest TLD (".info") and one character after it
-            m = _BARE_DOMAIN_RE.search(sample, max(0, i - 64), end)
-            if m is not None:
-                if m.end() < end or end >= n:
-                    return True
-                return _BARE_DOMAIN_RE.search(sample) is not None
-            i = low.find(tld, i + 1)
+    for dot in _DOT_TLD_RE.finditer(low):  # (each place once, whichever TLD it begins)
+        i = dot.start()
+        end = i + 7  # the longest TLD (".info") and one character after it
+        m = _BARE_DOMAIN_RE.search(sample, max(0, i - 64), end)
+        if m is not None:
+            # (a match that does not reach the window's end is one in the whole text: then
+            # the whole text's search is True too, whichever place is tried first)
+            if m.end() < end or end >= n:
+                return True
+            return _BARE_DOMAIN_RE.search(sample) is not None
     return False
+
+
+# the dots that begin one of _DOT_TLDS (one scan for all of them)
+_DOT_TLD_RE = re.compile(r"\.(?=" + "|".join(re.escape(t[1:]) for t in _DOT_TLDS) + ")")
 
 
 def _sender_type(sender: str) -> str:
