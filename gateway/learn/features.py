@@ -620,30 +620,35 @@ def _text_blocks(words: list[str], ctext: str, ww: float, wc: float
     """`_block(_word_ids(words), ww)` and `_block(_char_ids(ctext), wc)` end to end, with one
     hash mix and one sort for both: the words' and the characters' pre-mix values in one
     array, the characters' columns tagged with bit 19 so that they sort after the words'."""
-    parts: list[np.ndarray] = []
     nw = len(words)
+    nword = 2 * nw - 1 if nw else 0
+    n = len(ctext) if len(ctext) >= 2 else 0
+    total = nword + sum(n - k + 1 for k in (2, 3, 4) if n >= k)
+    if not total:
+        return np.zeros(0, dtype=np.int64), np.zeros(0)
+    # the pre-mix values written straight into their places: words, bigrams, then the
+    # character 2-, 3- and 4-grams (each from the one before)
+    allh = np.empty(total, dtype=np.uint64)
     if nw:
         h = np.fromiter(map(_token_hash, words), dtype=np.uint64, count=nw)
-        parts.append(h ^ _SEEDS["w"])
+        np.bitwise_xor(h, _SEEDS["w"], out=allh[:nw])
         if nw >= 2:
-            bi = h[:-1] * _P
+            bi = allh[nw:nword]
+            np.multiply(h[:-1], _P, out=bi)
             bi += h[1:]
             bi ^= _SEEDS["b"]
-            parts.append(bi)
-    nword = 2 * nw - 1 if nw else 0
-    if len(ctext) >= 2:
+    if n:
         cp = np.frombuffer(ctext.encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
-        n = len(cp)
         h = cp[:-1] ^ _SEEDS["c"]
+        o = nword
         for k in (2, 3, 4):
             if n < k:
                 break
-            h = h[: n - k + 1] * _P
-            h += cp[k - 1:]
-            parts.append(h)
-    if not parts:
-        return np.zeros(0, dtype=np.int64), np.zeros(0)
-    allh = np.concatenate(parts) if len(parts) > 1 else parts[0].copy()
+            seg = allh[o:o + n - k + 1]
+            np.multiply(h[: n - k + 1], _P, out=seg)
+            seg += cp[k - 1:]
+            h = seg
+            o += n - k + 1
     srt = _mix_inplace(allh).astype(np.uint32)
     srt &= _MASK32  # (the column: the low 19 bits, as `& _MASK` before the cast)
     srt[nword:] |= _CHAR_TAG
