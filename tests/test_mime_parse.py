@@ -229,3 +229,29 @@ def test_multipart_takes_the_shortcut() -> None:
     assert [p.get_content_type() for p in head.walk()] == [
         "multipart/mixed", "multipart/alternative", "text/plain", "text/html", "text/plain"]
     _same(b"Content-Type: multipart/mixed; boundary=b\r\n\r\n" + body.encode())
+
+
+@pytest.mark.parametrize("ctype", [
+    None, "text/plain", 'text/plain; charset="UTF-8"', "text/plain; charset=iso-8859-1; format=flowed",
+    "text/plain; charset*=utf-8''caf%C3%A9", "text/plain; charset*=us-ascii'en'us-ascii",
+    "text/plain; charset=\u00e9", "text/plain; CHARSET=Big5", "text/plain; charset=", "text/plain;;",
+    'text/plain; name="a;b"; charset=koi8-r', "text/plain; charset*0=utf; charset*1=-8",
+])
+def test_content_charset_as_the_standard_library(ctype: str | None) -> None:
+    """`_content_charset` (remembered per Content-Type text) answers what
+    `get_content_charset` answers, the first time and from memory."""
+    from gateway.mime import _content_charset
+
+    head = "" if ctype is None else f"Content-Type: {ctype}\r\n"
+    for _ in range(2):
+        part = parse_message((head + "Subject: x\r\n\r\nbody").encode("utf-8", "surrogateescape"))
+        assert _content_charset(part) == part.get_content_charset()
+
+
+def test_corpus_charsets_as_the_standard_library(shared_data: Path) -> None:
+    from gateway.mime import _content_charset
+    from tests.digests import corpus_sample
+
+    for path in corpus_sample(shared_data / "email" / "spamassassin", start=5, step=10, size=600):
+        for part in parse_message(path.read_bytes()).walk():
+            assert _content_charset(part) == part.get_content_charset()
