@@ -17,8 +17,10 @@ from __future__ import annotations
 import html as htmlmod
 import re
 import unicodedata
+from bisect import bisect_left
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from itertools import accumulate
 
 from gateway import limits
 from gateway.urls.canon import CanonicalUrl, UrlError, canonicalize
@@ -300,8 +302,9 @@ def _from_text(text: str, source: str) -> list[FoundUrl]:
                 out.append(f)
                 if len(out) >= limits.current().urls_per_message:
                     return out
+    overlaps = _overlap_test(taken)
     for a, b in _dot_tokens(t):
-        if any(x <= a < y or a <= x < b for x, y in taken):
+        if overlaps(a, b):  # (a bare-domain token inside or across a URL found above)
             continue
         for m in _BARE_RE.finditer(t, a, b):
             host, path = m.group(1), m.group(2) or ""
@@ -320,6 +323,20 @@ def _from_text(text: str, source: str) -> list[FoundUrl]:
                 if len(out) >= limits.current().urls_per_message:
                     return out
     return out
+
+
+def _overlap_test(spans: list[tuple[int, int]]) -> Callable[[int, int], bool]:
+    """For non-empty spans in order of their starts: whether a span (a, b) overlaps one of
+    them (`x <= a < y or a <= x < b`, which for non-empty spans is x < b and a < y), by a
+    bisection: of the spans starting before b, the furthest end is past a."""
+    starts = [x for x, _y in spans]
+    reach = list(accumulate((y for _x, y in spans), max))
+
+    def overlaps(a: int, b: int) -> bool:
+        i = bisect_left(starts, b)
+        return i > 0 and reach[i - 1] > a
+
+    return overlaps
 
 
 def _finditer_at(pattern: re.Pattern[str], t: str, words: tuple[str, ...],

@@ -160,3 +160,18 @@ URL_PIECES = ["http://", "https://", "://", "a", "evil", ".", "com", "example", 
 def test_cut_unicode_tail_as_before(pieces: list[str]) -> None:
     url = "".join(pieces)
     assert ex._cut_unicode_tail(url) == _cut_unicode_tail_before(url)
+
+
+@given(st.lists(st.tuples(st.integers(0, 6), st.integers(1, 8)), max_size=6),
+       st.integers(0, 40), st.integers(1, 10))
+def test_overlap_test_as_the_pairwise_one(steps: list[tuple[int, int]], a: int, width: int) -> None:
+    """`_overlap_test` (bisection over the spans' starts) answers the pairwise test for spans
+    in order of start, overlapping each other or not, as URLs joined across lines can."""
+    spans: list[tuple[int, int]] = []
+    x = 0
+    for gap, length in steps:
+        x += gap + (1 if spans else 0)
+        spans.append((x, x + length))
+    b = a + width
+    want = any(x <= a < y or a <= x < b for x, y in spans)
+    assert ex._overlap_test(spans)(a, b) == want
