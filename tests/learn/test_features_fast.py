@@ -205,3 +205,9 @@ def test_word_flags_table() -> None:
         ch = chr(cp)
         assert bool(flags[cp] & 1) == bool(re.fullmatch(r"\w", ch)), hex(cp)
         assert bool(flags[cp] & 2) == bool(re.fullmatch(r"\d", ch)), hex(cp)
+
+
+@given(st.lists(st.sampled_from(["+", "1", "0", "9", "-", " ", "a", "\n", "\t", "_"]), max_size=30))
+def test_ascii_phone_as_the_expression(pieces: list[str]) -> None:
+    t = "".join(pieces)
+    assert (f2._PHONE_ASCII_RE.search(t.encode("ascii")) is None) == (f2._PHONE_RE.search(t) is None)
