@@ -459,8 +459,8 @@ def _make(candidate: str, source: str, original: str, ev: tuple[str, ...],
     return FoundUrl(c.url, source, c.host, tuple(dict.fromkeys(evasions)), display_host, c)
 
 
-_ANCHOR_RE = re.compile(
-    r"""(?is)<a\b[^>]*?\bhref\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>]+))[^>]*>(.*?)</a\s*>"""
+_ANCHOR_RE = re.compile(  # ("at": where its href attribute starts)
+    r"""(?is)<a\b[^>]*?(?P<at>)\bhref\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>]+))[^>]*>(.*?)</a\s*>"""
 )
 _ATTR_URL_RE = re.compile(
     r"""(?i)\b(?:href|src|action|background|formaction)\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>]+))"""
@@ -482,11 +482,15 @@ def _from_html(html: str) -> list[FoundUrl]:
             memo[key] = _href(href, shown)
         return memo[key]
 
+    # where the anchors' href attributes start: the attribute pass finds them again with the
+    # same value, and adds nothing for them (the anchor's URL, or none, is already decided)
+    anchor_hrefs: set[int] = set()
     for m in _ANCHOR_RE.finditer(html):
-        href = htmlmod.unescape(m.group(1) or m.group(2) or m.group(3) or "").strip()
+        anchor_hrefs.add(m.start("at"))
+        href = htmlmod.unescape(m.group(2) or m.group(3) or m.group(4) or "").strip()
         if not href or href.lower().startswith(_SKIP_SCHEMES):
             continue
-        visible = htmlmod.unescape(_TAG_RE.sub("", m.group(4)))
+        visible = htmlmod.unescape(_TAG_RE.sub("", m.group(5)))
         shown = ""
         vis_urls = _from_text(visible, "html") if visible.strip() else []
         if vis_urls:
@@ -498,6 +502,8 @@ def _from_html(html: str) -> list[FoundUrl]:
         if len(out) >= limits.current().urls_per_message:
             return out
     for m in _finditer_at(_ATTR_URL_RE, html, _ATTR_WORDS):
+        if m.start() in anchor_hrefs:
+            continue
         href = htmlmod.unescape(m.group(1) or m.group(2) or m.group(3) or "").strip()
         if not href or href.lower().startswith(_SKIP_SCHEMES):
             continue

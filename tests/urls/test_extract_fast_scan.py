@@ -175,3 +175,43 @@ def test_overlap_test_as_the_pairwise_one(steps: list[tuple[int, int]], a: int, 
     b = a + width
     want = any(x <= a < y or a <= x < b for x, y in spans)
     assert ex._overlap_test(spans)(a, b) == want
+
+
+def _from_html_before(html: str) -> list[ex.FoundUrl]:
+    """`_from_html` as it was: every attribute match examined, anchors' hrefs included."""
+    anchor_re = ex.re.compile(
+        r"""(?is)<a\b[^>]*?\bhref\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>]+))[^>]*>(.*?)</a\s*>""")
+    out: list[ex.FoundUrl] = []
+    anchored: set[str] = set()
+    for m in anchor_re.finditer(html):
+        href = ex.htmlmod.unescape(m.group(1) or m.group(2) or m.group(3) or "").strip()
+        if not href or href.lower().startswith(ex._SKIP_SCHEMES):
+            continue
+        visible = ex.htmlmod.unescape(ex._TAG_RE.sub("", m.group(4)))
+        vis_urls = ex._from_text(visible, "html") if visible.strip() else []
+        f = ex._href(href, vis_urls[0].host if vis_urls else "")
+        if f is not None:
+            anchored.add(f.url)
+            out.append(f)
+    for m in ex._finditer_at(ex._ATTR_URL_RE, html, ex._ATTR_WORDS):
+        href = ex.htmlmod.unescape(m.group(1) or m.group(2) or m.group(3) or "").strip()
+        if not href or href.lower().startswith(ex._SKIP_SCHEMES):
+            continue
+        f = ex._href(href, "")
+        if f is not None and f.url not in anchored:
+            out.append(f)
+    return out
+
+
+HTML_PIECES = ['<a href="http://a.example/x">', "<a HREF=http://b.example>", "<a href='//c.example'>",
+               '<a title="t" href="mailto:x@y.example">', "<a name=n>", '<a src=href="http://d.example">',
+               "</a>", "</A >", "visit e.example", "http://f.example/login", "<b>", "</b>",
+               '<img src="http://a.example/x">', "<img src=http://g.example/i.png>",
+               '<form action="https://h.example/post">', "<area href=http://i.example>", " ", "\n",
+               '<a href="http://a.example/x&amp;y">', "&#46;", "<a href=>", "<a\nhref = 'relative/p'>"]
+
+
+@given(st.lists(st.sampled_from(HTML_PIECES), max_size=14))
+def test_from_html_as_before(pieces: list[str]) -> None:
+    html = "".join(pieces)
+    assert ex._from_html(html) == _from_html_before(html)
