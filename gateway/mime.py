@@ -292,6 +292,9 @@ class _Multipart:
         self.text = text
         self.pos = 0
         self.bounds: list[str] = []  # "--" + boundary, of each multipart around the part
+        # separator -> (a line start, the first boundary line of it from there): the parts of
+        # an inner multipart do not search again for an outer boundary further on each time
+        self._found: dict[str, tuple[int, int]] = {}
 
     def _at_bound(self, line: str) -> bool:
         return any(_boundary_line(line, sep) is not None for sep in self.bounds)
@@ -323,6 +326,14 @@ class _Multipart:
         """The start of the first line from line start `i` on that is a boundary line of
         `sep` (the end of the text if none): such a line starts with `sep`, at `i` or after
         an LF."""
+        known = self._found.get(sep)
+        if known is not None and known[0] <= i <= known[1]:
+            return known[1]  # (the text does not change: the same first one from i)
+        found = self._search_bound(sep, i)
+        self._found[sep] = (i, found)
+        return found
+
+    def _search_bound(self, sep: str, i: int) -> int:
         t = self.text
         if not t.startswith(sep, i):
             i = t.find("\n" + sep, i)

@@ -255,3 +255,12 @@ def test_corpus_charsets_as_the_standard_library(shared_data: Path) -> None:
     for path in corpus_sample(shared_data / "email" / "spamassassin", start=5, step=10, size=600):
         for part in parse_message(path.read_bytes()).walk():
             assert _content_charset(part) == part.get_content_charset()
+
+
+def test_many_parts_inside_an_outer_multipart() -> None:
+    """Thousands of parts of an inner multipart, and a long outer part after them (each inner
+    part's end is looked for once per boundary, not by searching the rest of the text)."""
+    parts = "".join(f"--c\r\n\r\npart {i}\r\n" for i in range(2000))
+    body = ("--b\r\nContent-Type: multipart/alternative; boundary=c\r\n\r\n" + parts
+            + "--c--\r\n" + "x" * 100_000 + "\r\n--b--\r\n")
+    _same(b"Content-Type: multipart/mixed; boundary=b\r\n\r\n" + body.encode())
