@@ -227,8 +227,11 @@ PARSE_POLICY = _CachingPolicy(header_factory=_HeaderClasses())
 
 # One header field as the feed parser reads it: a name of printable ASCII other than ":" (its
 # `headerRE`), the colon, the rest of the line, and the continuation lines (starting with a
-# space or a tab). Lines end in CRLF, CR or LF, as the parser splits them.
-_FIELD_RE = re.compile(r"[\041-\071\073-\176]+:[^\r\n]*(?:\r\n|\r|\n)(?:[ \t][^\r\n]*(?:\r\n|\r|\n))*")
+# space or a tab). Lines end in CRLF, CR or LF, as the parser splits them. A field starts a
+# line, and nothing is given back once taken (possessive): a long line that is not a field is
+# rejected once, not retried from each of its characters (which was quadratic).
+_FIELD_RE = re.compile(r"(?<![^\r\n])[\041-\071\073-\176]++:[^\r\n]*+(?:\r\n|\r|\n)"
+                       r"(?:[ \t][^\r\n]*+(?:\r\n|\r|\n))*+")
 
 
 def _parse_head(head: str) -> EmailMessage | None:

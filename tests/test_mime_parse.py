@@ -264,3 +264,14 @@ def test_many_parts_inside_an_outer_multipart() -> None:
     body = ("--b\r\nContent-Type: multipart/alternative; boundary=c\r\n\r\n" + parts
             + "--c--\r\n" + "x" * 100_000 + "\r\n--b--\r\n")
     _same(b"Content-Type: multipart/mixed; boundary=b\r\n\r\n" + body.encode())
+
+
+@pytest.mark.parametrize("raw", [
+    b"X" * 200_000 + b"\r\n\r\nbody",  # one long line that is not a field
+    b"A: " + b"x" * 100_000 + b"\rX" * 1000 + b"\r\n\r\nbody",
+    b"A:" + b"\r\n \t" * 20_000 + b"z\r\n\r\nbody",
+])
+def test_long_header_lines_parse_the_same(raw: bytes) -> None:
+    """Long lines in the header block (`_FIELD_RE` rejects a long non-field line once, not
+    from each of its characters)."""
+    _same(raw)
