@@ -158,6 +158,22 @@ class Message:
         return len(self.body) + sum(len(n) + len(v) + 4 for n, v in self.headers)
 
 
+_LOWER_NAMES: tuple[tuple[tuple[str, str], ...], tuple[str, ...]] = ((), ())
+
+
+def lower_names(headers: tuple[tuple[str, str], ...]) -> tuple[str, ...]:
+    """The names of `headers` in lower case, in order. Remembered for the last tuple asked
+    about: the checks of a scan ask about the same message's header fields one after the other
+    (held by identity, and the tuple is kept alive with its names, so a hit is that tuple)."""
+    global _LOWER_NAMES
+    last = _LOWER_NAMES
+    if last[0] is headers:
+        return last[1]
+    names = tuple([n.lower() for n, _v in headers])
+    _LOWER_NAMES = (headers, names)
+    return names
+
+
 def _header_value(headers: Sequence[tuple[str, str]], name: str) -> str:
     lname = name.lower()
     for n, v in headers:

@@ -43,3 +43,17 @@ def test_huge_message_is_parsed_in_bounded_form() -> None:
 def test_sms_defaults() -> None:
     m = Message.sms("こんにちは", sender="+8190", recipient="+8180")
     assert m.channel is Channel.SMS and m.subscriber == "+8180" and m.text == "こんにちは"
+
+
+def test_lower_names_of_each_header_tuple() -> None:
+    """`lower_names` remembers the last tuple only by identity: every tuple gets its own names."""
+    from gateway.message import lower_names
+
+    a = (("From", "x"), ("X-A", "y"), ("from", "z"))
+    b = (("DKIM-Signature", "v=1"),)
+    assert lower_names(a) == ("from", "x-a", "from")
+    assert lower_names(a) is lower_names(a)
+    assert lower_names(b) == ("dkim-signature",)
+    assert lower_names(a) == ("from", "x-a", "from")
+    assert lower_names(tuple(list(b))) == ("dkim-signature",)
+    assert lower_names(()) == ()

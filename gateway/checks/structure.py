@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gateway.message import Channel, ScanContext
+from gateway.message import Channel, ScanContext, lower_names
 from gateway.pipeline import Check, Stage
 from gateway.verdict import Symbol, SymbolSpec
 
@@ -22,7 +22,7 @@ class EmailStructureCheck(Check):
 
     def run(self, ctx: ScanContext) -> list[Symbol]:
         m = ctx.message
-        names = [n.lower() for n, _ in m.headers]
+        names = lower_names(m.headers)
         out: list[Symbol] = []
         if not m.headers and not m.body.strip():
             return [Symbol("EMPTY_MESSAGE")]

@@ -36,7 +36,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from gateway import limits
-from gateway.message import Channel
+from gateway.message import Channel, lower_names
 
 if TYPE_CHECKING:
     from gateway.message import ScanContext
@@ -60,6 +60,9 @@ _PHONE_RE = re.compile(r"(?:\+?\d[\d\- ]{7,}\d)")
 # found exactly where _PHONE_RE is found (its optional leading "+" never decides whether there
 # is a match), about twice as fast: the search can skip to the digits
 _PHONE_ANY_RE = re.compile(r"\d[\d\- ]{7,}\d")
+# the same over ASCII text as bytes, where the digits are 0-9 either way (a bytes expression
+# tests its classes faster than a str one)
+_PHONE_ASCII_RE = re.compile(rb"\d[\d\- ]{7,}\d")
 _MONEY_RE = re.compile(r"[£$€¥￥]|\b\d+ ?(?:円|万円|pounds?|usd|dollars?)\b", re.I)
 # what a text needs for a match of _MONEY_RE (in lower case, as `_folded_lower` gives it)
 _MONEY_WORDS = ("pound", "usd", "dollar", "円", "£", "€", "¥", "￥")
@@ -253,7 +256,8 @@ def _text_meta(text: str, out: Counter[str]) -> None:
         out[f"m:upper={_bucket(upper, (0.05, 0.15, 0.3, 0.6))}"] = 1
         cjk = len(_CJK_RE.findall(sample)) / n_alpha if not ascii_only else 0.0
         out[f"m:cjk={_bucket(cjk, (0.0, 0.3, 0.7))}"] = 1
-    if _PHONE_ANY_RE.search(sample):
+    if (_PHONE_ASCII_RE.search(sample.encode("ascii")) if ascii_only
+            else _PHONE_ANY_RE.search(sample)):
         out["m:phone"] = 1
     # the regexes below run only when a word they need is there (with re.I, what lower()
     # finds in ASCII text, and `_folded_lower` in any text); a "$" is a match by itself
@@ -275,17 +279,21 @@ def _has_bare_domain(sample: str, low: str) -> bool:
     63 characters before the dot; \b after the TLD sees the next character). A match that
     reaches the window's end may owe its \b to the window: the whole text decides then."""
     n = len(sample)
-    for tld in _DOT_TLDS:
-        i = low.find(tld)
-        while i != -1:
-            end = i + 7  # the longest TLD (".info") and one character after it
-            m = _BARE_DOMAIN_RE.search(sample, max(0, i - 64), end)
-            if m is not None:
-                if m.end() < end or end >= n:
-                    return True
-                return _BARE_DOMAIN_RE.search(sample) is not None
-            i = low.find(tld, i + 1)
+    for dot in _DOT_TLD_RE.finditer(low):  # (each place once, whichever TLD it begins)
+        i = dot.start()
+        end = i + 7  # the longest TLD (".info") and one character after it
+        m = _BARE_DOMAIN_RE.search(sample, max(0, i - 64), end)
+        if m is not None:
+            # (a match that does not reach the window's end is one in the whole text: then
+            # the whole text's search is True too, whichever place is tried first)
+            if m.end() < end or end >= n:
+                return True
+            return _BARE_DOMAIN_RE.search(sample) is not None
     return False
+
+
+# the dots that begin one of _DOT_TLDS (one scan for all of them)
+_DOT_TLD_RE = re.compile(r"\.(?=" + "|".join(re.escape(t[1:]) for t in _DOT_TLDS) + ")")
 
 
 def _sender_type(sender: str) -> str:
@@ -312,7 +320,7 @@ _NOTED_TOKENS = tuple((h, "m:has_" + h, "m:no_" + h) for h in _NOTED_HEADERS)
 def _email_meta(f: Features, out: Counter[str]) -> None:
     # the first value of each header name (lower case): built from the last field to the
     # first, so that the first one's value is the one kept
-    lowered = [n.lower() for n, _v in f.headers]
+    lowered = lower_names(f.headers)
     names = dict(zip(reversed(lowered), [v for _n, v in reversed(f.headers)], strict=True))
     received = lowered.count("received")
     for h, has, no in _NOTED_TOKENS:
@@ -548,9 +556,14 @@ def _meta_block(tokens: Counter[str], weights: dict[str, float] = BLOCK_WEIGHTS
     for key, (bcols, counts) in zip(_META_KEYS, groups, strict=True):
         if not bcols:
             continue
+        cols.extend(bcols)
+        if max(counts) == 1:
+            # every token once (the presence block, often the others): each value is the
+            # scale, and the sum of squares the count (exact: a sum of 1.0s)
+            vals.extend([weights[key] / math.sqrt(len(counts))] * len(counts))
+            continue
         v = [1.0 + math.log(c) if c > 1 else float(c) for c in counts]
         scale = weights[key] / math.sqrt(sum(x * x for x in v))
-        cols.extend(bcols)
         vals.extend(x * scale for x in v)
     return np.array(cols, dtype=np.int64), np.array(vals, dtype=np.float64)
 
@@ -611,34 +624,42 @@ def _text_blocks(words: list[str], ctext: str, ww: float, wc: float
     """`_block(_word_ids(words), ww)` and `_block(_char_ids(ctext), wc)` end to end, with one
     hash mix and one sort for both: the words' and the characters' pre-mix values in one
     array, the characters' columns tagged with bit 19 so that they sort after the words'."""
-    parts: list[np.ndarray] = []
     nw = len(words)
+    nword = 2 * nw - 1 if nw else 0
+    n = len(ctext) if len(ctext) >= 2 else 0
+    total = nword + sum(n - k + 1 for k in (2, 3, 4) if n >= k)
+    if not total:
+        return np.zeros(0, dtype=np.int64), np.zeros(0)
+    # the pre-mix values written straight into their places: words, bigrams, then the
+    # character 2-, 3- and 4-grams (each from the one before)
+    allh = np.empty(total, dtype=np.uint64)
     if nw:
         h = np.fromiter(map(_token_hash, words), dtype=np.uint64, count=nw)
-        parts.append(h ^ _SEEDS["w"])
+        np.bitwise_xor(h, _SEEDS["w"], out=allh[:nw])
         if nw >= 2:
-            bi = h[:-1] * _P
+            bi = allh[nw:nword]
+            np.multiply(h[:-1], _P, out=bi)
             bi += h[1:]
             bi ^= _SEEDS["b"]
-            parts.append(bi)
-    nword = 2 * nw - 1 if nw else 0
-    if len(ctext) >= 2:
+    if n:
         cp = np.frombuffer(ctext.encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
-        n = len(cp)
         h = cp[:-1] ^ _SEEDS["c"]
+        o = nword
         for k in (2, 3, 4):
             if n < k:
                 break
-            h = h[: n - k + 1] * _P
-            h += cp[k - 1:]
-            parts.append(h)
-    if not parts:
-        return np.zeros(0, dtype=np.int64), np.zeros(0)
-    allh = np.concatenate(parts) if len(parts) > 1 else parts[0].copy()
+            seg = allh[o:o + n - k + 1]
+            np.multiply(h[: n - k + 1], _P, out=seg)
+            seg += cp[k - 1:]
+            h = seg
+            o += n - k + 1
     srt = _mix_inplace(allh).astype(np.uint32)
     srt &= _MASK32  # (the column: the low 19 bits, as `& _MASK` before the cast)
     srt[nword:] |= _CHAR_TAG
-    srt.sort()
+    # (every word column is below every tagged character column: the two runs sorted apart
+    # are the whole sorted, and two shorter sorts cost less than one long one)
+    srt[:nword].sort()
+    srt[nword:].sort()
     edge = np.empty(srt.size + 1, dtype=bool)
     edge[0] = edge[-1] = True
     np.not_equal(srt[1:], srt[:-1], out=edge[1:-1])
@@ -673,10 +694,37 @@ def _text0_words(text: str) -> tuple[str, list[str]]:
     is) in fewer passes: spaces collapsed, then lower case and zeroed digits in one
     `bytes.translate`, the words split from the same bytes."""
     if not text.isascii():
-        text0 = _zero_digits(normalise(text))
-        return text0, _words(text0)
+        return _text0_words_unicode(normalise(text))
     raw = " ".join(text.split()).encode("ascii").translate(_LOWER_ZERO)
     return raw.decode("ascii"), raw.translate(_ASCII_WORD_BYTES).decode("ascii").split()
+
+
+def _text0_words_unicode(text: str) -> tuple[str, list[str]]:
+    """(`_zero_digits(text)`, `_words` of it) of a normalised text. Text of the Basic
+    Multilingual Plane by its code points in numpy (a regular expression over Unicode text
+    is slow): the digits (what `_DIGITS_RE` matches) made "0", and the characters that
+    `_WORD_RE` does not match made spaces before splitting."""
+    cp = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+    if text.isascii() or cp.size == 0 or int(cp.max()) > 0xFFFF:
+        text0 = _zero_digits(text)
+        return text0, _words(text0)
+    flags = _bmp_word_flags().take(cp)
+    zeroed = np.where(flags & 2, _ZERO_CP, cp)
+    words = np.where(flags & 1, zeroed, _SPACE_CP)
+    return (zeroed.tobytes().decode("utf-32-le", "surrogatepass"),
+            words.tobytes().decode("utf-32-le", "surrogatepass").split())
+
+
+_ZERO_CP, _SPACE_CP = np.uint32(ord("0")), np.uint32(ord(" "))
+
+
+@functools.cache
+def _bmp_word_flags() -> np.ndarray:
+    """For every code point of the BMP: 1 if a word character (str.isalnum, or "_"), + 2 if
+    a decimal digit (str.isdecimal): what the regular expressions' word and digit classes
+    match (built once)."""
+    return np.fromiter(((chr(i).isalnum() or i == 95) | chr(i).isdecimal() << 1
+                        for i in range(0x10000)), dtype=np.uint8, count=0x10000)
 
 
 def row(f: Features) -> tuple[np.ndarray, np.ndarray]:

@@ -165,8 +165,29 @@ def _normalize_path(path: str) -> str:
     return out
 
 
+# A URL that canonicalisation leaves as it is but for the scheme's case: http(s)://, a host of
+# lower-case letters, digits, "_" and "-" in dot-separated labels, the last starting with a
+# letter (so not an IPv4 address in any notation), then a path and query of printable ASCII
+# without space, "%", "#" and backslash (nothing to unescape, escape or cut off).
+_PLAIN_URL_RE = re.compile(
+    r"((?i:https?))://((?:[a-z0-9_-]+\.)+[a-z][a-z0-9_-]*)"
+    r"(/[\x21\x22\x24\x26-\x3e\x40-\x5b\x5d-\x7e]*)?(?:\?([\x21\x22\x24\x26-\x5b\x5d-\x7e]*))?")
+
+
 def canonicalize(url: str, *, default_scheme: str = "http") -> CanonicalUrl:
     """Canonicalise a URL (a missing scheme becomes `default_scheme`). Raises UrlError."""
+    m = _PLAIN_URL_RE.fullmatch(url)
+    if m is not None and len(url) <= MAX_URL_LEN:
+        # `_canonicalize` of a plain URL (test): the scheme in lower case, the rest as it is
+        scheme, host, path, query = m.groups()
+        if len(host) <= 253 and (path is None or ("//" not in path and "/." not in path)):
+            return CanonicalUrl(scheme.lower(), host, "", path or "/", query or "",
+                                query is not None, False)
+    return _canonicalize(url, default_scheme)
+
+
+def _canonicalize(url: str, default_scheme: str) -> CanonicalUrl:
+    """`canonicalize` by the Safe Browsing rules, step by step."""
     if len(url) > MAX_URL_LEN:
         raise UrlError("URL too long")
     s = url.strip().replace("\t", "").replace("\r", "").replace("\n", "")

@@ -17,8 +17,10 @@ from __future__ import annotations
 import html as htmlmod
 import re
 import unicodedata
+from bisect import bisect_left
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from itertools import accumulate
 
 from gateway import limits
 from gateway.urls.canon import CanonicalUrl, UrlError, canonicalize
@@ -132,8 +134,8 @@ def _normalize(text: str) -> tuple[str, tuple[str, ...], str | None]:
         t2, n = _subn_at(_DEFANG_RE, _undefang, t, _DEFANG_WORDS, low)  # one scan: find and undo
         if n:
             ev.append("defanged")
+            changed = t2 is not t  # (`t` itself: low is still its lower case)
             t = t2
-            changed = True
     if " ." in t or "\t." in t:
         t2 = _join_spaced_dots(t)
         if t2 != t:
@@ -210,6 +212,8 @@ def _trim(url: str) -> str:
 
 def _cut_unicode_tail(url: str) -> str:
     """Japanese text glued to a URL: keep a Unicode host (IDN) but cut prose after it."""
+    if url.isascii():
+        return url  # (an ASCII host and tail are kept whole: the URL as it is)
     scheme, sep, rest = url.partition("://")
     if not sep:
         rest, scheme = url, ""
@@ -252,24 +256,30 @@ def _maybe_url(t: str) -> bool:
     return False
 
 
+# a dot between a letter or digit (or "-") and a letter or digit (str.isalnum is what \w
+# matches, less "_"; the pattern starts with the dot, which the search looks for in C);
+# a run of characters other than _STOP_CHARS
+_DOT_RE = re.compile(r"\.(?<=[^\W_]\.|-\.)(?=[^\W_])")
+_RUN_RE = re.compile("[^" + re.escape("".join(sorted(_STOP_CHARS))) + "]*")
+
+
 def _dot_tokens(t: str) -> list[tuple[int, int]]:
-    """Spans of the whitespace-delimited tokens that contain `x.y` (bare-domain candidates)."""
+    """Spans of the whitespace-delimited tokens that contain `x.y` (bare-domain candidates):
+    from each such dot, the run of characters other than _STOP_CHARS around it (found back
+    from the dot in the reversed text), then the next such dot after the token."""
     spans: list[tuple[int, int]] = []
+    m = _DOT_RE.search(t)
+    if m is None:
+        return spans
     n = len(t)
-    i = t.find(".")
-    while i != -1:
-        if 0 < i < n - 1 and t[i + 1].isalnum() and (t[i - 1].isalnum() or t[i - 1] == "-"):
-            a = i
-            while a > 0 and t[a - 1] not in _STOP_CHARS:
-                a -= 1
-            b = i
-            while b < n and t[b] not in _STOP_CHARS:
-                b += 1
-            if not spans or spans[-1][1] < a:
-                spans.append((a, b))
-            i = t.find(".", b)
-            continue
-        i = t.find(".", i + 1)
+    rev = t[::-1]  # (t[i - 1] is rev[n - i])
+    while m is not None:
+        i = m.start()
+        a = i - (_RUN_RE.match(rev, n - i).end() - (n - i))  # type: ignore[union-attr]
+        b = _RUN_RE.match(t, i).end()  # type: ignore[union-attr]
+        if not spans or spans[-1][1] < a:
+            spans.append((a, b))
+        m = _DOT_RE.search(t, b)
     return spans
 
 
@@ -292,8 +302,9 @@ def _from_text(text: str, source: str) -> list[FoundUrl]:
                 out.append(f)
                 if len(out) >= limits.current().urls_per_message:
                     return out
+    overlaps = _overlap_test(taken)
     for a, b in _dot_tokens(t):
-        if any(x <= a < y or a <= x < b for x, y in taken):
+        if overlaps(a, b):  # (a bare-domain token inside or across a URL found above)
             continue
         for m in _BARE_RE.finditer(t, a, b):
             host, path = m.group(1), m.group(2) or ""
@@ -312,6 +323,20 @@ def _from_text(text: str, source: str) -> list[FoundUrl]:
                 if len(out) >= limits.current().urls_per_message:
                     return out
     return out
+
+
+def _overlap_test(spans: list[tuple[int, int]]) -> Callable[[int, int], bool]:
+    """For non-empty spans in order of their starts: whether a span (a, b) overlaps one of
+    them (`x <= a < y or a <= x < b`, which for non-empty spans is x < b and a < y), by a
+    bisection: of the spans starting before b, the furthest end is past a."""
+    starts = [x for x, _y in spans]
+    reach = list(accumulate((y for _x, y in spans), max))
+
+    def overlaps(a: int, b: int) -> bool:
+        i = bisect_left(starts, b)
+        return i > 0 and reach[i - 1] > a
+
+    return overlaps
 
 
 def _finditer_at(pattern: re.Pattern[str], t: str, words: tuple[str, ...],
@@ -351,12 +376,17 @@ def _subn_at(pattern: re.Pattern[str], repl: Callable[[re.Match[str]], str], t: 
     match the empty string)."""
     out: list[str] = []
     last = 0
+    same = True  # (every replacement so far is the text it replaces)
     for m in _finditer_at(pattern, t, words, low):
         out.append(t[last:m.start()])
-        out.append(repl(m))
+        r = repl(m)
+        same = same and r == m.group(0)
+        out.append(r)
         last = m.end()
     if not out:
         return t, 0
+    if same:  # the text as it is (an ordinary "http:" is such a match): `t` itself
+        return t, len(out) // 2
     out.append(t[last:])
     return "".join(out), len(out) // 2
 
@@ -429,8 +459,8 @@ def _make(candidate: str, source: str, original: str, ev: tuple[str, ...],
     return FoundUrl(c.url, source, c.host, tuple(dict.fromkeys(evasions)), display_host, c)
 
 
-_ANCHOR_RE = re.compile(
-    r"""(?is)<a\b[^>]*?\bhref\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>]+))[^>]*>(.*?)</a\s*>"""
+_ANCHOR_RE = re.compile(  # ("at": where its href attribute starts)
+    r"""(?is)<a\b[^>]*?(?P<at>)\bhref\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>]+))[^>]*>(.*?)</a\s*>"""
 )
 _ATTR_URL_RE = re.compile(
     r"""(?i)\b(?:href|src|action|background|formaction)\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>]+))"""
@@ -452,11 +482,15 @@ def _from_html(html: str) -> list[FoundUrl]:
             memo[key] = _href(href, shown)
         return memo[key]
 
+    # where the anchors' href attributes start: the attribute pass finds them again with the
+    # same value, and adds nothing for them (the anchor's URL, or none, is already decided)
+    anchor_hrefs: set[int] = set()
     for m in _ANCHOR_RE.finditer(html):
-        href = htmlmod.unescape(m.group(1) or m.group(2) or m.group(3) or "").strip()
+        anchor_hrefs.add(m.start("at"))
+        href = htmlmod.unescape(m.group(2) or m.group(3) or m.group(4) or "").strip()
         if not href or href.lower().startswith(_SKIP_SCHEMES):
             continue
-        visible = htmlmod.unescape(_TAG_RE.sub("", m.group(4)))
+        visible = htmlmod.unescape(_TAG_RE.sub("", m.group(5)))
         shown = ""
         vis_urls = _from_text(visible, "html") if visible.strip() else []
         if vis_urls:
@@ -468,6 +502,8 @@ def _from_html(html: str) -> list[FoundUrl]:
         if len(out) >= limits.current().urls_per_message:
             return out
     for m in _finditer_at(_ATTR_URL_RE, html, _ATTR_WORDS):
+        if m.start() in anchor_hrefs:
+            continue
         href = htmlmod.unescape(m.group(1) or m.group(2) or m.group(3) or "").strip()
         if not href or href.lower().startswith(_SKIP_SCHEMES):
             continue

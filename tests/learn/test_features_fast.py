@@ -167,3 +167,47 @@ def test_money_token_as_the_expression(pieces: list[str]) -> None:
 def test_text0_and_words_as_the_three_steps(t: str) -> None:
     text0 = f2._zero_digits(f2.normalise(t))
     assert f2._text0_words(t) == (text0, f2._words(text0))
+
+
+@given(st.dictionaries(st.sampled_from(["m:a", "m:b", "m:has_x", "m:no_y", "h:s:w", "h:f:v", "m:c"]),
+                       st.integers(min_value=1, max_value=4), max_size=7))
+def test_meta_block_values_as_computed_one_by_one(counts: dict[str, int]) -> None:
+    """`_meta_block`'s shortcut for blocks of single tokens: the values the general formula
+    gives (sub-linear count, L2 norm of the block, block weight), bit for bit."""
+    import math
+    from collections import Counter
+
+    cols, vals = f2._meta_block(Counter(counts), f2.EMAIL_BLOCK_WEIGHTS)
+    want: list[float] = []
+    for key in f2._META_KEYS:
+        v = [1.0 + math.log(c) if c > 1 else float(c) for k, c in counts.items()
+             if f2._meta_key(k) == key]
+        if v:
+            scale = f2.EMAIL_BLOCK_WEIGHTS[key] / math.sqrt(sum(x * x for x in v))
+            want.extend(x * scale for x in v)
+    assert vals.tolist() == want
+    assert len(cols) == len(want)
+
+
+@given(st.text(max_size=60))
+def test_unicode_text0_words_as_the_expressions(t: str) -> None:
+    """`_text0_words_unicode` (numpy tables of \\w and \\d over the BMP) gives the zeroed text
+    and the words the regular expressions give."""
+    text0 = f2._DIGITS_RE.sub("0", t)
+    assert f2._text0_words_unicode(t) == (text0, f2._WORD_RE.findall(text0))
+
+
+def test_word_flags_table() -> None:
+    import re
+
+    flags = f2._bmp_word_flags()
+    for cp in (*range(0x300), 0x660, 0x966, 0x2160, 0x3042, 0xFF10, 0xD800, 0xFFFF):
+        ch = chr(cp)
+        assert bool(flags[cp] & 1) == bool(re.fullmatch(r"\w", ch)), hex(cp)
+        assert bool(flags[cp] & 2) == bool(re.fullmatch(r"\d", ch)), hex(cp)
+
+
+@given(st.lists(st.sampled_from(["+", "1", "0", "9", "-", " ", "a", "\n", "\t", "_"]), max_size=30))
+def test_ascii_phone_as_the_expression(pieces: list[str]) -> None:
+    t = "".join(pieces)
+    assert (f2._PHONE_ASCII_RE.search(t.encode("ascii")) is None) == (f2._PHONE_RE.search(t) is None)

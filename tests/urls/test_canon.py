@@ -3,9 +3,20 @@
 
 from __future__ import annotations
 
-import pytest
+from collections.abc import Callable
 
-from gateway.urls.canon import UrlError, canonicalize, expressions, list_expression
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gateway.urls.canon import (
+    CanonicalUrl,
+    UrlError,
+    _canonicalize,
+    canonicalize,
+    expressions,
+    list_expression,
+)
 
 # From the Safe Browsing v4 "URLs and Hashing" specification.
 GSB_VECTORS = [
@@ -92,3 +103,30 @@ def test_listed_path_matches_deeper_urls_with_or_without_trailing_slash() -> Non
         assert expr in expressions(canonicalize("https://a.b.evil.example/login/x?y"))
     assert list_expression("evil.example/login") not in expressions(
         canonicalize("http://evil.example/loginx"))
+
+
+_URL_PIECES = ["http://", "HTTPS://", "hTTp://", "ftp://", "http:///", "a", "Z", "0", "9", "x", "-",
+               "_", ".", "..", "com", "0x1f", "017", "/", "//", "/.", "/..", "?", "??", "#", "%",
+               "%2e", "@", ":", ":80", "\\", " ", "\t", "~", "!", "'", "=", "&", "\u00e9", "xn--"]
+
+
+@settings(max_examples=500)
+@given(st.lists(st.sampled_from(_URL_PIECES), max_size=14))
+def test_plain_urls_as_the_general_rules(pieces: list[str]) -> None:
+    """`canonicalize`'s shortcut for plain URLs gives what the step-by-step rules give."""
+    url = "".join(pieces)
+
+    def outcome(f: Callable[[], CanonicalUrl]) -> object:
+        try:
+            return f()
+        except UrlError as exc:
+            return type(exc)
+
+    assert outcome(lambda: canonicalize(url)) == outcome(lambda: _canonicalize(url, "http"))
+
+
+def test_plain_url_shortcut_examples() -> None:
+    for url in ("http://www.example.com/a/b.html?x=1&y=2", "HTTPS://a-b.example_x.co", "http://a.b?",
+                "http://a.b/?q?r", "http://1.2.3.x/", "http://a.b/p@q:r"):
+        assert canonicalize(url) == _canonicalize(url, "http")
+    assert canonicalize("http://0x7f.1/").is_ip  # (not the shortcut: an address)

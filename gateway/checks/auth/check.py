@@ -23,7 +23,7 @@ from gateway.checks.auth.reports import ReportLog
 from gateway.checks.auth.spf import SpfResult, evaluate_spf
 from gateway.config import Settings
 from gateway.dns import CachingResolver, MessageDns
-from gateway.message import Channel, ScanContext
+from gateway.message import Channel, ScanContext, lower_names
 from gateway.pipeline import Check, Stage
 from gateway.verdict import Symbol, SymbolSpec
 
@@ -202,7 +202,8 @@ class DmarcCheck(_AuthCheck):
     async def run(self, ctx: ScanContext) -> list[Symbol]:
         m = ctx.message
         mdns = self.shared.message_dns(ctx)
-        domains = from_domains([v for n, v in m.headers if n.lower() == "from"])
+        domains = from_domains([v for n, (_, v) in zip(lower_names(m.headers), m.headers,
+                                                        strict=True) if n == "from"])
         if not domains:
             res = DmarcResult("none", reason="no RFC5322.From domain")
             ctx.data[DMARC_KEY] = res

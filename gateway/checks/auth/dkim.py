@@ -20,6 +20,7 @@ import dkim
 from dkim.util import InvalidTagValueList, parse_tag_value
 
 from gateway.dns import DnsTempError, MessageDns, SyncView, run_with_dns
+from gateway.message import lower_names
 
 _quiet = logging.getLogger("mamori.auth.dkimpy")
 _quiet.addHandler(logging.NullHandler())
@@ -166,7 +167,7 @@ async def verify_dkim(mdns: MessageDns, headers: tuple[tuple[str, str], ...],
                       raw_message: Callable[[], bytes]) -> list[DkimResult]:
     """Every DKIM-Signature of the message, in order; an empty list when there is none.
     `raw_message` gives the message bytes (only asked for when there is a signature)."""
-    if not any(n.lower() == "dkim-signature" for n, _ in headers):
+    if "dkim-signature" not in lower_names(headers):
         return []
     await prefetch_keys(mdns, key_names(headers, ("dkim-signature",))[:MAX_SIGNATURES])
     raw = raw_message()
@@ -184,6 +185,7 @@ async def verify_dkim(mdns: MessageDns, headers: tuple[tuple[str, str], ...],
 
 
 ARC_HEADERS = ("arc-seal", "arc-message-signature", "arc-authentication-results")
+_ARC_NAMES = frozenset(ARC_HEADERS)
 ARC_MAX_INSTANCES = 50  # RFC 8617 4.2.1
 
 
@@ -209,7 +211,7 @@ def _arc_instances(headers: tuple[tuple[str, str], ...]) -> tuple[dict[int, str]
 async def verify_arc(mdns: MessageDns, headers: tuple[tuple[str, str], ...],
                      raw_message: Callable[[], bytes]) -> ArcResult:
     """The ARC chain validation status (cv) of the message."""
-    if not any(n.lower() in ARC_HEADERS for n, _ in headers):
+    if _ARC_NAMES.isdisjoint(lower_names(headers)):
         return ArcResult("none", reason="no ARC headers")
     sealers, aar = _arc_instances(headers)
     n = max(sealers) if sealers else 0
