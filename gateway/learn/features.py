@@ -619,6 +619,25 @@ _TF = np.arange(_TF_SIZE, dtype=np.float64)
 _TF[2:] = 1.0 + np.log(_TF[2:])
 
 
+_RUN = 512  # (the run length sorted fastest here: ~3x the whole array's speed at 9,000)
+
+
+def _sort_runs(a: np.ndarray) -> None:
+    """`a.sort()` of a contiguous uint32 array, in place: a long array as runs of `_RUN`
+    sorted alone, then merged by the stable sort (timsort, which finds the runs). The sorted
+    array is the same whichever way it is reached; numpy's quicksort of a few thousand
+    elements costs several times more per element than of a few hundred (the character
+    block of a message is up to ~9,000)."""
+    n = a.size
+    if n <= 2 * _RUN:
+        a.sort()
+        return
+    m = n - n % _RUN
+    a[:m].reshape(-1, _RUN).sort(axis=1)
+    a[m:].sort()
+    a.sort(kind="stable")
+
+
 def _text_blocks(words: list[str], ctext: str, ww: float, wc: float
                  ) -> tuple[np.ndarray, np.ndarray]:
     """`_block(_word_ids(words), ww)` and `_block(_char_ids(ctext), wc)` end to end, with one
@@ -658,8 +677,8 @@ def _text_blocks(words: list[str], ctext: str, ww: float, wc: float
     srt[nword:] |= _CHAR_TAG
     # (every word column is below every tagged character column: the two runs sorted apart
     # are the whole sorted, and two shorter sorts cost less than one long one)
-    srt[:nword].sort()
-    srt[nword:].sort()
+    _sort_runs(srt[:nword])
+    _sort_runs(srt[nword:])
     edge = np.empty(srt.size + 1, dtype=bool)
     edge[0] = edge[-1] = True
     np.not_equal(srt[1:], srt[:-1], out=edge[1:-1])

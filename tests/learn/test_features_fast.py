@@ -111,6 +111,37 @@ def test_text_blocks_as_the_two_blocks(words: list[str], ctext: str,
     assert tv.tobytes() == np.concatenate((wv, cv)).tobytes()
 
 
+@given(st.integers(0, 5000), st.integers(1, 2**20), st.integers(0, 2**32 - 1))
+def test_sort_runs_as_the_sort(n: int, high: int, seed: int) -> None:
+    """Runs sorted alone and merged give the sorted array (lengths around the run length,
+    many or few distinct values)."""
+    import numpy as np
+
+    a = np.random.default_rng(seed).integers(0, high, n).astype(np.uint32)
+    b = a.copy()
+    f2._sort_runs(b)
+    assert b.tobytes() == np.sort(a).tobytes()
+
+
+def test_text_blocks_of_long_text_as_the_two_blocks() -> None:
+    """`_text_blocks` with the character block longer than the sorted runs (3,000 characters:
+    ~9,000 n-grams), bit for bit the two blocks."""
+    import random
+
+    import numpy as np
+
+    rnd = random.Random(5)
+    for k in range(20):
+        alphabet = "abcdefghij ." if k % 2 else "ab0 .\u00e9\u65e5xyzXYZ"
+        ctext = "".join(rnd.choice(alphabet) for _ in range(rnd.choice([700, 1100, 3000])))
+        words = ctext.split()[:2000]
+        wi, wv = f2._block(f2._word_ids(words), 0.6)
+        ci, cv = f2._block(f2._char_ids(ctext), 0.3)
+        ti, tv = f2._text_blocks(words, ctext, 0.6, 0.3)
+        assert ti.tobytes() == np.concatenate((wi, ci)).tobytes()
+        assert tv.tobytes() == np.concatenate((wv, cv)).tobytes()
+
+
 def test_term_frequency_table_as_the_log_of_each_array() -> None:
     """`_TF[c]` is what `1.0 + np.log` gives for c in arrays of any length and position."""
     import numpy as np
