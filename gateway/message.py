@@ -155,7 +155,7 @@ class Message:
 
     @property
     def size(self) -> int:
-        return len(self.body) + sum(len(n) + len(v) + 4 for n, v in self.headers)
+        return len(self.body) + _header_size(self.headers)
 
 
 _LOWER_NAMES: tuple[tuple[tuple[str, str], ...], tuple[str, ...]] = ((), ())
@@ -172,6 +172,22 @@ def lower_names(headers: tuple[tuple[str, str], ...]) -> tuple[str, ...]:
     names = tuple([n.lower() for n, _v in headers])
     _LOWER_NAMES = (headers, names)
     return names
+
+
+_HEADER_SIZE: tuple[tuple[tuple[str, str], ...], int] = ((), 0)
+
+
+def _header_size(headers: tuple[tuple[str, str], ...]) -> int:
+    """The characters of `headers` as "name: value\r\n" lines, remembered for the last tuple
+    asked about (held by identity, as `lower_names`: a scan's checks and its verdict line ask
+    about the same message one after the other)."""
+    global _HEADER_SIZE
+    last = _HEADER_SIZE
+    if last[0] is headers:
+        return last[1]
+    n = sum(len(n) + len(v) + 4 for n, v in headers)
+    _HEADER_SIZE = (headers, n)
+    return n
 
 
 def _header_value(headers: Sequence[tuple[str, str]], name: str) -> str:

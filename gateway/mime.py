@@ -245,9 +245,9 @@ def _parse_head(head: str) -> EmailMessage | None:
     if sum(map(len, fields)) != len(head) - 2:  # (the fields run up to the blank line)
         return None
     msg = EmailMessage(PARSE_POLICY)
-    for field in fields:
-        name, value = field.split(":", 1)
-        msg.set_raw(name, value.lstrip(" \t").rstrip("\r\n"))
+    # `msg.set_raw(name, value)` of each field (which appends the pair), in one list
+    msg._headers = [(name, value.lstrip(" \t").rstrip("\r\n"))  # type: ignore[attr-defined]
+                    for name, value in [field.split(":", 1) for field in fields]]
     return msg
 
 

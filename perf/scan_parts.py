@@ -16,6 +16,7 @@ import os
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -74,6 +75,9 @@ def main() -> None:
         ("  _text_blocks", lambda a: f2._text_blocks(a[1], a[0][:f2.MAX_CHAR_CHARS], w["w"], w["c"]),
          t0w),
         ("  meta_tokens", f2.meta_tokens, feats),
+        ("    _url_tokens", lambda f: f2._url_tokens(f.urls, Counter()), feats),
+        ("    _text_meta", lambda f: f2._text_meta(f.text, Counter()), feats),
+        ("    _email_meta", lambda f: f2._email_meta(f, Counter()), feats),
         ("  _meta_block", lambda m: f2._meta_block(m, w), metas),
     ]
     print(f"{n} messages ({sum(p.is_multipart() for p in parsed)} multipart), "

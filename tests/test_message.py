@@ -57,3 +57,19 @@ def test_lower_names_of_each_header_tuple() -> None:
     assert lower_names(a) == ("from", "x-a", "from")
     assert lower_names(tuple(list(b))) == ("dkim-signature",)
     assert lower_names(()) == ()
+
+
+def test_size_of_each_message() -> None:
+    """`size` (its header part remembered for the last header tuple) is the body plus every
+    "name: value\\r\\n" line, message after message and back."""
+    import dataclasses
+
+    def formula(m: Message) -> int:
+        return len(m.body) + sum(len(n) + len(v) + 4 for n, v in m.headers)
+
+    a = Message.email(b"From: a@x.com\r\nSubject: hi\r\n\r\nbody\r\n")
+    b = Message.email(b"From: b@y.org\r\nX-Long: " + b"v" * 300 + b"\r\n\r\nother body")
+    c = dataclasses.replace(a, headers=(*a.headers, ("X-Added", "1")))
+    empty = Message.sms("text")
+    for m in (a, b, a, c, a, empty, b, b):
+        assert m.size == formula(m)

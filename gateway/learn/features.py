@@ -317,14 +317,31 @@ def _domain_of(addr: str) -> str:
 _NOTED_TOKENS = tuple((h, "m:has_" + h, "m:no_" + h) for h in _NOTED_HEADERS)
 
 
+class _FirstValues:
+    """The value of the first field of a (lower-case) name, looked up when asked: the few
+    names `_email_meta` reads, without a dictionary of every field's first value."""
+
+    __slots__ = ("headers", "lowered", "present")
+
+    def __init__(self, headers: tuple[tuple[str, str], ...], lowered: tuple[str, ...],
+                 present: set[str]) -> None:
+        self.headers, self.lowered, self.present = headers, lowered, present
+
+    def get(self, name: str, default: str = "") -> str:
+        if name not in self.present:
+            return default
+        return self.headers[self.lowered.index(name)][1]
+
+
 def _email_meta(f: Features, out: Counter[str]) -> None:
     # the first value of each header name (lower case): built from the last field to the
     # first, so that the first one's value is the one kept
     lowered = lower_names(f.headers)
-    names = dict(zip(reversed(lowered), [v for _n, v in reversed(f.headers)], strict=True))
+    present = set(lowered)
     received = lowered.count("received")
-    for h, has, no in _NOTED_TOKENS:
-        out[has if h in names else no] = 1
+    # (one presence token per noted name, set in this order, as `out[token] = 1` each)
+    dict.update(out, dict.fromkeys([has if h in present else no for h, has, no in _NOTED_TOKENS], 1))
+    names = _FirstValues(f.headers, lowered, present)
     out[f"m:recv={_bucket(received, (0, 1, 2, 4, 7))}"] = 1
     frm = names.get("from", "")
     from_dom = _domain_of(frm)
@@ -386,10 +403,13 @@ def _email_meta(f: Features, out: Counter[str]) -> None:
         if _SHOUTY_RE.search(subj):
             out["m:subject_shouty"] = 1
     # (digits to 0 before splitting: a digit is a word character either way, the same words)
+    get = out.get  # (`out[k] += 1` without Counter.__missing__, a Python call per new key)
     for tok in _words(_zero_digits(normalise(subj)))[:30]:
-        out["h:s:" + tok] += 1
+        k = "h:s:" + tok
+        out[k] = get(k, 0) + 1
     for tok in _words(normalise(display))[:10]:
-        out["h:f:" + tok] += 1
+        k = "h:f:" + tok
+        out[k] = get(k, 0) + 1
 
 
 def meta_tokens(f: Features) -> Counter[str]:
@@ -619,6 +639,25 @@ _TF = np.arange(_TF_SIZE, dtype=np.float64)
 _TF[2:] = 1.0 + np.log(_TF[2:])
 
 
+_RUN = 512  # (the run length sorted fastest here: ~3x the whole array's speed at 9,000)
+
+
+def _sort_runs(a: np.ndarray) -> None:
+    """`a.sort()` of a contiguous uint32 array, in place: a long array as runs of `_RUN`
+    sorted alone, then merged by the stable sort (timsort, which finds the runs). The sorted
+    array is the same whichever way it is reached; numpy's quicksort of a few thousand
+    elements costs several times more per element than of a few hundred (the character
+    block of a message is up to ~9,000)."""
+    n = a.size
+    if n <= 2 * _RUN:
+        a.sort()
+        return
+    m = n - n % _RUN
+    a[:m].reshape(-1, _RUN).sort(axis=1)
+    a[m:].sort()
+    a.sort(kind="stable")
+
+
 def _text_blocks(words: list[str], ctext: str, ww: float, wc: float
                  ) -> tuple[np.ndarray, np.ndarray]:
     """`_block(_word_ids(words), ww)` and `_block(_char_ids(ctext), wc)` end to end, with one
@@ -658,8 +697,8 @@ def _text_blocks(words: list[str], ctext: str, ww: float, wc: float
     srt[nword:] |= _CHAR_TAG
     # (every word column is below every tagged character column: the two runs sorted apart
     # are the whole sorted, and two shorter sorts cost less than one long one)
-    srt[:nword].sort()
-    srt[nword:].sort()
+    _sort_runs(srt[:nword])
+    _sort_runs(srt[nword:])
     edge = np.empty(srt.size + 1, dtype=bool)
     edge[0] = edge[-1] = True
     np.not_equal(srt[1:], srt[:-1], out=edge[1:-1])

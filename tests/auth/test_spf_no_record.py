@@ -70,3 +70,15 @@ def test_the_shortcut_is_taken_for_a_domain_without_records() -> None:
         return cold, warm
 
     assert asyncio.run(run()) == (False, True)
+
+
+@pytest.mark.parametrize("ip", [None, "", " ", "\t", " \n"])
+def test_no_address_as_ip_address_refuses_it(ip: str | None) -> None:
+    """No client address (empty after strip): "none" at once, as `ipaddress.ip_address`'s
+    refusal gave it."""
+    import ipaddress
+
+    with pytest.raises(ValueError):
+        ipaddress.ip_address((ip or "").strip())
+    res = asyncio.run(spf.evaluate_spf(MessageDns(zone_resolver(ZONE)), ip, "a@spf.example", ""))
+    assert res == spf.SpfResult("none", "mailfrom", "spf.example", "no valid client IP")

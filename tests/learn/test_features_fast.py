@@ -111,6 +111,37 @@ def test_text_blocks_as_the_two_blocks(words: list[str], ctext: str,
     assert tv.tobytes() == np.concatenate((wv, cv)).tobytes()
 
 
+@given(st.integers(0, 5000), st.integers(1, 2**20), st.integers(0, 2**32 - 1))
+def test_sort_runs_as_the_sort(n: int, high: int, seed: int) -> None:
+    """Runs sorted alone and merged give the sorted array (lengths around the run length,
+    many or few distinct values)."""
+    import numpy as np
+
+    a = np.random.default_rng(seed).integers(0, high, n).astype(np.uint32)
+    b = a.copy()
+    f2._sort_runs(b)
+    assert b.tobytes() == np.sort(a).tobytes()
+
+
+def test_text_blocks_of_long_text_as_the_two_blocks() -> None:
+    """`_text_blocks` with the character block longer than the sorted runs (3,000 characters:
+    ~9,000 n-grams), bit for bit the two blocks."""
+    import random
+
+    import numpy as np
+
+    rnd = random.Random(5)
+    for k in range(20):
+        alphabet = "abcdefghij ." if k % 2 else "ab0 .\u00e9\u65e5xyzXYZ"
+        ctext = "".join(rnd.choice(alphabet) for _ in range(rnd.choice([700, 1100, 3000])))
+        words = ctext.split()[:2000]
+        wi, wv = f2._block(f2._word_ids(words), 0.6)
+        ci, cv = f2._block(f2._char_ids(ctext), 0.3)
+        ti, tv = f2._text_blocks(words, ctext, 0.6, 0.3)
+        assert ti.tobytes() == np.concatenate((wi, ci)).tobytes()
+        assert tv.tobytes() == np.concatenate((wv, cv)).tobytes()
+
+
 def test_term_frequency_table_as_the_log_of_each_array() -> None:
     """`_TF[c]` is what `1.0 + np.log` gives for c in arrays of any length and position."""
     import numpy as np
@@ -211,3 +242,50 @@ def test_word_flags_table() -> None:
 def test_ascii_phone_as_the_expression(pieces: list[str]) -> None:
     t = "".join(pieces)
     assert (f2._PHONE_ASCII_RE.search(t.encode("ascii")) is None) == (f2._PHONE_RE.search(t) is None)
+
+
+_NAMES = ["From", "from", "FROM", "To", "Subject", "X-Mailer", "user-agent", "Received",
+          "Content-Type", "Message-ID", "Reply-To", "X-Other"]
+
+
+@given(st.lists(st.tuples(st.sampled_from(_NAMES), st.text(max_size=5)), max_size=12))
+def test_first_values_as_the_dictionary_of_first_values(headers: list[tuple[str, str]]) -> None:
+    """`_FirstValues.get` is the first field's value, as the dictionary built from the last
+    field to the first gives it (present or not, any case of the name)."""
+    fields = tuple(headers)
+    lowered = tuple(n.lower() for n, _v in fields)
+    whole = dict(zip(reversed(lowered), [v for _n, v in reversed(fields)], strict=True))
+    first = f2._FirstValues(fields, lowered, set(lowered))
+    for name in {n.lower() for n in _NAMES} | {"list-id"}:
+        assert first.get(name) == whole.get(name, "")
+        assert first.get(name, "text/plain") == whole.get(name, "text/plain")
+
+
+@given(st.lists(st.tuples(st.sampled_from(_NAMES), st.sampled_from(["a", "Bob <b@x.jp>", "x y"])),
+                max_size=12),
+       st.text(st.sampled_from("ab 0A\u00e9!"), max_size=40))
+def test_email_meta_tokens_in_order_as_counted(headers: list[tuple[str, str]], subject: str) -> None:
+    """The presence tokens set at once and the words counted with `get` give the tokens, the
+    counts and their order of `out[token] = 1` and `out[token] += 1` one by one."""
+    from collections import Counter
+
+    from gateway.message import Channel
+
+    f = f2.Features(Channel.EMAIL, "text", headers=tuple(headers), subject=subject)
+    out: Counter[str] = Counter()
+    f2._email_meta(f, out)
+    lowered = tuple(n.lower() for n, _v in headers)
+    names = dict(zip(reversed(lowered), [v for _n, v in reversed(headers)], strict=True))
+    want: Counter[str] = Counter()
+    for h, has, no in f2._NOTED_TOKENS:
+        want[has if h in names else no] = 1
+    got_presence = [k for k in out if k.startswith(("m:has_", "m:no_"))]
+    assert got_presence == list(want)
+    frm = names.get("from", "")
+    display = frm.split("<", 1)[0] if "<" in frm else ""
+    words: Counter[str] = Counter()
+    for tok in f2._words(f2._zero_digits(f2.normalise(subject)))[:30]:
+        words["h:s:" + tok] += 1
+    for tok in f2._words(f2.normalise(display))[:10]:
+        words["h:f:" + tok] += 1
+    assert [(k, v) for k, v in out.items() if k.startswith("h:")] == list(words.items())

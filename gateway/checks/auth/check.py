@@ -87,7 +87,7 @@ def raw_message(ctx: ScanContext) -> bytes:
 
 
 def _sym(prefix: str, result: str, *options: str) -> Symbol:
-    return Symbol(f"{prefix}_{result.upper()}", 1.0, tuple(o for o in options if o))
+    return Symbol(f"{prefix}_{result.upper()}", 1.0, tuple([o for o in options if o]))
 
 
 def _specs(prefix: str, group: str, results: dict[str, str]) -> tuple[SymbolSpec, ...]:

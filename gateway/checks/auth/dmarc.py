@@ -148,9 +148,11 @@ class DmarcResult:
 
 _ADDR = r"[A-Za-z0-9_+-]+(?:\.[A-Za-z0-9_+-]+)*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*"
 # one address, bare or in angle brackets after a display name of plain words or of one quoted
-# string without escapes (the usual From): its address is the one `getaddresses` finds
+# string without escapes, or bare followed by a comment of plain words (the usual From): its
+# address is the one `getaddresses` finds
 _SIMPLE_FROM_RE = re.compile(
-    rf' *(?:(?:[A-Za-z0-9]+(?: +[A-Za-z0-9]+)*|"[ !#-\[\]-~]*")? *<({_ADDR})>|({_ADDR})) *')
+    rf' *+(?:(?:[A-Za-z0-9]+(?: +[A-Za-z0-9]+)*|"[ !#-\[\]-~]*")? *<({_ADDR})>|({_ADDR})'
+    r'(?: *\([A-Za-z0-9 .-]*\))?) *')
 
 
 def from_addresses(from_values: list[str]) -> list[str]:
@@ -171,8 +173,9 @@ def from_domains(from_values: list[str]) -> list[str]:
             continue
         dom = addr.rsplit("@", 1)[1].strip().strip(">").rstrip(".").lower()
         if dom:
-            with contextlib.suppress(UnicodeError):
-                dom = dom.encode("idna").decode("ascii")
+            if not dom.isascii():  # (the IDNA codec gives an ASCII name back, or raises)
+                with contextlib.suppress(UnicodeError):
+                    dom = dom.encode("idna").decode("ascii")
             if dom not in out:
                 out.append(dom)
     return out
@@ -264,6 +267,8 @@ async def evaluate_dmarc(
 
 def pick_worst(results: list[DmarcResult]) -> DmarcResult:
     """Several From domains: the strictest outcome stands (RFC 7489 6.6.1)."""
+    if len(results) == 1:
+        return results[0]
     order = {"fail": 4, "temperror": 3, "permerror": 2, "none": 1, "pass": 0}
     sev = {"reject": 2, "quarantine": 1, "none": 0}
     return max(results, key=lambda r: (order.get(r.result, 0), sev.get(r.disposition, 0)))

@@ -92,8 +92,11 @@ async def evaluate_spf(
 ) -> SpfResult:
     """check_host() for the connection: never raises; DNS trouble is temperror."""
     identity, domain = sender_domain(mail_from, helo)
+    address = (ip or "").strip()
+    if not address:  # (what ip_address refuses at once, without its two parse attempts)
+        return SpfResult("none", identity, domain, "no valid client IP")
     try:
-        ipaddress.ip_address((ip or "").strip())
+        ipaddress.ip_address(address)
     except ValueError:
         return SpfResult("none", identity, domain, "no valid client IP")
     if not domain:
