@@ -72,6 +72,7 @@ SMTP_451_FAILURE = "451 4.3.0 Temporary failure in mail filter, try again later"
 SMTP_451_BUSY = "451 4.3.2 Mail filter busy, try again later"
 SMTP_451_RATE = "451 4.7.1 Too many messages from your address, try again later"
 SMTP_552_HEADER = "552 5.3.4 Message header too big"
+_BUSY = mc.reply_code(SMTP_451_BUSY)  # a busy session's tempfail, as a reply packet
 
 HEADER_ACTION = "X-Mamori-Action"
 OUR_HEADER_PREFIX = "x-mamori-"
@@ -431,13 +432,6 @@ class Session:
             return
         self._out.append(packet)
 
-    def _refuse(self, cmd: bytes) -> None:
-        """A busy session's tempfail, as the reply to `cmd` when the MTA waits for one; else
-        nothing (a later step with a reply, at the latest end of message, refuses it)."""
-        flag = mc.NO_REPLY_FLAG.get(cmd)
-        if not (flag and self.protocol & flag):
-            self._out.append(mc.reply_code(SMTP_451_BUSY))
-
     async def _flush(self) -> None:
         """Send the replies queued while handling the packets of one read (one write)."""
         out, self._out = self._out, []
@@ -544,7 +538,8 @@ class Session:
             self.refused = len(self.service.sessions) > self.settings.max_connections
             if self.refused:
                 self._error("overloaded")
-                self._refuse(cmd)  # here, or at the first step that has a reply
+                # here when the MTA waits for a reply, else at the first step that has one
+                self._reply(cmd, _BUSY)
             else:
                 self._reply(cmd)
         elif cmd == mc.SMFIC_HELO:
@@ -559,7 +554,7 @@ class Session:
             self.sender = mc.strip_angle(args[0])
             rates = self.service.client_rates
             if self.refused:
-                self._refuse(cmd)
+                self._reply(cmd, _BUSY)
             elif rates is not None and rates.take(self.client_address()):
                 self._error("rate_limited")
                 self._out.append(mc.reply_code(SMTP_451_RATE))
@@ -640,7 +635,7 @@ class Session:
 
     def _body(self, chunk: bytes) -> bytes:
         if self.refused:  # nothing to keep: refused here when the MTA waits for a reply
-            return mc.reply_code(SMTP_451_BUSY)
+            return _BUSY
         room = self._take_buffer(len(chunk), self.settings.max_body_size - len(self.body))
         self.body += chunk[:room]
         if room < len(chunk):
@@ -671,7 +666,7 @@ class Session:
         if self.refused or self.starved:
             if self.starved:
                 self._error("overloaded")
-            await self._send(mc.reply_code(SMTP_451_BUSY))
+            await self._send(_BUSY)
             return
         lim = limits.current()
         seen = len(self.headers) + self.header_dropped
@@ -690,7 +685,7 @@ class Session:
             # waited too long for a slot (back-pressure) or the scan overran its time
             self._error("overloaded")
             log.warning("milter scan slot or time limit reached", extra={"ref": ref})
-            await self._send(mc.reply_code(SMTP_451_BUSY))
+            await self._send(_BUSY)
             return
         except Exception as exc:
             self._error("failure")
