@@ -16,20 +16,21 @@ from gateway.verdict import Verdict
 _RESERVED = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
 
 
+def json_line(created: float, level: str, logger: str, msg: str, extra: dict[str, Any]) -> str:
+    """One log line as JSON: time, level, logger and message, then the record's own fields."""
+    out: dict[str, Any] = {"ts": round(created, 3), "level": level, "logger": logger, "msg": msg}
+    out.update(extra)
+    return orjson.dumps(out, default=str).decode()
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        out: dict[str, Any] = {
-            "ts": round(record.created, 3),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "msg": record.getMessage(),
-        }
-        for key, value in record.__dict__.items():
-            if key not in _RESERVED and not key.startswith("_"):
-                out[key] = value
+        extra = {key: value for key, value in record.__dict__.items()
+                 if key not in _RESERVED and not key.startswith("_")}
         if record.exc_info and record.exc_info[0] is not None:
-            out["exc_type"] = record.exc_info[0].__name__
-        return orjson.dumps(out, default=str).decode()
+            extra["exc_type"] = record.exc_info[0].__name__
+        return json_line(record.created, record.levelname.lower(), record.name,
+                         record.getMessage(), extra)
 
 
 def setup_logging(level: str = "INFO", stream: Any = None) -> None:
@@ -92,9 +93,8 @@ def log_verdict(record: dict[str, Any]) -> None:
         return
     handler = _plain_json_handler()
     if handler is not None:
-        line = orjson.dumps({"ts": round(time.time(), 3), "level": "info",
-                             "logger": verdict_log.name, "msg": "verdict", "verdict": record},
-                            default=str).decode() + handler.terminator
+        line = json_line(time.time(), "info", verdict_log.name, "verdict",
+                         {"verdict": record}) + handler.terminator
         handler.acquire()
         try:
             handler.stream.write(line)
