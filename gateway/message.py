@@ -8,12 +8,12 @@ text, URLs, results of earlier checks).
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from enum import StrEnum
-from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from functools import cached_property, wraps
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from gateway import limits
 from gateway.ids import new_id
@@ -158,36 +158,39 @@ class Message:
         return len(self.body) + _header_size(self.headers)
 
 
-_LOWER_NAMES: tuple[tuple[tuple[str, str], ...], tuple[str, ...]] = ((), ())
+Headers = tuple[tuple[str, str], ...]
+T = TypeVar("T")
 
 
-def lower_names(headers: tuple[tuple[str, str], ...]) -> tuple[str, ...]:
-    """The names of `headers` in lower case, in order. Remembered for the last tuple asked
-    about: the checks of a scan ask about the same message's header fields one after the other
-    (held by identity, and the tuple is kept alive with its names, so a hit is that tuple)."""
-    global _LOWER_NAMES
-    last = _LOWER_NAMES
-    if last[0] is headers:
-        return last[1]
-    names = tuple([n.lower() for n, _v in headers])
-    _LOWER_NAMES = (headers, names)
-    return names
+def _for_last_headers(fn: Callable[[Headers], T]) -> Callable[[Headers], T]:
+    """`fn(headers)`, remembered for the last header tuple asked about: the checks of a scan
+    and its verdict line ask about the same message's header fields one after the other. Held
+    by identity, and the tuple is kept alive with its answer, so a hit is that tuple; one
+    (tuple, answer) pair, replaced whole (a reader in another thread sees one or the other)."""
+    last: list[tuple[Headers | None, Any]] = [(None, None)]
+
+    @wraps(fn)
+    def get(headers: Headers) -> T:
+        held, value = last[0]
+        if held is headers:
+            return value  # type: ignore[no-any-return]
+        value = fn(headers)
+        last[0] = (headers, value)
+        return value
+
+    return get
 
 
-_HEADER_SIZE: tuple[tuple[tuple[str, str], ...], int] = ((), 0)
+@_for_last_headers
+def lower_names(headers: Headers) -> tuple[str, ...]:
+    """The names of `headers` in lower case, in order."""
+    return tuple([n.lower() for n, _v in headers])
 
 
-def _header_size(headers: tuple[tuple[str, str], ...]) -> int:
-    """The characters of `headers` as "name: value\r\n" lines, remembered for the last tuple
-    asked about (held by identity, as `lower_names`: a scan's checks and its verdict line ask
-    about the same message one after the other)."""
-    global _HEADER_SIZE
-    last = _HEADER_SIZE
-    if last[0] is headers:
-        return last[1]
-    n = sum(len(n) + len(v) + 4 for n, v in headers)
-    _HEADER_SIZE = (headers, n)
-    return n
+@_for_last_headers
+def _header_size(headers: Headers) -> int:
+    """The characters of `headers` as "name: value\r\n" lines."""
+    return sum(len(n) + len(v) + 4 for n, v in headers)
 
 
 def _header_value(headers: Sequence[tuple[str, str]], name: str) -> str:
