@@ -266,6 +266,13 @@ _NLCRE_BOL = re.compile(r"(\r\n|\r|\n)")
 _FIELD_START_RE = re.compile(r"[\041-\071\073-\176]+:")
 
 
+def _without_line_end(text: str) -> str:
+    """`text` without its last line end (CRLF, CR or LF), as the feed parser trims a part's
+    payload, a preamble or an epilogue before a boundary."""
+    eol = _NLCRE_EOL.search(text)
+    return text[:-len(eol.group(0))] if eol else text
+
+
 def _boundary_line(line: str, separator: str) -> tuple[bool, str] | None:
     """`boundaryre.match(line)` of the feed parser for a line (ending at its first LF, if any)
     and `separator` ("--" + boundary), without compiling an expression per boundary: None,
@@ -396,9 +403,7 @@ class _Multipart:
                 break
             if capturing_preamble:
                 if preamble:  # (the last line end belongs to the boundary)
-                    eol = _NLCRE_EOL.search(preamble[-1])
-                    if eol:
-                        preamble[-1] = preamble[-1][:-len(eol.group(0))]
+                    preamble[-1] = _without_line_end(preamble[-1])
                     msg.preamble = "".join(preamble)
                 capturing_preamble = False
                 self.unreadline(line)
@@ -415,15 +420,11 @@ class _Multipart:
                 if epilogue == "":
                     child.epilogue = None
                 elif epilogue is not None:
-                    eol = _NLCRE_EOL.search(epilogue)
-                    if eol:
-                        child.epilogue = epilogue[:-len(eol.group(0))]
+                    child.epilogue = _without_line_end(epilogue)
             else:
                 payload = child._payload  # type: ignore[attr-defined]
                 if isinstance(payload, str):
-                    eol = _NLCRE_EOL.search(payload)
-                    if eol:
-                        child._payload = payload[:-len(eol.group(0))]  # type: ignore[attr-defined]
+                    child._payload = _without_line_end(payload)  # type: ignore[attr-defined]
             self.bounds.pop()
         if capturing_preamble:
             raise _Unusual("no start boundary")
