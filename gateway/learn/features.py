@@ -218,20 +218,35 @@ def _letters(sample: str) -> tuple[int, int]:
         return (len(raw) - len(raw.translate(None, _ASCII_LETTERS)),
                 len(raw) - len(raw.translate(None, _ASCII_UPPER)))
     if len(sample) >= 256:
-        # other text of the Basic Multilingual Plane: each code point's two flags looked up
-        # in a table of what the str methods say for every BMP character, in numpy
-        cp = np.frombuffer(sample.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
-        if int(cp.max()) <= 0xFFFF:
-            flags = _bmp_letter_flags().take(cp)
-            return (int(np.count_nonzero(flags & 1)), int(np.count_nonzero(flags & 2)))
+        # other text of the Basic Multilingual Plane: each code point's flags looked up in a
+        # table of what the str methods say for every BMP character, in numpy
+        cp = _bmp_code_points(sample)
+        if cp is not None:
+            flags = _bmp_flags().take(cp)
+            return (int(np.count_nonzero(flags & _ALPHA)), int(np.count_nonzero(flags & _UPPER)))
     return sum(map(str.isalpha, sample)), sum(map(str.isupper, sample))
 
 
+# `_bmp_flags` bits: str.isalpha, str.isupper, a word character (\w: str.isalnum or "_"), a
+# decimal digit (\d: str.isdecimal)
+_ALPHA, _UPPER, _WORD, _DECIMAL = 1, 2, 4, 8
+
+
 @functools.cache
-def _bmp_letter_flags() -> np.ndarray:
-    """For every code point of the BMP: 1 if str.isalpha, + 2 if str.isupper (built once)."""
-    return np.fromiter((chr(i).isalpha() | chr(i).isupper() << 1 for i in range(0x10000)),
-                       dtype=np.uint8, count=0x10000)
+def _bmp_flags() -> np.ndarray:
+    """For every code point of the BMP, its `_ALPHA`, `_UPPER`, `_WORD` and `_DECIMAL` bits
+    (built once, on the first long non-ASCII text)."""
+    def bits(ch: str) -> int:
+        return (_ALPHA * ch.isalpha() | _UPPER * ch.isupper()
+                | _WORD * (ch.isalnum() or ch == "_") | _DECIMAL * ch.isdecimal())
+
+    return np.fromiter((bits(chr(i)) for i in range(0x10000)), dtype=np.uint8, count=0x10000)
+
+
+def _bmp_code_points(text: str) -> np.ndarray | None:
+    """The code points of a non-empty `text`, when all of them are in the BMP (else None)."""
+    cp = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+    return cp if cp.size and int(cp.max()) <= 0xFFFF else None
 
 
 def _folded_lower(text: str) -> str:
@@ -334,8 +349,7 @@ class _FirstValues:
 
 
 def _email_meta(f: Features, out: Counter[str]) -> None:
-    # the first value of each header name (lower case): built from the last field to the
-    # first, so that the first one's value is the one kept
+    # the header names in lower case; the first field's value of a name read when asked
     lowered = lower_names(f.headers)
     present = set(lowered)
     received = lowered.count("received")
@@ -743,27 +757,19 @@ def _text0_words_unicode(text: str) -> tuple[str, list[str]]:
     Multilingual Plane by its code points in numpy (a regular expression over Unicode text
     is slow): the digits (what `_DIGITS_RE` matches) made "0", and the characters that
     `_WORD_RE` does not match made spaces before splitting."""
-    cp = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
-    if text.isascii() or cp.size == 0 or int(cp.max()) > 0xFFFF:
+    cp = None if text.isascii() else _bmp_code_points(text)
+    if cp is None:
         text0 = _zero_digits(text)
         return text0, _words(text0)
-    flags = _bmp_word_flags().take(cp)
-    zeroed = np.where(flags & 2, _ZERO_CP, cp)
-    words = np.where(flags & 1, zeroed, _SPACE_CP)
+    flags = _bmp_flags().take(cp)
+    zeroed = np.where(flags & _DECIMAL, _ZERO_CP, cp)
+    words = np.where(flags & _WORD, zeroed, _SPACE_CP)
     return (zeroed.tobytes().decode("utf-32-le", "surrogatepass"),
             words.tobytes().decode("utf-32-le", "surrogatepass").split())
 
 
 _ZERO_CP, _SPACE_CP = np.uint32(ord("0")), np.uint32(ord(" "))
 
-
-@functools.cache
-def _bmp_word_flags() -> np.ndarray:
-    """For every code point of the BMP: 1 if a word character (str.isalnum, or "_"), + 2 if
-    a decimal digit (str.isdecimal): what the regular expressions' word and digit classes
-    match (built once)."""
-    return np.fromiter(((chr(i).isalnum() or i == 95) | chr(i).isdecimal() << 1
-                        for i in range(0x10000)), dtype=np.uint8, count=0x10000)
 
 
 def row(f: Features) -> tuple[np.ndarray, np.ndarray]:
