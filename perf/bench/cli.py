@@ -162,13 +162,16 @@ class Run:
         self.log(f"mamori: training a held-out email model on {n} messages not in the sample ...")
         env = {k: v for k, v in os.environ.items() if not k.startswith("MAMORI_")}
         env.update({"PYTHONPATH": str(ROOT), "MAMORI_DATA_DIR": str(root / "holdout" / "data")})
+        recipe = holdout.live_recipe(ROOT / "models")
+        shown = " ".join(f"{k} {v}" for k, v in recipe.items()) or "train's defaults"
         t0 = time.monotonic()
         out = holdout.train(root / "holdout" / "train", root / "holdout" / "model", env,
-                            root / "holdout" / "train.log")
+                            root / "holdout" / "train.log", recipe)
         a.mamori_env[holdout.ENV] = str(out)
         took = time.monotonic() - t0
-        self.log(f"  trained in {took:.0f}s: {out}")
-        return f"holdout: trained on the {n} corpus messages not measured ({took:.0f}s)"
+        self.log(f"  trained in {took:.0f}s ({shown}, the live model's recipe): {out}")
+        return (f"holdout: trained on the {n} corpus messages not measured, with the live "
+                f"model's recipe ({shown}; {took:.0f}s)")
 
     # Each system: `setup_*` starts its daemon (if any) and returns one measurement per
     # interface, each a function that measures once in an event loop of its own; `teardown`

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import csv
 import importlib.util
+import json
+import re
 import subprocess
 import sys
 from collections.abc import Iterable
@@ -38,11 +40,37 @@ def write_training_set(folder: Path, corpus_dir: Path, rows: Iterable[tuple[str,
     return n
 
 
-def train(folder: Path, out: Path, env: dict[str, str], log: Path) -> Path:
-    """`mamori model train --channel email` on `folder`, without cross-validation; the model dir."""
+def live_recipe(models_dir: Path) -> dict[str, str]:
+    """How the live (shipped) email model of `models_dir` was trained, as `mamori model train`
+    options: its feature version, C and target false-positive rate, read from its
+    metrics.json. The held-out model repeats that recipe, so that perf/compare measures the
+    features and the estimator an operator runs (train's defaults may be another feature
+    version, with another cost per message). Empty when there is no live model to copy."""
+    try:
+        ref = (models_dir / "live-email").read_text("utf-8").strip()
+        doc = json.loads((models_dir / ref / "metrics.json").read_text("utf-8"))
+    except (OSError, ValueError):
+        return {}
+    recipe: dict[str, str] = {}
+    if isinstance(doc.get("features_version"), str):
+        recipe["--features"] = doc["features_version"]
+    m = re.search(r"\bC=([0-9.eE+-]+)", str(doc.get("estimator", "")))
+    if m:
+        recipe["--C"] = m.group(1)
+    if isinstance(doc.get("target_fpr"), (int, float)):
+        recipe["--target-fpr"] = repr(doc["target_fpr"])
+    return recipe
+
+
+def train(folder: Path, out: Path, env: dict[str, str], log: Path,
+          recipe: dict[str, str] | None = None) -> Path:
+    """`mamori model train --channel email` on `folder` (with `recipe`'s options, see
+    `live_recipe`), without cross-validation; the model dir."""
     argv = [sys.executable, "-m", "gateway", "model", "train", "--channel", "email",
             "--data", str(folder), "--out", str(out), "--cv", "0", "--quiet",
             "--version", "holdout"]
+    for opt, value in (recipe or {}).items():
+        argv += [opt, value]
     with log.open("wb") as fh:
         r = subprocess.run(argv, stdout=fh, stderr=subprocess.STDOUT, env=env, timeout=3600)
     if r.returncode != 0 or not out.is_dir():
