@@ -44,20 +44,26 @@ from gateway.learn.features import (
     _DIGITS_RE,
     _IP_HOST_RE,
     _MASK,
+    _MASK32,
     _MONEY_RE,
     _P,
     _WORD_RE,
     SHORTENERS,
     Features,
-    _block,
     _bucket,
     _domain_of,
     _find_urls,
+    _gram_premix,
     _meta_col,
     _mix,
-    _word_ids,
+    _mix_inplace,
+    _sort_runs,
+    _sorted_tf,
+    _text0_words,
+    _word_premix,
     normalise,
 )
+from gateway.message import lower_names
 from gateway.mime import html_to_text
 
 FEATURES_VERSION = "e3"
@@ -81,6 +87,8 @@ MAX_URLS = 40
 
 _C_SEED = np.uint64(0x2545F4914F6CDD1D)
 _R_SEED = np.uint64(0x4CF5AD432745937F)
+# `_hashed_blocks`' tags of the character and header-gram columns (above every column)
+_TAG_C, _TAG_R = np.uint32(N_FEATURES), np.uint32(2 * N_FEATURES)
 
 _FREEMAIL = frozenset(
     ["gmail.com", "yahoo.com", "hotmail.com", "aol.com", "msn.com", "outlook.com", "live.com",
@@ -572,20 +580,73 @@ def body_text(f: Features) -> str:
     return text
 
 
+def _hashed_blocks(words: list[str], ctext: str, head: str
+                   ) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """The word (``w``), character (``c``) and header-gram (``r``) blocks end to end, as
+    `_block` of `_word_ids(words)`, of `_char_ids(ctext, (3, 4))` and of
+    `_char_ids(head, (4,), _R_SEED)` each, with one hash mix and one pass of counting for all
+    three (as `features._text_blocks` does for f2): the pre-mix values in one array, the
+    character columns tagged with bit 19 and the header columns with bit 20, each block's run
+    sorted alone (the tags keep the whole in order). Returns (columns, values, start of the
+    character block, start of the header block)."""
+    nw = len(words)
+    nword = 2 * nw - 1 if nw else 0
+    nc = len(ctext)
+    nchar = (nc - 2 if nc >= 3 else 0) + (nc - 3 if nc >= 4 else 0)
+    nh = len(head)
+    nhead = nh - 3 if nh >= 4 else 0
+    total = nword + nchar + nhead
+    if not total:
+        return np.zeros(0, dtype=np.int64), np.zeros(0), 0, 0
+    allh = np.empty(total, dtype=np.uint64)
+    if nw:
+        _word_premix(words, allh[:nword])
+    if nchar:
+        _gram_premix(_code_points(ctext), _C_SEED, allh[nword:nword + nchar], 3)
+    if nhead:
+        _gram_premix(_code_points(head), _R_SEED, allh[nword + nchar:], 4)
+    srt = _mix_inplace(allh).astype(np.uint32)
+    srt &= _MASK32
+    cend = nword + nchar
+    srt[nword:cend] |= _TAG_C
+    srt[cend:] |= _TAG_R
+    _sort_runs(srt[:nword])
+    _sort_runs(srt[nword:cend])
+    _sort_runs(srt[cend:])
+    uniq, v = _sorted_tf(srt)
+    kc = int(uniq.searchsorted(_TAG_C)) if nword else 0
+    kr = int(uniq.searchsorted(_TAG_R)) if nhead else uniq.size
+    # (math.sqrt and np.sqrt are both the correctly rounded square root: the same scale)
+    for lo, hi, weight in ((0, kc, BLOCK_WEIGHTS["w"]), (kc, kr, BLOCK_WEIGHTS["c"]),
+                           (kr, uniq.size, BLOCK_WEIGHTS["r"])):
+        if lo < hi:
+            vb = v[lo:hi]
+            vb *= weight / math.sqrt(vb @ vb)
+    uniq &= _MASK32
+    return uniq.astype(np.int64), v, kc, kr
+
+
+def _code_points(text: str) -> np.ndarray:
+    """The code points of `text` as uint64 (lone surrogates as themselves), as `_char_ids`."""
+    return np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32
+                         ).astype(np.uint64)
+
+
 def row(f: Features) -> tuple[np.ndarray, np.ndarray]:
     """(column indices, values) of one email; indices may repeat across blocks (summed)."""
     text = body_text(f)
     if text is not f.text:
         f = replace(f, text=text)
-    text0 = _DIGITS_RE.sub("0", _normalise(text[:MAX_WORD_CHARS]))
-    wi, wv = _block(_word_ids(_WORD_RE.findall(text0)), BLOCK_WEIGHTS["w"])
-    ci, cv = _block(_char_ids(text0[:MAX_CHAR_CHARS], (3, 4)), BLOCK_WEIGHTS["c"])
-    mc, mv = _meta_block(meta_tokens(f))
+    text0, words = _text0_words(text[:MAX_WORD_CHARS])
     if BLOCK_WEIGHTS["r"]:
-        head = "\n".join(f"{n}:{v}" for n, v in f.headers
-                          if n.lower() in HEADER_GRAM_FIELDS)[:MAX_HEADER_CHARS].lower()
-        ri, rv = _block(_char_ids(head, (4,), _R_SEED), BLOCK_WEIGHTS["r"])
+        lowered = lower_names(f.headers)
+        head = "\n".join([f"{n}:{v}" for (n, v), ln in zip(f.headers, lowered, strict=True)
+                          if ln in HEADER_GRAM_FIELDS])[:MAX_HEADER_CHARS].lower()
     else:
-        ri, rv = np.zeros(0, dtype=np.int64), np.zeros(0)
-    return (np.concatenate((wi, ci, np.array(mc, dtype=np.int64), ri)),
-            np.concatenate((wv, cv, np.array(mv, dtype=np.float64), rv)))
+        head = ""
+    cols, vals, _kc, kr = _hashed_blocks(words, text0[:MAX_CHAR_CHARS], head)
+    # (`meta_tokens` takes `body_text` again: of HTML-only mail whose HTML has (almost) no
+    # text, it adds that text a second time, which the structure tokens have always seen)
+    mc, mv = _meta_block(meta_tokens(f))
+    return (np.concatenate((cols[:kr], np.array(mc, dtype=np.int64), cols[kr:])),
+            np.concatenate((vals[:kr], np.array(mv, dtype=np.float64), vals[kr:])))
