@@ -416,6 +416,12 @@ def _email_meta(f: Features, out: Counter[str]) -> None:
             out["m:subject_encoded"] = 1
         if _SHOUTY_RE.search(subj):
             out["m:subject_shouty"] = 1
+    _header_words(subj, display, out)
+
+
+def _header_words(subj: str, display: str, out: Counter[str]) -> None:
+    """The ``h:`` tokens: the first 30 words of the subject (digits as 0) and the first 10 of
+    the From display name, each counted (f2 and e3)."""
     # (digits to 0 before splitting: a digit is a word character either way, the same words)
     get = out.get  # (`out[k] += 1` without Counter.__missing__, a Python call per new key)
     for tok in _words(_zero_digits(normalise(subj)))[:30]:

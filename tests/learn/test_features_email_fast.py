@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 
 import numpy as np
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -56,3 +57,79 @@ def test_hashed_blocks_of_short_long_and_repetitive_text() -> None:
         words = t.split()
         _check(words, t[:E.MAX_CHAR_CHARS], t[:E.MAX_HEADER_CHARS])
     _check(["spam"] * 9000, "x" * 1000, "y" * 2000)  # counts of 9,000 and 1,000+
+
+
+@given(st.lists(st.sampled_from(["a", "_", "1", " ", "<", "!", "-", ">", "<!--", "-->", "x" * 39,
+                                 "\u00e9", "\u0661", "<!---->"]), max_size=14))
+def test_comment_split_found_as_by_the_expression(pieces: list[str]) -> None:
+    t = "".join(pieces)
+    assert (E._COMMENT_SPLIT_AT_RE.search(t) is None) == (E._COMMENT_SPLIT_RE.search(t) is None)
+
+
+@given(st.lists(st.sampled_from(["http://h.example/", "?", "&", "url", "goto", "=", "http", "%2f",
+                                 "/", "a", "_", "x=1"]), max_size=10))
+def test_redirect_prefilter_misses_no_match(pieces: list[str]) -> None:
+    low = "".join(pieces)
+    if E._REDIRECT_RE.search(low):
+        assert "?" in low or "&" in low
+
+
+@given(st.text(max_size=40))
+def test_subject_tokens_as_the_plain_formulas(subj: str) -> None:
+    """`_subject`'s shortcuts (letter counts, symbol counts, the non-ASCII test) give the
+    tokens of the formulas they replace."""
+    from collections import Counter
+
+    out: Counter[str] = Counter()
+    E._subject(subj, out)
+    if not subj.strip():
+        assert out == Counter({"m:subj_empty": 1})
+        return
+    letters = [ch for ch in subj if ch.isalpha()]
+    caps = [t for t in out if t.startswith("m:subj_caps=")]
+    if letters:
+        want = sum(ch.isupper() for ch in letters) / len(letters)
+        assert caps == [f"m:subj_caps={f2._bucket(want, (0.1, 0.3, 0.6))}"]
+    else:
+        assert caps == []
+    sym = sum(ch in "!$%*@#?+=~^|" for ch in subj)
+    assert [t for t in out if t.startswith("m:subj_sym=")] == (
+        [f"m:subj_sym={f2._bucket(sym, (1, 3))}"] if sym else [])
+    assert ("m:subj_nonascii" in out) == any(ord(ch) > 127 for ch in subj)
+
+
+@given(st.lists(st.sampled_from(["Call", "CAPS", "x", "1", "2", "-", " ", "555-123-4567", "\u00e9",
+                                 "\u0661\u0662\u0663", "\n", "!", "\u00c9"]), max_size=20))
+def test_body_caps_and_phone_as_the_plain_formulas(pieces: list[str]) -> None:
+    from collections import Counter
+
+    text = "".join(pieces)
+    out: Counter[str] = Counter()
+    E._body(text, out)
+    if not text:
+        return
+    b = text.encode("ascii", "ignore")
+    upper = sum(65 <= c <= 90 for c in b)
+    lower = sum(97 <= c <= 122 for c in b)
+    caps = [t for t in out if t.startswith("m:body_caps=")]
+    assert caps == ([f"m:body_caps={f2._bucket(upper / (upper + lower), (0.05, 0.15, 0.3))}"]
+                    if upper + lower else [])
+    assert ("m:body_phone" in out) == (E._PHONE_ANY_RE.search(text) is not None)
+
+
+def test_first_values_and_received_as_read_field_by_field(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each name's first field is its value (any case of the name); Received fields all count,
+    in order."""
+    from gateway.learn.features import Features
+    from gateway.message import Channel
+
+    headers = (("Received", "from a"), ("From", "x@a.example"), ("received", "from b"),
+               ("FROM", "y@b.example"), ("Message-ID", "<1234567890@a.example>"),
+               ("RECEIVED", "from c"))
+    f = Features(Channel.EMAIL, "t", headers=headers, subject="s")
+    toks = E.meta_tokens(f)
+    assert "m:mid_other_domain" not in toks  # (against the second From's domain: there)
+    seen: list[list[str]] = []
+    monkeypatch.setattr(E, "_received", lambda values, out: seen.append(values))
+    E.meta_tokens(f)
+    assert seen == [["from a", "from b", "from c"]]
