@@ -43,6 +43,7 @@ import numpy as np
 
 from gateway.learn.features import (
     _ASCII_UPPER,
+    _CACHE_MAX,
     _IP_HOST_RE,
     _MASK,
     _MASK32,
@@ -362,11 +363,38 @@ def _html(html: str, text_len: int, out: Counter[str]) -> list[tuple[str, str]]:
         out[f"m:html_font={_bucket(n_font, (2, 10))}"] = 1
     if "<table" in low:
         out["m:html_table"] = 1
-    tags = len(_TAG_RE.findall(low[:10_000]))
-    if tags:
+    if _TAG_RE.search(low[:10_000]):  # (a tag in the first 10,000 characters)
         ratio = text_len / max(1, min(len(low), 10_000))
         out[f"m:html_text_ratio={_bucket(ratio, (0.05, 0.15, 0.4))}"] = 1
-    return _HREF_RE.findall(low)[:MAX_URLS]  # (both groups always take part in a match)
+    return _anchors(low)
+
+
+# _HREF_RE up to the end of its opening tag
+_HREF_TAG_RE = re.compile(r"<a\s[^>]*?href\s*=\s*[\"']?([^\"'\s>]+)[^>]*>", re.I | re.S)
+
+
+def _anchors(low: str) -> list[tuple[str, str]]:
+    """`_HREF_RE.findall(low)[:MAX_URLS]` of lower-case `low`, ~4x faster: each opening tag by
+    `_HREF_TAG_RE`, the link text up to the next "</a" by str.find. The same matches: nothing
+    in the tag can be ">", so every way of matching a tag ends at the same ">" and the lazy
+    text after it is found (or not) alike; no match, and the search goes on one character on,
+    as findall's does. (No character of lower-case text but "a" matches "a" ignoring case,
+    which the plain "</a" then finds: test.)"""
+    out: list[tuple[str, str]] = []
+    pos = 0
+    search, find = _HREF_TAG_RE.search, low.find
+    while len(out) < MAX_URLS:
+        m = search(low, pos)
+        if m is None:
+            break
+        end = m.end()
+        close = find("</a", end, end + 203)  # (the text: at most 200 characters)
+        if close < 0:
+            pos = m.start() + 1
+        else:
+            out.append((m.group(1), low[end:close]))
+            pos = close + 3
+    return out
 
 
 _HOST_RE = re.compile(r"^(?:[a-z][a-z0-9+.-]*://)?(?:[^@/?#\s]*@)?([^:/?#\s]*)(?::(\d{1,5}))?", re.I)
@@ -571,18 +599,38 @@ def _char_ids(text: str, sizes: tuple[int, ...] = (3, 4, 5),
     return _mix(np.concatenate(parts)) & _MASK
 
 
+class _MetaCols(dict[str, int]):
+    """token -> `_meta_col(token)`, remembered up to `_CACHE_MAX` tokens: a hit is a C-level
+    dictionary lookup (`map(_META_COLS.__getitem__, tokens)`)."""
+
+    __slots__ = ()
+
+    def __missing__(self, tok: str) -> int:
+        col = _meta_col(tok)
+        if len(self) < _CACHE_MAX:
+            self[tok] = col
+        return col
+
+
+_META_COLS = _MetaCols()
+
+
 def _meta_block(tokens: Counter[str]) -> tuple[list[int], list[float]]:
     """Structure (``m``) and header-word (``h``) blocks, each L2-normalised and weighted."""
-    cols: list[int] = []
-    vals: list[float] = []
+    cols = list(map(_META_COLS.__getitem__, tokens))
+    counts = list(tokens.values())
+    keys = [k[0] for k in tokens]
+    if counts and max(counts) == 1:
+        # every token once (most messages): each value is its block's scale, and a block's
+        # sum of squares its count (exact: a sum of 1.0s)
+        n = len(keys) - keys.count("h")
+        sm = BLOCK_WEIGHTS["m"] / math.sqrt(n) if n else 0.0
+        sh = BLOCK_WEIGHTS["h"] / math.sqrt(len(keys) - n) if n < len(keys) else 0.0
+        return cols, [sh if k == "h" else sm for k in keys]
+    vals = [1.0 + math.log(c) if c > 1 else float(c) for c in counts]
     norm = {"m": 0.0, "h": 0.0}
-    keys: list[str] = []
-    for k, c in tokens.items():
-        v = 1.0 + math.log(c) if c > 1 else float(c)
-        cols.append(_meta_col(k))
-        vals.append(v)
-        keys.append(k[0])
-        norm[k[0]] += v * v
+    for v, k in zip(vals, keys, strict=True):
+        norm[k] += v * v
     scale = {k: BLOCK_WEIGHTS[k] / math.sqrt(n) if n else 0.0 for k, n in norm.items()}
     return cols, [v * scale[k] for v, k in zip(vals, keys, strict=True)]
 

@@ -133,3 +133,24 @@ def test_first_values_and_received_as_read_field_by_field(monkeypatch: pytest.Mo
     monkeypatch.setattr(E, "_received", lambda values, out: seen.append(values))
     E.meta_tokens(f)
     assert seen == [["from a", "from b", "from c"]]
+
+
+@given(st.lists(st.sampled_from(["<a ", "<a\n", "<a", "href", "=", '"', "'", "http://x.example",
+                                 ">", "</a", "</a>", "text", " ", "<b>", "x" * 60, "<abbr>",
+                                 "href=h", "\u00e9"]), max_size=24))
+def test_anchors_as_the_expression(pieces: list[str]) -> None:
+    low = "".join(pieces).lower()
+    assert E._anchors(low) == E._HREF_RE.findall(low)[:E.MAX_URLS]
+
+
+def test_anchors_stop_at_the_cap_and_read_200_characters() -> None:
+    for gap in (199, 200, 201):
+        low = ('<a href="h">' + "y" * gap + "</a>") * 50
+        assert E._anchors(low) == E._HREF_RE.findall(low)[:E.MAX_URLS]
+
+
+def test_only_a_matches_a_ignoring_case_in_lower_case_text() -> None:
+    import re
+
+    every = "".join(map(chr, range(0x110000))).lower()
+    assert set(re.findall("(?i)a", every)) == {"a"}
