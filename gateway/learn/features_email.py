@@ -54,7 +54,7 @@ from gateway.learn.features import (
     Features,
     _bucket,
     _domain_of,
-    _find_urls,
+    _find_urls_any,
     _gram_premix,
     _header_words,
     _letters,
@@ -568,7 +568,7 @@ def meta_tokens(f: Features) -> Counter[str]:
     _mime(h, f, out)
     text_len = len(f.text)
     anchors = _html(f.html, text_len, out) if f.html else []
-    urls = f.urls if f.urls else tuple(_find_urls(f.text[:MAX_WORD_CHARS]))
+    urls = f.urls if f.urls else tuple(_find_urls_any(f.text[:MAX_WORD_CHARS]))
     _urls(urls, anchors, text_len, out)
     subj = f.subject
     _subject(subj, out)

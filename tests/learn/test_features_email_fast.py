@@ -154,3 +154,24 @@ def test_only_a_matches_a_ignoring_case_in_lower_case_text() -> None:
 
     every = "".join(map(chr, range(0x110000))).lower()
     assert set(re.findall("(?i)a", every)) == {"a"}
+
+
+@given(st.dictionaries(st.sampled_from(["m:a", "m:b", "h:s:w", "h:f:v", "m:c", "h:s:0", "m:d"]),
+                       st.integers(min_value=1, max_value=4), max_size=7))
+def test_meta_block_as_the_formula_token_by_token(counts: dict[str, int]) -> None:
+    """`_meta_block` (remembered columns, the single-count shortcut): the columns of
+    `_meta_col` and the values of the general formula (sub-linear count, each block's L2 norm
+    summed in order, block weight), bit for bit."""
+    import math
+    from collections import Counter
+
+    tokens = Counter(counts)
+    norm = {"m": 0.0, "h": 0.0}
+    for k, c in tokens.items():
+        v = 1.0 + math.log(c) if c > 1 else float(c)
+        norm[k[0]] += v * v
+    scale = {k: E.BLOCK_WEIGHTS[k] / math.sqrt(n) if n else 0.0 for k, n in norm.items()}
+    want = [(1.0 + math.log(c) if c > 1 else float(c)) * scale[k[0]] for k, c in tokens.items()]
+    cols, vals = E._meta_block(tokens)
+    assert cols == [f2._meta_col(k) for k in tokens]
+    assert np.array(vals).tobytes() == np.array(want).tobytes()
