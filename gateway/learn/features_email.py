@@ -38,6 +38,7 @@ import re
 import string
 from collections import Counter
 from dataclasses import replace
+from html import unescape
 
 import numpy as np
 
@@ -67,7 +68,8 @@ from gateway.learn.features import (
     _word_premix,
 )
 from gateway.message import lower_names
-from gateway.mime import html_to_text
+from gateway.mime import _TAG_RE as _MARKUP_RE
+from gateway.mime import MAX_TEXT
 
 FEATURES_VERSION = "e3"
 N_FEATURES = 2**19
@@ -123,6 +125,22 @@ _ENTITY_LETTER_RE = re.compile(r"&#(?:x0*(?:4[1-9a-f]|5[0-9a]|6[1-9a-f]|7[0-9a])
 _HIDDEN_RE = re.compile(
     r"(?:font[^>]{0,60}(?:size\s*=\s*[\"']?[01]\b|color\s*=\s*[\"']?#?(?:fff(?:fff)?|white)\b)"
     r"|display\s*:\s*none|visibility\s*:\s*hidden|font-size\s*:\s*[01](?:px|pt)?\b)")
+# _HIDDEN_RE's alternatives one by one, each beginning with its own word: a search for one
+# word skips ahead fast, one for any of three first letters tries nearly every position
+_HIDDEN_FONT_RE = re.compile(
+    r"font[^>]{0,60}(?:size\s*=\s*[\"']?[01]\b|color\s*=\s*[\"']?#?(?:fff(?:fff)?|white)\b)")
+_HIDDEN_SIZE_RE = re.compile(r"font-size\s*:\s*[01](?:px|pt)?\b")
+_HIDDEN_DISPLAY_RE = re.compile(r"display\s*:\s*none")
+_HIDDEN_VISIBILITY_RE = re.compile(r"visibility\s*:\s*hidden")
+
+
+def _hidden_text(low: str) -> bool:
+    """Whether `_HIDDEN_RE` matches `low` (~3x faster): whether one of its alternatives does."""
+    return (_HIDDEN_FONT_RE.search(low) is not None or _HIDDEN_SIZE_RE.search(low) is not None
+            or ("display" in low and _HIDDEN_DISPLAY_RE.search(low) is not None)
+            or ("visibility" in low and _HIDDEN_VISIBILITY_RE.search(low) is not None))
+
+
 _COMMENT_SPLIT_RE = re.compile(r"\w<!--[^>]{0,40}-->\w")
 # found where _COMMENT_SPLIT_RE is found (one place later), ~30x faster: the search skips to
 # each "<!--" and looks back for the word character
@@ -352,7 +370,7 @@ def _html(html: str, text_len: int, out: Counter[str]) -> list[tuple[str, str]]:
         out["m:html_script"] = 1
     if "<iframe" in low or "<object" in low or "<embed" in low:
         out["m:html_embed"] = 1
-    if _HIDDEN_RE.search(low):
+    if _hidden_text(low):
         out["m:html_hidden_text"] = 1
     if _COMMENT_SPLIT_AT_RE.search(low):
         out["m:html_comment_split"] = 1
@@ -640,8 +658,20 @@ def body_text(f: Features) -> str:
     subject (the subject counts as a plain part), so the HTML's text is added here."""
     text = f.text
     if f.html and len(text) <= len(f.subject) + 2:
-        text = text + "\n" + html_to_text(f.html[:MAX_HTML_CHARS])
+        text = text + "\n" + _html_text(f.html[:MAX_HTML_CHARS])
     return text
+
+
+def _html_text(markup: str) -> str:
+    """`gateway.mime.html_to_text(markup)` (tests), ~1.5x faster: its runs of spaces, tabs, CR,
+    VT and FF collapsed to one space by str methods instead of a regular expression (which
+    steps through every character of the text): those other four made spaces, the text split
+    at spaces and its non-empty pieces joined by one (the ends are stripped either way)."""
+    text = unescape(_MARKUP_RE.sub(" ", markup[:MAX_TEXT]))
+    for ch in "\t\r\v\f":
+        if ch in text:
+            text = text.replace(ch, " ")
+    return " ".join(filter(None, text.split(" "))).strip()
 
 
 def _hashed_blocks(words: list[str], ctext: str, head: str

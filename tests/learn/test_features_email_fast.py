@@ -175,3 +175,29 @@ def test_meta_block_as_the_formula_token_by_token(counts: dict[str, int]) -> Non
     cols, vals = E._meta_block(tokens)
     assert cols == [f2._meta_col(k) for k in tokens]
     assert np.array(vals).tobytes() == np.array(want).tobytes()
+
+
+def test_hidden_text_alternatives_are_the_expression() -> None:
+    """`_hidden_text` tries `_HIDDEN_RE`'s alternatives one by one: the same four, in full."""
+    parts = [E._HIDDEN_FONT_RE.pattern, E._HIDDEN_DISPLAY_RE.pattern,
+             E._HIDDEN_VISIBILITY_RE.pattern, E._HIDDEN_SIZE_RE.pattern]
+    assert E._HIDDEN_RE.pattern == "(?:" + "|".join(parts) + ")"
+
+
+@given(st.lists(st.sampled_from(["font", "-size", " ", "=", ":", "size", "color", "'", '"', "#",
+                                 "fff", "white", "0", "1", "px", ">", "display", "none",
+                                 "visibility", "hidden", "x" * 50, "a"]), max_size=16))
+def test_hidden_text_as_the_expression(pieces: list[str]) -> None:
+    low = "".join(pieces)
+    assert E._hidden_text(low) == (E._HIDDEN_RE.search(low) is not None)
+
+
+@given(st.lists(st.sampled_from(["<p>", "</p>", "<!-- c -->", "<script>x</script>", " ", "  ", "\t",
+                                 "\r\n", "\n", "\v", "\f", "&nbsp;", "&amp;", "\u00a0", "\u2003",
+                                 "\x1c", "word", "<br/>", "\u00e9", "<style>a{}</style>"]),
+                max_size=30))
+def test_html_text_as_html_to_text(pieces: list[str]) -> None:
+    from gateway.mime import html_to_text
+
+    markup = "".join(pieces)
+    assert E._html_text(markup) == html_to_text(markup)
