@@ -50,7 +50,6 @@ from gateway.learn.features import (
     _MASK32,
     _MONEY_RE,
     _P,
-    _PHONE_ASCII_RE,
     SHORTENERS,
     Features,
     _bucket,
@@ -523,6 +522,11 @@ def _subject(subj: str, out: Counter[str]) -> None:
 _MONEY_WORDS = ("円", "pound", "usd", "dollar")
 # the same yes/no as features._PHONE_RE (its optional leading "+" never decides a match)
 _PHONE_ANY_RE = re.compile(r"\d[\d\- ]{7,}\d")
+# ASCII text's bytes as classes: digits "0", "-" and " " as "-", any other "x". Found there,
+# _PHONE_CLASS_RE is found where `features._PHONE_ASCII_RE` is in the text (test), ~3x faster:
+# a search for one literal first byte skips ahead, one for a class tries every position
+_PHONE_CLASSES = bytes(48 if 48 <= c <= 57 else 45 if c in (32, 45) else 120 for c in range(256))
+_PHONE_CLASS_RE = re.compile(rb"0[0\-]{7,}0")
 
 
 _ASCII_LOWER = string.ascii_lowercase.encode("ascii")
@@ -555,7 +559,8 @@ def _body(text: str, out: Counter[str]) -> None:
         out[f"m:body_caps={_bucket(upper / (upper + lower), (0.05, 0.15, 0.3))}"] = 1
     if _has_money(sample):
         out["m:body_money"] = 1
-    if _PHONE_ASCII_RE.search(raw) if ascii_only else _PHONE_ANY_RE.search(sample):
+    if (_PHONE_CLASS_RE.search(raw.translate(_PHONE_CLASSES)) if ascii_only
+            else _PHONE_ANY_RE.search(sample)):
         out["m:body_phone"] = 1
     excl = sample.count("!")
     out[f"m:body_excl={_bucket(excl, (0, 2, 6))}"] = 1

@@ -201,3 +201,11 @@ def test_html_text_as_html_to_text(pieces: list[str]) -> None:
 
     markup = "".join(pieces)
     assert E._html_text(markup) == html_to_text(markup)
+
+
+@given(st.binary(max_size=40).map(lambda b: bytes(c & 0x7F for c in b))
+       | st.lists(st.sampled_from([b"1", b"0", b"9", b"-", b" ", b"a", b"\n", b"+", b"\t"]),
+                  max_size=30).map(b"".join))
+def test_phone_classes_as_the_expression(raw: bytes) -> None:
+    assert (E._PHONE_CLASS_RE.search(raw.translate(E._PHONE_CLASSES)) is None) == (
+        f2._PHONE_ASCII_RE.search(raw) is None)
