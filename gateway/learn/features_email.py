@@ -36,6 +36,7 @@ from __future__ import annotations
 import math
 import re
 import string
+from bisect import bisect_left
 from collections import Counter
 from dataclasses import replace
 from html import unescape
@@ -52,7 +53,6 @@ from gateway.learn.features import (
     _P,
     SHORTENERS,
     Features,
-    _bucket,
     _domain_of,
     _find_urls_any,
     _gram_premix,
@@ -147,6 +147,10 @@ _COMMENT_SPLIT_AT_RE = re.compile(r"<!--(?<=\w<!--)[^>]{0,40}-->\w")
 _REDIRECT_RE = re.compile(r"[?&][a-z_]*(?:url|redirect|goto|target|dest|link)=(?:https?|%2f|/)", re.I)
 _SUBJ_ID_RE = re.compile(r"(?:\s{3,}|[\[(#]\s*)[a-z0-9]{4,}[\])]?\s*$|\b[a-z]*\d+[a-z]+\d+[a-z0-9]*\s*$", re.I)
 _SYMBOLS = "!$%*@#?+=~^|"  # (each counted in a subject)
+
+
+# `_bucket(x, edges)` as `_rank(edges, x)`: the first edge at least x, in C (edges ascending)
+_rank = bisect_left
 
 
 def _mailer_family(headers: dict[str, str]) -> str:
@@ -327,7 +331,7 @@ def _addresses(h: dict[str, str], sender: str, out: Counter[str]) -> tuple[str, 
         if "undisclosed" in low or "recipient" in low:
             out["m:to_undisclosed"] = 1
         n_to = low.count("@")
-        out[f"m:to_n={_bucket(n_to, (0, 1, 3))}"] = 1
+        out[f"m:to_n={_rank((0, 1, 3), n_to)}"] = 1
         if n_to == 1 and from_dom and _domain_of(to) == from_dom and _domain_of(to):
             out["m:to_same_domain"] = 1
     return from_dom, display
@@ -362,7 +366,7 @@ def _html(html: str, text_len: int, out: Counter[str]) -> list[tuple[str, str]]:
     low = html[:MAX_HTML_CHARS].lower()
     n_img = low.count("<img")
     if n_img:
-        out[f"m:html_img={_bucket(n_img, (1, 3))}"] = 1
+        out[f"m:html_img={_rank((1, 3), n_img)}"] = 1
     if "<form" in low:
         out["m:html_form"] = 1
     if "<script" in low:
@@ -377,12 +381,12 @@ def _html(html: str, text_len: int, out: Counter[str]) -> list[tuple[str, str]]:
         out["m:html_entity_letters"] = 1
     n_font = low.count("<font")
     if n_font:
-        out[f"m:html_font={_bucket(n_font, (2, 10))}"] = 1
+        out[f"m:html_font={_rank((2, 10), n_font)}"] = 1
     if "<table" in low:
         out["m:html_table"] = 1
     if _TAG_RE.search(low[:10_000]):  # (a tag in the first 10,000 characters)
         ratio = text_len / max(1, min(len(low), 10_000))
-        out[f"m:html_text_ratio={_bucket(ratio, (0.05, 0.15, 0.4))}"] = 1
+        out[f"m:html_text_ratio={_rank((0.05, 0.15, 0.4), ratio)}"] = 1
     return _anchors(low)
 
 
@@ -433,44 +437,48 @@ _SHOWN_RE = re.compile(r"(?:https?://|www\.)([a-z0-9.-]+)")
 def _urls(urls: tuple[str, ...], anchors: list[tuple[str, str]], text_len: int,
           out: Counter[str]) -> None:
     n = len(urls)
-    out[f"m:nurl={_bucket(n, (0, 1, 2, 4, 9, 20))}"] = 1
+    out[f"m:nurl={_rank((0, 1, 2, 4, 9, 20), n)}"] = 1
     hosts: set[str] = set()
     for url in urls[:MAX_URLS]:
-        host, port = _host(url)
-        low = url.lower()
-        if not host:
+        m = _HOST_RE.match(url)  # (`_host`, inline)
+        if m is None or not (host := m.group(1).lower().strip("[]").rstrip(".")):
             out["m:url_nohost"] = 1
             continue
+        low = url.lower()
         hosts.add(host)
         if _IP_HOST_RE.match(host):
             out["m:url_ip"] = 1
         else:
             out["m:url_tld=" + _tld_class(host)] = 1
-        if port not in (None, 80, 443):
+        port = m.group(2)
+        if port and int(port) not in (80, 443):
             out["m:url_port"] = 1
         if host in SHORTENERS:
             out["m:url_short"] = 1
         if host.count(".") > 3:
             out["m:url_deep_host"] = 1
-        if "@" in low.split("//", 1)[-1].split("/", 1)[0]:
+        if "@" in url and "@" in low.split("//", 1)[-1].split("/", 1)[0]:
             out["m:url_userinfo"] = 1
         if "xn--" in host or not host.isascii():
             out["m:url_idn"] = 1
-        if "%" in low.partition("?")[0]:
+        if "%" in url and "%" in low.partition("?")[0]:
             out["m:url_escaped_path"] = 1
         if ("?" in low or "&" in low) and _REDIRECT_RE.search(low):
             out["m:url_redirect"] = 1
         if _ACCOUNT_RE.search(low):
             out["m:url_account_words"] = 1
     if hosts:
-        out[f"m:url_hosts={_bucket(len(hosts), (1, 2, 4))}"] = 1
+        out[f"m:url_hosts={_rank((1, 2, 4), len(hosts))}"] = 1
         ratio = n * 100 / max(text_len, 1)
-        out[f"m:url_text_ratio={_bucket(ratio, (0.1, 0.5, 2))}"] = 1
+        out[f"m:url_text_ratio={_rank((0.1, 0.5, 2), ratio)}"] = 1
     mism = 0
     for href, inner in anchors:
-        txt = _TAG_RE.sub("", inner).strip()
-        shown = _SHOWN_RE.search(txt)
-        if shown and href.startswith(("http", "www")):
+        if href.startswith(("http", "www")):
+            txt = (_TAG_RE.sub("", inner) if "<" in inner else inner).strip()
+            shown = _SHOWN_RE.search(txt)
+        else:
+            shown = None
+        if shown:
             hh, _ = _host(href)
             sh = shown.group(1).rstrip(".")
             if hh and sh and not (hh.endswith(sh) or sh.endswith(hh)):
@@ -498,10 +506,10 @@ def _subject(subj: str, out: Counter[str]) -> None:
         n_letters, n_caps = len(letters), sum(ch.isupper() for ch in letters)
     if n_letters:
         caps = n_caps / n_letters
-        out[f"m:subj_caps={_bucket(caps, (0.1, 0.3, 0.6))}"] = 1
+        out[f"m:subj_caps={_rank((0.1, 0.3, 0.6), caps)}"] = 1
     sym = sum(map(subj.count, _SYMBOLS))
     if sym:
-        out[f"m:subj_sym={_bucket(sym, (1, 3))}"] = 1
+        out[f"m:subj_sym={_rank((1, 3), sym)}"] = 1
     if _MONEY_RE.search(subj) or _PERCENT_RE.search(subj):
         out["m:subj_money"] = 1
     if _REPLY_RE.match(subj):
@@ -516,7 +524,7 @@ def _subject(subj: str, out: Counter[str]) -> None:
         out["m:subj_punct_run"] = 1
     if subj != subj.strip():
         out["m:subj_padded"] = 1
-    out[f"m:subj_len={_bucket(len(subj), (10, 30, 60))}"] = 1
+    out[f"m:subj_len={_rank((10, 30, 60), len(subj))}"] = 1
 
 
 _MONEY_WORDS = ("円", "pound", "usd", "dollar")
@@ -546,7 +554,7 @@ def _has_money(sample: str) -> bool:
 
 def _body(text: str, out: Counter[str]) -> None:
     n = len(text)
-    out[f"m:len={_bucket(n, (100, 300, 1000, 3000, 10000))}"] = 1
+    out[f"m:len={_rank((100, 300, 1000, 3000, 10000), n)}"] = 1
     if not text:
         out["m:body_empty"] = 1
         return
@@ -556,17 +564,17 @@ def _body(text: str, out: Counter[str]) -> None:
     upper = len(raw) - len(raw.translate(None, _ASCII_UPPER))
     lower = len(raw) - len(raw.translate(None, _ASCII_LOWER))
     if upper + lower:
-        out[f"m:body_caps={_bucket(upper / (upper + lower), (0.05, 0.15, 0.3))}"] = 1
+        out[f"m:body_caps={_rank((0.05, 0.15, 0.3), upper / (upper + lower))}"] = 1
     if _has_money(sample):
         out["m:body_money"] = 1
     if (_PHONE_CLASS_RE.search(raw.translate(_PHONE_CLASSES)) if ascii_only
             else _PHONE_ANY_RE.search(sample)):
         out["m:body_phone"] = 1
     excl = sample.count("!")
-    out[f"m:body_excl={_bucket(excl, (0, 2, 6))}"] = 1
+    out[f"m:body_excl={_rank((0, 2, 6), excl)}"] = 1
     quoted = sample.count("\n>")
     if quoted:
-        out[f"m:body_quoted={_bucket(quoted, (2, 10))}"] = 1
+        out[f"m:body_quoted={_rank((2, 10), quoted)}"] = 1
 
 
 def meta_tokens(f: Features) -> Counter[str]:

@@ -209,3 +209,13 @@ def test_html_text_as_html_to_text(pieces: list[str]) -> None:
 def test_phone_classes_as_the_expression(raw: bytes) -> None:
     assert (E._PHONE_CLASS_RE.search(raw.translate(E._PHONE_CLASSES)) is None) == (
         f2._PHONE_ASCII_RE.search(raw) is None)
+
+
+@given(st.one_of(st.integers(-5, 20_000), st.floats(-1.0, 1e6, allow_nan=False)),
+       st.sampled_from([(0, 1, 3), (1, 3), (2, 10), (0.05, 0.15, 0.4), (0, 1, 2, 4, 9, 20),
+                        (1, 2, 4), (0.1, 0.5, 2), (0.1, 0.3, 0.6), (10, 30, 60),
+                        (100, 300, 1000, 3000, 10000), (0.05, 0.15, 0.3), (0, 2, 6)]))
+def test_rank_is_the_bucket(x: float, edges: tuple[float, ...]) -> None:
+    assert E._rank(edges, x) == f2._bucket(x, edges)
+    for e in edges:  # (on the edges themselves: the bucket they close)
+        assert E._rank(edges, e) == f2._bucket(e, edges)
