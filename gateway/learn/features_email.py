@@ -676,15 +676,18 @@ def body_text(f: Features) -> str:
 
 
 def _html_text(markup: str) -> str:
-    """`gateway.mime.html_to_text(markup)` (tests), ~1.5x faster: its runs of spaces, tabs, CR,
-    VT and FF collapsed to one space by str methods instead of a regular expression (which
-    steps through every character of the text): those other four made spaces, the text split
-    at spaces and its non-empty pieces joined by one (the ends are stripped either way)."""
+    """`gateway.mime.html_to_text(markup)` (tests), ~2x faster: its runs of spaces, tabs, CR,
+    VT and FF collapsed to one space with those other four made spaces first, then runs of
+    two spaces or more (an expression that begins with a literal skips ahead to it; one of a
+    class of characters steps through every character of the text)."""
     text = unescape(_MARKUP_RE.sub(" ", markup[:MAX_TEXT]))
     for ch in "\t\r\v\f":
         if ch in text:
             text = text.replace(ch, " ")
-    return " ".join(filter(None, text.split(" "))).strip()
+    return _SPACES_RE.sub(" ", text).strip()
+
+
+_SPACES_RE = re.compile("  +")
 
 
 def _hashed_blocks(words: list[str], ctext: str, head: str
