@@ -3,9 +3,12 @@
 Why a version of its own: the ``f2`` email features leaned on corpus-specific tokens (which
 header fields are present, the mailer's first word, link domains), which separate one corpus'
 ham from its spam well and, so the idea went, transfer badly to mail from another year and
-place. ``e3`` keeps the body words, cuts the text it reads (cheaper than ``f2`` per message)
-and describes the message by signals meant to mean the same thing at any site. Measured
-(docs/models.md): better for retraining on a site's own mail, NOT better at transfer.
+place. ``e3`` keeps the body words, cuts the text it reads and describes the message by
+signals meant to mean the same thing at any site. Measured (docs/models.md): better for
+retraining on a site's own mail, NOT better at transfer, and NOT cheaper than ``f2``: it reads
+less text but adds the header grams, the HTML-only body and richer structure tokens; the whole
+in-process email scan costs ~3-5% more CPU with an e3 model than with an f2 one
+(perf/RESULTS.md, "e3 feature row").
 
 - ``w``  body word unigrams and bigrams (NFKC, lower case, digits as 0), first 5,000 chars
   (HTML-only mail: the text of its HTML, which ``ScanContext.text`` leaves out)
