@@ -58,6 +58,7 @@ from gateway.learn.features import (
     Features,
     _domain_of,
     _find_urls_any,
+    _folded_lower,
     _gram_premix,
     _header_words,
     _letters,
@@ -69,6 +70,7 @@ from gateway.learn.features import (
     _text0_words,
     _word_premix,
 )
+from gateway.learn.features import _MONEY_WORDS as _MONEY_NEEDS
 from gateway.message import lower_names
 from gateway.mime import _TAG_RE as _MARKUP_RE
 from gateway.mime import MAX_TEXT
@@ -150,6 +152,7 @@ _COMMENT_SPLIT_AT_RE = re.compile(r"<!--(?<=\w<!--)[^>]{0,40}-->\w")
 _REDIRECT_RE = re.compile(r"[?&][a-z_]*(?:url|redirect|goto|target|dest|link)=(?:https?|%2f|/)", re.I)
 _SUBJ_ID_RE = re.compile(r"(?:\s{3,}|[\[(#]\s*)[a-z0-9]{4,}[\])]?\s*$|\b[a-z]*\d+[a-z]+\d+[a-z0-9]*\s*$", re.I)
 _SYMBOLS = "!$%*@#?+=~^|"  # (each counted in a subject)
+_SYMBOL_BYTES = _SYMBOLS.encode("ascii")
 
 
 # `_bucket(x, edges)` as `_rank(edges, x)`: the first edge at least x, in C (edges ascending)
@@ -510,10 +513,17 @@ def _subject(subj: str, out: Counter[str]) -> None:
     if n_letters:
         caps = n_caps / n_letters
         out[f"m:subj_caps={_rank((0.1, 0.3, 0.6), caps)}"] = 1
-    sym = sum(map(subj.count, _SYMBOLS))
+    if ascii_only:
+        raw = subj.encode("ascii")
+        sym = len(raw) - len(raw.translate(None, _SYMBOL_BYTES))
+    else:
+        sym = sum(map(subj.count, _SYMBOLS))
     if sym:
         out[f"m:subj_sym={_rank((1, 3), sym)}"] = 1
-    if _MONEY_RE.search(subj) or _PERCENT_RE.search(subj):
+    # (each expression tried only when the text holds what a match needs: as f2's _text_meta
+    # for _MONEY_RE, a "%" for _PERCENT_RE)
+    if ("$" in subj or (any(w in _folded_lower(subj) for w in _MONEY_NEEDS)
+            and _MONEY_RE.search(subj))) or ("%" in subj and _PERCENT_RE.search(subj)):
         out["m:subj_money"] = 1
     if _REPLY_RE.match(subj):
         out["m:subj_reply"] = 1
@@ -523,7 +533,7 @@ def _subject(subj: str, out: Counter[str]) -> None:
         out["m:subj_nonascii"] = 1
     if _SUBJ_ID_RE.search(subj):
         out["m:subj_trailing_id"] = 1
-    if _PUNCT_RUN_RE.search(subj):
+    if "!!" in subj or "??" in subj or "!?" in subj or "?!" in subj:  # (_PUNCT_RUN_RE)
         out["m:subj_punct_run"] = 1
     if subj != subj.strip():
         out["m:subj_padded"] = 1

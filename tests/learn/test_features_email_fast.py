@@ -74,7 +74,9 @@ def test_redirect_prefilter_misses_no_match(pieces: list[str]) -> None:
         assert "?" in low or "&" in low
 
 
-@given(st.text(max_size=40))
+@given(st.text(max_size=40) | st.lists(st.sampled_from(
+    ["$", "5", " ", "%", "usd", "U\u017fD", "Pounds", "dollar", "\u5186", "\u00a3", "!", "?", "!?",
+     "?!", "x", "A", "\u2160", "#", "^"]), max_size=12).map("".join))
 def test_subject_tokens_as_the_plain_formulas(subj: str) -> None:
     """`_subject`'s shortcuts (letter counts, symbol counts, the non-ASCII test) give the
     tokens of the formulas they replace."""
@@ -96,6 +98,8 @@ def test_subject_tokens_as_the_plain_formulas(subj: str) -> None:
     assert [t for t in out if t.startswith("m:subj_sym=")] == (
         [f"m:subj_sym={f2._bucket(sym, (1, 3))}"] if sym else [])
     assert ("m:subj_nonascii" in out) == any(ord(ch) > 127 for ch in subj)
+    assert ("m:subj_money" in out) == bool(E._MONEY_RE.search(subj) or E._PERCENT_RE.search(subj))
+    assert ("m:subj_punct_run" in out) == bool(E._PUNCT_RUN_RE.search(subj))
 
 
 @given(st.lists(st.sampled_from(["Call", "CAPS", "x", "1", "2", "-", " ", "555-123-4567", "\u00e9",
