@@ -596,13 +596,14 @@ def meta_tokens(f: Features) -> Counter[str]:
     if text is not f.text:
         f = replace(f, text=text)
     out: Counter[str] = Counter()
-    # the first value of each name (but Received), and the Received values in order
+    # the first value of each name (but Received), and the last Received value (all that
+    # `_received` reads of the list of them)
     lowered = lower_names(f.headers)
     h = dict(zip(reversed(lowered), [v for _n, v in reversed(f.headers)], strict=True))
     received: list[str] = []
     if "received" in h:
         del h["received"]
-        received = [v for (_n, v), ln in zip(f.headers, lowered, strict=True) if ln == "received"]
+        received = [f.headers[len(lowered) - 1 - lowered[::-1].index("received")][1]]
     _received(received, out)
     family = _mailer_family(h)
     out["m:mailer=" + family] = 1

@@ -122,8 +122,8 @@ def test_body_caps_and_phone_as_the_plain_formulas(pieces: list[str]) -> None:
 
 
 def test_first_values_and_received_as_read_field_by_field(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Each name's first field is its value (any case of the name); Received fields all count,
-    in order."""
+    """Each name's first field is its value (any case of the name); of the Received fields,
+    the last (the earliest hop) is read."""
     from gateway.learn.features import Features
     from gateway.message import Channel
 
@@ -136,7 +136,7 @@ def test_first_values_and_received_as_read_field_by_field(monkeypatch: pytest.Mo
     seen: list[list[str]] = []
     monkeypatch.setattr(E, "_received", lambda values, out: seen.append(values))
     E.meta_tokens(f)
-    assert seen == [["from a", "from b", "from c"]]
+    assert seen == [["from c"]]
 
 
 @given(st.lists(st.sampled_from(["<a ", "<a\n", "<a", "href", "=", '"', "'", "http://x.example",
