@@ -52,8 +52,10 @@ from gateway.learn.features import (
     _IP_HOST_RE,
     _MASK,
     _MASK32,
+    _MASK_INT,
     _MONEY_RE,
     _P,
+    _SEED_M,
     SHORTENERS,
     Features,
     _domain_of,
@@ -62,12 +64,13 @@ from gateway.learn.features import (
     _gram_premix,
     _header_words,
     _letters,
-    _meta_col,
     _mix,
     _mix_inplace,
+    _mix_one,
     _sort_runs,
     _sorted_tf,
     _text0_words,
+    _token_hash,
     _word_premix,
 )
 from gateway.learn.features import _MONEY_WORDS as _MONEY_NEEDS
@@ -646,12 +649,13 @@ def _char_ids(text: str, sizes: tuple[int, ...] = (3, 4, 5),
 
 class _MetaCols(dict[str, int]):
     """token -> `_meta_col(token)`, remembered up to `_CACHE_MAX` tokens: a hit is a C-level
-    dictionary lookup (`map(_META_COLS.__getitem__, tokens)`)."""
+    dictionary lookup (`map(_META_COLS.__getitem__, tokens)`). Computed as `_meta_col` does,
+    but kept here instead of in its dictionary (not both: the same memory as before)."""
 
     __slots__ = ()
 
     def __missing__(self, tok: str) -> int:
-        col = _meta_col(tok)
+        col = _mix_one(_token_hash(tok) ^ _SEED_M) & _MASK_INT
         if len(self) < _CACHE_MAX:
             self[tok] = col
         return col
