@@ -416,6 +416,12 @@ def _email_meta(f: Features, out: Counter[str]) -> None:
             out["m:subject_encoded"] = 1
         if _SHOUTY_RE.search(subj):
             out["m:subject_shouty"] = 1
+    _header_words(subj, display, out)
+
+
+def _header_words(subj: str, display: str, out: Counter[str]) -> None:
+    """The ``h:`` tokens: the first 30 words of the subject (digits as 0) and the first 10 of
+    the From display name, each counted (f2 and e3)."""
     # (digits to 0 before splitting: a digit is a word character either way, the same words)
     get = out.get  # (`out[k] += 1` without Counter.__missing__, a Python call per new key)
     for tok in _words(_zero_digits(normalise(subj)))[:30]:
@@ -672,6 +678,58 @@ def _sort_runs(a: np.ndarray) -> None:
     a.sort(kind="stable")
 
 
+def _word_premix(words: list[str], out: np.ndarray) -> None:
+    """The pre-mix values of `_word_ids(words)` (a non-empty list) written into `out`: the
+    words, then the bigrams."""
+    nw = len(words)
+    h = np.fromiter(map(_token_hash, words), dtype=np.uint64, count=nw)
+    np.bitwise_xor(h, _SEEDS["w"], out=out[:nw])
+    if nw >= 2:
+        bi = out[nw:2 * nw - 1]
+        np.multiply(h[:-1], _P, out=bi)
+        bi += h[1:]
+        bi ^= _SEEDS["b"]
+
+
+def _gram_premix(cp: np.ndarray, seed: np.uint64, out: np.ndarray, first: int) -> None:
+    """The pre-mix values of the character n-grams of code points `cp` (uint64, at least 2),
+    by the rolling hash seeded with `seed`, written into `out` from size `first` to 4, one
+    size after the other (each size computed from the one before; sizes below `first` only
+    computed)."""
+    n = cp.size
+    h = cp[:-1] ^ seed
+    o = 0
+    for k in (2, 3, 4):
+        if n < k:
+            break
+        m = n - k + 1
+        if k < first:
+            h = h[:m] * _P + cp[k - 1:]
+            continue
+        seg = out[o:o + m]
+        np.multiply(h[:m], _P, out=seg)
+        seg += cp[k - 1:]
+        h = seg
+        o += m
+
+
+def _sorted_tf(srt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(the distinct values of a sorted, non-empty uint32 array, the sub-linear term frequency
+    of each: `_block`'s values before normalising)."""
+    edge = np.empty(srt.size + 1, dtype=bool)
+    edge[0] = edge[-1] = True
+    np.not_equal(srt[1:], srt[:-1], out=edge[1:-1])
+    starts = edge.nonzero()[0]
+    cnt = starts[1:] - starts[:-1]
+    if _max_of(cnt) < _TF_SIZE:
+        v = _TF.take(cnt)
+    else:
+        v = cnt.astype(np.float64)
+        big = v > 1
+        v[big] = 1.0 + np.log(v[big])
+    return srt[starts[:-1]], v
+
+
 def _text_blocks(words: list[str], ctext: str, ww: float, wc: float
                  ) -> tuple[np.ndarray, np.ndarray]:
     """`_block(_word_ids(words), ww)` and `_block(_char_ids(ctext), wc)` end to end, with one
@@ -687,25 +745,10 @@ def _text_blocks(words: list[str], ctext: str, ww: float, wc: float
     # character 2-, 3- and 4-grams (each from the one before)
     allh = np.empty(total, dtype=np.uint64)
     if nw:
-        h = np.fromiter(map(_token_hash, words), dtype=np.uint64, count=nw)
-        np.bitwise_xor(h, _SEEDS["w"], out=allh[:nw])
-        if nw >= 2:
-            bi = allh[nw:nword]
-            np.multiply(h[:-1], _P, out=bi)
-            bi += h[1:]
-            bi ^= _SEEDS["b"]
+        _word_premix(words, allh[:nword])
     if n:
         cp = np.frombuffer(ctext.encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
-        h = cp[:-1] ^ _SEEDS["c"]
-        o = nword
-        for k in (2, 3, 4):
-            if n < k:
-                break
-            seg = allh[o:o + n - k + 1]
-            np.multiply(h[: n - k + 1], _P, out=seg)
-            seg += cp[k - 1:]
-            h = seg
-            o += n - k + 1
+        _gram_premix(cp, _SEEDS["c"], allh[nword:], 2)
     srt = _mix_inplace(allh).astype(np.uint32)
     srt &= _MASK32  # (the column: the low 19 bits, as `& _MASK` before the cast)
     srt[nword:] |= _CHAR_TAG
@@ -713,18 +756,7 @@ def _text_blocks(words: list[str], ctext: str, ww: float, wc: float
     # are the whole sorted, and two shorter sorts cost less than one long one)
     _sort_runs(srt[:nword])
     _sort_runs(srt[nword:])
-    edge = np.empty(srt.size + 1, dtype=bool)
-    edge[0] = edge[-1] = True
-    np.not_equal(srt[1:], srt[:-1], out=edge[1:-1])
-    starts = edge.nonzero()[0]
-    uniq = srt[starts[:-1]]
-    cnt = starts[1:] - starts[:-1]
-    if _max_of(cnt) < _TF_SIZE:
-        v = _TF.take(cnt)
-    else:
-        v = cnt.astype(np.float64)
-        big = v > 1
-        v[big] = 1.0 + np.log(v[big])
+    uniq, v = _sorted_tf(srt)
     k = int(uniq.searchsorted(_CHAR_TAG)) if nword else 0
     # (math.sqrt and np.sqrt are both the correctly rounded square root: the same scale)
     if k:
