@@ -1,6 +1,8 @@
 # mamori: `make run` starts the gateway with embedded defaults; `make test` installs everything
 # (virtualenv, dependencies, the real peers the end-to-end tests drive) and runs all tests.
-PYTHON ?= python3
+# the interpreter the virtualenv is made from: a distribution's optimised python3 when there
+# is one (scripts/pick-python says why), else python3 from PATH
+PYTHON ?= $(shell scripts/pick-python)
 VENV ?= .venv
 BIN := $(VENV)/bin
 export MAMORI_SERVICES_DIR ?= $(CURDIR)/.services
@@ -8,6 +10,7 @@ export MAMORI_SERVICES_DIR ?= $(CURDIR)/.services
 .PHONY: run test venv lint typecheck services-up services-down clean sink
 
 $(VENV)/.installed: pyproject.toml
+	@echo "making $(VENV) from $(PYTHON) ($$($(PYTHON) -c 'import sys; print(sys.version.split()[0])'))"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'

@@ -108,6 +108,13 @@ def ensure_installed(systems: Sequence[str], allowed: bool) -> None:
     subprocess.run([str(ROOT / "scripts" / "apt-install.sh"), *need], check=True)
 
 
+
+def interpreter() -> str:
+    """The interpreter mamori runs on (the server is started with this one too): its build
+    matters, a PGO+LTO build (Debian's, the official images') costs ~7-10% less CPU per
+    message than a default pyenv build (docs/perf.md, "Interpreter")."""
+    return f"Python {platform.python_version()} at {os.path.realpath(sys.executable)}"
+
 class Run:
     def __init__(self, args: argparse.Namespace, samples: list[corpus.Sample],
                  corpus_dir: Path) -> None:
@@ -198,7 +205,7 @@ class Run:
         root.mkdir(parents=True)
         version = mamori.version()
         model = self.model(root)
-        self.log(f"mamori {version}: in-process scoring")
+        self.log(f"mamori {version}: in-process scoring, {interpreter()} (scripts/pick-python)")
         first = mamori.InProcess(root / "inprocess", a.mamori_env)
         self.info["mamori"] = {**mamori.describe(first), "email_model": model}
         self.log(f"  email model: {model}")
@@ -287,6 +294,7 @@ class Run:
             "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "commit": mamori.version(),
             "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                        "python_executable": os.path.realpath(sys.executable),
                         "loadavg_at_end": [round(x, 2) for x in os.getloadavg()]},
             "corpus": {"messages": len(self.samples), "spam": n_spam,
                        "ham": len(self.samples) - n_spam, "limit": a.limit, "seed": a.seed},
