@@ -399,8 +399,8 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--memory-policies", action="store_true",
                     help="in-memory policy store: the ceiling without SQLite look-ups")
     ap.add_argument("--loop", choices=["asyncio", "uvloop", "auto"],
-                    help="event loop of the proxy (default: MAMORI_EVENT_LOOP, else asyncio; "
-                         "`mamori serve` defaults to auto: uvloop when installed)")
+                    help="event loop of the proxy (default: MAMORI_EVENT_LOOP, else auto, as "
+                         "`mamori serve`: uvloop when installed)")
     ap.add_argument("--uvloop", action="store_true", help="the same as --loop uvloop")
     ap.add_argument("--batches", action="store_true",
                     help="after each SMPP row through mamori, the sizes of the judged batches")
@@ -416,9 +416,10 @@ def parse_args() -> argparse.Namespace:
     args = ap.parse_args()
     if args.uvloop:
         args.loop = "uvloop"
-    # the loop the proxy runs on: as `mamori serve` chooses it (MAMORI_EVENT_LOOP), but
-    # asyncio's when unset (the loop of the rows recorded before --loop existed)
-    args.loop = args.loop or os.environ.get("MAMORI_EVENT_LOOP", "asyncio")
+    # the loop the proxy runs on: as `mamori serve` chooses it (MAMORI_EVENT_LOOP, else auto:
+    # uvloop when installed). Rows in perf/RESULTS.md before 2026-11-26 21:50 UTC ran on
+    # asyncio's loop unless they say otherwise (`--loop asyncio` repeats them)
+    args.loop = args.loop or os.environ.get("MAMORI_EVENT_LOOP", "auto")
     return args
 
 
