@@ -19,13 +19,20 @@ MAX_DEPTH = 20
 MAX_TEXT = 2_000_000
 
 _TAG_RE = re.compile(r"<(script|style)\b.*?</\1\s*>|<!--.*?-->|<[^>]{0,2000}>", re.S | re.I)
-_WS_RE = re.compile(r"[ \t\r\f\v]+")
+_SPACES_RE = re.compile("  +")
 
 
 def html_to_text(markup: str) -> str:
-    text = _TAG_RE.sub(" ", markup[:MAX_TEXT])
-    text = html.unescape(text)
-    return _WS_RE.sub(" ", text).strip()
+    """The text of HTML: tags, comments, scripts and styles made spaces, entities decoded,
+    runs of spaces, tabs, CR, VT and FF collapsed to one space (`[ \t\r\f\v]+` -> " "), the
+    ends stripped. The collapse makes the other four spaces first, then replaces runs of two
+    spaces or more: an expression that begins with a literal skips ahead to it, one that
+    begins with a class of characters steps through every character (~2x; test)."""
+    text = html.unescape(_TAG_RE.sub(" ", markup[:MAX_TEXT]))
+    for ch in "\t\r\v\f":
+        if ch in text:
+            text = text.replace(ch, " ")
+    return _SPACES_RE.sub(" ", text).strip()
 
 
 def _decode_part(part: Message) -> str:

@@ -534,17 +534,22 @@ def _block(ids: np.ndarray, weight: float) -> tuple[np.ndarray, np.ndarray]:
     return cols, v
 
 
-_META_COLS: dict[str, int] = {}
+class _MetaCols(dict[str, int]):
+    """token -> the column of a structure or header-word token, remembered up to `_CACHE_MAX`
+    tokens (the same tokens recur in every message): a hit is a C-level dictionary lookup,
+    also for `map(_meta_col, tokens)`. f2 and e3 share it."""
 
+    __slots__ = ()
 
-def _meta_col(tok: str) -> int:
-    """The column of a structure token (cached: the same tokens recur in every message)."""
-    col = _META_COLS.get(tok)
-    if col is None:
+    def __missing__(self, tok: str) -> int:
         col = _mix_one(_token_hash(tok) ^ _SEED_M) & _MASK_INT
-        if len(_META_COLS) < _CACHE_MAX:
-            _META_COLS[tok] = col
-    return col
+        if len(self) < _CACHE_MAX:
+            self[tok] = col
+        return col
+
+
+_META_COLS = _MetaCols()
+_meta_col = _META_COLS.__getitem__  # the column of a structure token
 
 
 _M64 = (1 << 64) - 1
@@ -801,7 +806,6 @@ def _text0_words_unicode(text: str) -> tuple[str, list[str]]:
 
 
 _ZERO_CP, _SPACE_CP = np.uint32(ord("0")), np.uint32(ord(" "))
-
 
 
 def row(f: Features) -> tuple[np.ndarray, np.ndarray]:

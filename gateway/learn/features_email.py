@@ -42,20 +42,16 @@ import string
 from bisect import bisect_left
 from collections import Counter
 from dataclasses import replace
-from html import unescape
 
 import numpy as np
 
 from gateway.learn.features import (
     _ASCII_UPPER,
-    _CACHE_MAX,
     _IP_HOST_RE,
     _MASK,
     _MASK32,
-    _MASK_INT,
     _MONEY_RE,
     _P,
-    _SEED_M,
     SHORTENERS,
     Features,
     _domain_of,
@@ -64,19 +60,17 @@ from gateway.learn.features import (
     _gram_premix,
     _header_words,
     _letters,
+    _meta_col,
     _mix,
     _mix_inplace,
-    _mix_one,
     _sort_runs,
     _sorted_tf,
     _text0_words,
-    _token_hash,
     _word_premix,
 )
 from gateway.learn.features import _MONEY_WORDS as _MONEY_NEEDS
 from gateway.message import lower_names
-from gateway.mime import _TAG_RE as _MARKUP_RE
-from gateway.mime import MAX_TEXT
+from gateway.mime import html_to_text
 
 FEATURES_VERSION = "e3"
 N_FEATURES = 2**19
@@ -647,26 +641,9 @@ def _char_ids(text: str, sizes: tuple[int, ...] = (3, 4, 5),
     return _mix(np.concatenate(parts)) & _MASK
 
 
-class _MetaCols(dict[str, int]):
-    """token -> `_meta_col(token)`, remembered up to `_CACHE_MAX` tokens: a hit is a C-level
-    dictionary lookup (`map(_META_COLS.__getitem__, tokens)`). Computed as `_meta_col` does,
-    but kept here instead of in its dictionary (not both: the same memory as before)."""
-
-    __slots__ = ()
-
-    def __missing__(self, tok: str) -> int:
-        col = _mix_one(_token_hash(tok) ^ _SEED_M) & _MASK_INT
-        if len(self) < _CACHE_MAX:
-            self[tok] = col
-        return col
-
-
-_META_COLS = _MetaCols()
-
-
 def _meta_block(tokens: Counter[str]) -> tuple[list[int], list[float]]:
     """Structure (``m``) and header-word (``h``) blocks, each L2-normalised and weighted."""
-    cols = list(map(_META_COLS.__getitem__, tokens))
+    cols = list(map(_meta_col, tokens))
     counts = list(tokens.values())
     keys = [k[0] for k in tokens]
     if counts and max(counts) == 1:
@@ -689,23 +666,8 @@ def body_text(f: Features) -> str:
     subject (the subject counts as a plain part), so the HTML's text is added here."""
     text = f.text
     if f.html and len(text) <= len(f.subject) + 2:
-        text = text + "\n" + _html_text(f.html[:MAX_HTML_CHARS])
+        text = text + "\n" + html_to_text(f.html[:MAX_HTML_CHARS])
     return text
-
-
-def _html_text(markup: str) -> str:
-    """`gateway.mime.html_to_text(markup)` (tests), ~2x faster: its runs of spaces, tabs, CR,
-    VT and FF collapsed to one space with those other four made spaces first, then runs of
-    two spaces or more (an expression that begins with a literal skips ahead to it; one of a
-    class of characters steps through every character of the text)."""
-    text = unescape(_MARKUP_RE.sub(" ", markup[:MAX_TEXT]))
-    for ch in "\t\r\v\f":
-        if ch in text:
-            text = text.replace(ch, " ")
-    return _SPACES_RE.sub(" ", text).strip()
-
-
-_SPACES_RE = re.compile("  +")
 
 
 def _hashed_blocks(words: list[str], ctext: str, head: str
