@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import csv
 import importlib.util
-import json
 import re
 import subprocess
 import sys
@@ -46,10 +45,15 @@ def live_recipe(models_dir: Path) -> dict[str, str]:
     metrics.json. The held-out model repeats that recipe, so that perf/compare measures the
     features and the estimator an operator runs (train's defaults may be another feature
     version, with another cost per message). Empty when there is no live model to copy."""
+    from gateway.errors import GatewayError
+    from gateway.learn.registry import live_dir, read_metrics
+
+    live = live_dir(models_dir, "email")
+    if live is None:
+        return {}
     try:
-        ref = (models_dir / "live-email").read_text("utf-8").strip()
-        doc = json.loads((models_dir / ref / "metrics.json").read_text("utf-8"))
-    except (OSError, ValueError):
+        doc = read_metrics(live)
+    except GatewayError:
         return {}
     recipe: dict[str, str] = {}
     if isinstance(doc.get("features_version"), str):
